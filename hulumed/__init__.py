@@ -1,0 +1,45 @@
+"""hulumed: Hulu-Med (medical vision-language model) with upstream-identical outputs on a clean install.
+
+Importing this package registers the Hulu-Med classes with transformers' Auto classes, so that
+
+    import hulumed
+    from transformers import AutoModelForCausalLM, AutoProcessor
+    model = AutoModelForCausalLM.from_pretrained("ZJU-AI4H/Hulu-Med-7B")   # no trust_remote_code
+    processor = AutoProcessor.from_pretrained("ZJU-AI4H/Hulu-Med-7B")
+
+work on official HF-Version folders.
+"""
+
+from __future__ import annotations
+
+from .errors import CheckpointError, HulumedError, MediaError
+from .model.configuration import HulumedQwen2Config, HulumedQwen3Config, HulumedVisionEncoderConfig
+from .model.modeling import (
+    HulumedQwen2ForCausalLM,
+    HulumedQwen2Model,
+    HulumedQwen3ForCausalLM,
+    HulumedQwen3Model,
+)
+from .model.token_reduction import TokenReductionSettings
+from .model.vision_encoder import HulumedVisionEncoder
+from .registration import register_auto_classes
+
+register_auto_classes()
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "CheckpointError",
+    "HulumedError",
+    "HulumedQwen2Config",
+    "HulumedQwen2ForCausalLM",
+    "HulumedQwen2Model",
+    "HulumedQwen3Config",
+    "HulumedQwen3ForCausalLM",
+    "HulumedQwen3Model",
+    "HulumedVisionEncoder",
+    "HulumedVisionEncoderConfig",
+    "MediaError",
+    "TokenReductionSettings",
+    "register_auto_classes",
+]

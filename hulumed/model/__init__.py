@@ -1,0 +1,1 @@
+"""The Hulu-Med network: configs, vision encoder, projector, token reduction, decoder glue, checkpoints."""

@@ -1,0 +1,315 @@
+"""Hulu-Med = vision encoder -> projector -> token reduction -> splice into a transformers Qwen2/Qwen3 decoder.
+
+The decoder, KV cache, ``generate``, loss and attention backends are transformers' own ``Qwen2ForCausalLM`` /
+``Qwen3ForCausalLM``; this file only adds the multimodal glue, once, in ``HulumedForCausalLMMixin``, and
+declares the two checkpoint families with it.
+
+Module tree = checkpoint names: ``model.embed_tokens``, ``model.layers.N``, ``model.norm``, ``lm_head``,
+``model.vision_encoder.{embeddings,encoder,post_layernorm}``, ``model.mm_projector.readout.{0,2}``.
+
+Data flow (UPSTREAM.md §3):
+    pixel_values (P, 588) --vision_encoder--> (tokens, C) --mm_projector--> (tokens, H)
+    drop items whose modal is "text"; optional inter-frame reduction (keep-mask per token)
+    embed_tokens(input_ids) (B, N, H); the `<image>` positions (row-major) receive the features in order
+    -> Qwen decoder with inputs_embeds.
+With reduction on, the dropped `<image>` positions are removed from each row and rows are re-padded (on the
+left for generation), so batches work and each row equals running it alone.
+
+``generate`` follows upstream: it embeds the prompt itself and calls transformers' ``generate`` with
+``inputs_embeds``, so it returns only the new tokens.
+
+Glossary: B batch, N prompt length, N' length after reduction, H decoder hidden size, C encoder hidden size.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from torch import nn
+from transformers import Qwen2ForCausalLM, Qwen2Model, Qwen3ForCausalLM, Qwen3Model
+from transformers.models.qwen2.modeling_qwen2 import Qwen2PreTrainedModel
+from transformers.models.qwen3.modeling_qwen3 import Qwen3PreTrainedModel
+
+from ..errors import CheckpointError
+from .configuration import HulumedQwen2Config, HulumedQwen3Config
+from .projector import HulumedProjector
+from .token_reduction import TokenReductionSettings, compression_mask, item_modals
+from .vision_encoder import HulumedVisionEncoder
+
+
+def _add_vision_modules(model: nn.Module, config: HulumedQwen2Config | HulumedQwen3Config) -> None:
+    """Attach ``vision_encoder`` and ``mm_projector`` to an inner Qwen model (names as in the checkpoint)."""
+    vision_config = config.vision_config()
+    requested = config._attn_implementation
+    if requested is not None:
+        vision_config._attn_implementation = requested
+    model.vision_encoder = HulumedVisionEncoder(vision_config)
+    model.mm_projector = HulumedProjector(config.mm_projector_type, vision_config.hidden_size, config.hidden_size)
+
+
+class HulumedQwen2Model(Qwen2Model):
+    """Qwen2 decoder stack plus ``vision_encoder`` and ``mm_projector``."""
+
+    config_class = HulumedQwen2Config
+
+    def __init__(self, config: HulumedQwen2Config) -> None:
+        super().__init__(config)
+        _add_vision_modules(self, config)
+        self.post_init()
+
+
+class HulumedQwen3Model(Qwen3Model):
+    """Qwen3 decoder stack plus ``vision_encoder`` and ``mm_projector``."""
+
+    config_class = HulumedQwen3Config
+
+    def __init__(self, config: HulumedQwen3Config) -> None:
+        super().__init__(config)
+        _add_vision_modules(self, config)
+        self.post_init()
+
+
+class HulumedForCausalLMMixin:
+    """Multimodal glue shared by both families; placed before the transformers ``*ForCausalLM`` base."""
+
+    model: HulumedQwen2Model | HulumedQwen3Model
+    config: HulumedQwen2Config | HulumedQwen3Config
+    #: Runtime knobs of the inter-frame reduction (the on/off switch is ``config.use_token_compression``).
+    token_reduction: TokenReductionSettings
+    #: Encode at most this many frames per vision-encoder pass (None = all at once); results are identical.
+    frame_chunk_size: int | None = None
+
+    # ---------------------------------------------------------------- vision
+    def encode_images(
+        self,
+        pixel_values: torch.Tensor,  # (P, 588)
+        grid_sizes: torch.Tensor,  # (items, 3)
+        merge_sizes: torch.Tensor,  # (items,)
+        modals: Sequence[str] | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:  # features (tokens, H), keep-mask (tokens,) bool
+        """Encoder + projector features of every non-text item, and the reduction keep-mask over them."""
+        encoder = self.model.vision_encoder
+        pixel_values = pixel_values.to(device=encoder.device, dtype=encoder.dtype)
+        grid_sizes = grid_sizes.to(encoder.device)
+        merge_sizes = merge_sizes.to(encoder.device)
+        features = encoder(pixel_values, grid_sizes, merge_sizes, frame_chunk_size=self.frame_chunk_size)
+        features = self.model.mm_projector(features)  # (tokens of all items, H)
+        modal_list = item_modals(grid_sizes, modals)
+        if "text" in modal_list:
+            counts = (grid_sizes.prod(dim=1) // merge_sizes**2).tolist()
+            parts = features.split(counts, dim=0)
+            features = torch.cat([p for p, modal in zip(parts, modal_list) if modal != "text"], dim=0)
+        if self.config.use_token_compression:
+            keep = compression_mask(pixel_values, grid_sizes, merge_sizes, modal_list, self.token_reduction)
+        else:
+            keep = torch.ones(features.shape[0], dtype=torch.bool, device=features.device)
+        return features, keep
+
+    # ---------------------------------------------------------------- splice
+    def prepare_multimodal_inputs(
+        self,
+        input_ids: torch.Tensor,  # (B, N)
+        attention_mask: torch.Tensor | None = None,  # (B, N)
+        labels: torch.Tensor | None = None,  # (B, N)
+        position_ids: torch.Tensor | None = None,  # (B, N)
+        pixel_values: torch.Tensor | None = None,
+        grid_sizes: torch.Tensor | None = None,
+        merge_sizes: torch.Tensor | None = None,
+        modals: Sequence[str] | None = None,
+    ) -> dict[str, torch.Tensor | None]:
+        """Token ids + media -> ``inputs_embeds`` (B, N', H) and the matching mask / labels / positions."""
+        embed = self.model.embed_tokens
+        input_ids = input_ids.to(embed.weight.device)
+        if pixel_values is None or input_ids.shape[1] == 1:
+            return {
+                "inputs_embeds": embed(input_ids),
+                "attention_mask": attention_mask,
+                "labels": labels,
+                "position_ids": position_ids,
+            }
+        if grid_sizes is None or merge_sizes is None:
+            raise ValueError("pixel_values need grid_sizes and merge_sizes (pass the processor's outputs unchanged)")
+        features, keep = self.encode_images(pixel_values, grid_sizes, merge_sizes, modals)
+        image_positions = input_ids == self.config.image_token_index  # (B, N)
+        n_slots = int(image_positions.sum())
+        if n_slots != features.shape[0]:
+            raise ValueError(
+                f"the prompt has {n_slots} image tokens (id {self.config.image_token_index}) but the media give "
+                f"{features.shape[0]} visual tokens; build input_ids and pixel_values with the same processor call"
+            )
+        if not bool(keep.all()):
+            input_ids, attention_mask, labels, position_ids = _drop_positions(
+                input_ids, image_positions, keep, attention_mask, labels, position_ids
+            )
+            features = features[keep]
+            image_positions = input_ids == self.config.image_token_index
+        inputs_embeds = embed(input_ids)  # (B, N', H)
+        features = features.to(inputs_embeds.dtype)
+        inputs_embeds = inputs_embeds.masked_scatter(image_positions.unsqueeze(-1), features)
+        return {
+            "inputs_embeds": inputs_embeds,
+            "attention_mask": attention_mask,
+            "labels": labels,
+            "position_ids": position_ids,
+        }
+
+    # ---------------------------------------------------------------- forward / generate
+    def forward(  # type: ignore[override]
+        self,
+        input_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        position_ids: torch.Tensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        pixel_values: torch.Tensor | None = None,
+        grid_sizes: torch.Tensor | None = None,
+        merge_sizes: torch.Tensor | None = None,
+        modals: Sequence[str] | None = None,
+        **kwargs: Any,
+    ) -> Any:
+        if inputs_embeds is None and input_ids is not None and pixel_values is not None:
+            prepared = self.prepare_multimodal_inputs(
+                input_ids, attention_mask, labels, position_ids, pixel_values, grid_sizes, merge_sizes, modals
+            )
+            input_ids = None
+            inputs_embeds = prepared["inputs_embeds"]
+            attention_mask = prepared["attention_mask"]
+            labels = prepared["labels"]
+            position_ids = prepared["position_ids"]
+        return super().forward(  # type: ignore[misc]
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            position_ids=position_ids,
+            inputs_embeds=inputs_embeds,
+            labels=labels,
+            **kwargs,
+        )
+
+    @torch.no_grad()
+    def generate(  # type: ignore[override]
+        self,
+        input_ids: torch.Tensor | None = None,
+        pixel_values: torch.Tensor | None = None,
+        grid_sizes: torch.Tensor | None = None,
+        merge_sizes: torch.Tensor | None = None,
+        modals: Sequence[str] | None = None,
+        **kwargs: Any,
+    ) -> Any:
+        """Upstream semantics: embeds the prompt (media included) and returns only the new tokens.
+
+        As upstream, no prompt ids reach transformers, so a ``repetition_penalty`` applies to new tokens only.
+        """
+        if "inputs_embeds" in kwargs:
+            raise ValueError("pass input_ids (and media), not inputs_embeds: the prompt is embedded here")
+        if input_ids is None:
+            raise ValueError("generate needs input_ids (the processor's output)")
+        attention_mask = kwargs.pop("attention_mask", None)
+        position_ids = kwargs.pop("position_ids", None)
+        prepared = self.prepare_multimodal_inputs(
+            input_ids, attention_mask, None, position_ids, pixel_values, grid_sizes, merge_sizes, modals
+        )
+        if prepared["attention_mask"] is not None:
+            kwargs["attention_mask"] = prepared["attention_mask"].to(prepared["inputs_embeds"].device)
+        if prepared["position_ids"] is not None:
+            kwargs["position_ids"] = prepared["position_ids"]
+        with warnings.catch_warnings():
+            # Upstream semantics, documented above: a repetition penalty sees only the new tokens.
+            warnings.filterwarnings("ignore", message="Passing `repetition_penalty` with `inputs_embeds`")
+            return super().generate(inputs_embeds=prepared["inputs_embeds"], **kwargs)  # type: ignore[misc]
+
+    # ---------------------------------------------------------------- loading
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, *args: Any, **kwargs: Any) -> Any:
+        """transformers' loader, made strict: a missing or unexpected tensor raises ``CheckpointError``.
+
+        Folders in the original (pre-HF) layout — doubled ``model.vision_encoder.vision_encoder.`` prefix,
+        ``pytorch_model.bin`` — are detected and remapped (see ``checkpoint.py``).
+        """
+        from .checkpoint import load_checkpoint
+
+        return load_checkpoint(cls, pretrained_model_name_or_path, *args, **kwargs)
+
+    @classmethod
+    def _hf_from_pretrained(cls, *args: Any, **kwargs: Any) -> Any:
+        return super().from_pretrained(*args, **kwargs)  # type: ignore[misc]
+
+
+def _drop_positions(
+    input_ids: torch.Tensor,  # (B, N)
+    image_positions: torch.Tensor,  # (B, N) bool
+    keep: torch.Tensor,  # (image tokens,) bool, row-major over image_positions
+    attention_mask: torch.Tensor | None,
+    labels: torch.Tensor | None,
+    position_ids: torch.Tensor | None,
+) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None, torch.Tensor | None]:
+    """Remove reduced-away `<image>` positions from every row and re-pad the rows to one length.
+
+    Rows are padded on the left when the batch is left-padded or unpadded (generation) and on the right
+    otherwise (training batches). ``position_ids`` (packed training) are renumbered per row.
+    """
+    keep_positions = torch.ones_like(image_positions)
+    keep_positions[image_positions] = keep  # (B, N)
+    batch, _ = input_ids.shape
+    lengths = keep_positions.sum(dim=1)  # (B,)
+    width = int(lengths.max())
+    left = attention_mask is None or bool(attention_mask[:, -1].all())
+    pad_id = int(input_ids[0, 0]) if attention_mask is None else 0
+
+    def repack(values: torch.Tensor, fill: int) -> torch.Tensor:
+        out = values.new_full((batch, width), fill)
+        for b in range(batch):
+            row = values[b][keep_positions[b]]
+            if left:
+                out[b, width - row.shape[0] :] = row
+            else:
+                out[b, : row.shape[0]] = row
+        return out
+
+    new_ids = repack(input_ids, pad_id)
+    new_mask = repack(attention_mask, 0) if attention_mask is not None else None
+    if new_mask is None and int(lengths.min()) != width:
+        valid = torch.ones_like(keep_positions)
+        new_mask = repack(valid.long(), 0)
+    new_labels = repack(labels, -100) if labels is not None else None
+    new_positions = None
+    if position_ids is not None:
+        base = new_mask if new_mask is not None else torch.ones_like(new_ids)
+        new_positions = (base.long().cumsum(dim=1) - 1).clamp(min=0)
+    return new_ids, new_mask, new_labels, new_positions
+
+
+class HulumedQwen2ForCausalLM(HulumedForCausalLMMixin, Qwen2ForCausalLM):
+    """Hulu-Med-7B / -32B (``HulumedQwen2ForCausalLM`` in the official ``architectures``)."""
+
+    config_class = HulumedQwen2Config
+    _no_split_modules = ["Qwen2DecoderLayer", "VideoLlama3VisionEncoderLayer"]
+
+    def __init__(self, config: HulumedQwen2Config) -> None:
+        Qwen2PreTrainedModel.__init__(self, config)
+        self.model = HulumedQwen2Model(config)
+        self.vocab_size = config.vocab_size
+        self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
+        self.token_reduction = TokenReductionSettings()
+        self.post_init()
+
+
+class HulumedQwen3ForCausalLM(HulumedForCausalLMMixin, Qwen3ForCausalLM):
+    """Hulu-Med-4B / -14B (``HulumedQwen3ForCausalLM`` in the official ``architectures``)."""
+
+    config_class = HulumedQwen3Config
+    _no_split_modules = ["Qwen3DecoderLayer", "VideoLlama3VisionEncoderLayer"]
+
+    def __init__(self, config: HulumedQwen3Config) -> None:
+        Qwen3PreTrainedModel.__init__(self, config)
+        self.model = HulumedQwen3Model(config)
+        self.vocab_size = config.vocab_size
+        self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
+        self.token_reduction = TokenReductionSettings()
+        self.post_init()
+
+
+HulumedForCausalLM = HulumedQwen2ForCausalLM | HulumedQwen3ForCausalLM
