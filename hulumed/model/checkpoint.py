@@ -160,7 +160,15 @@ def load_checkpoint(cls: Any, path: str | os.PathLike, *args: Any, **kwargs: Any
         model = _load_original(cls, folder, **kwargs)
         info = {"missing_keys": set(), "unexpected_keys": set(), "mismatched_keys": set(), "error_msgs": []}
         return (model, info) if want_info else model
-    model, info = cls._hf_from_pretrained(path, *args, output_loading_info=True, **kwargs)
+    try:
+        model, info = cls._hf_from_pretrained(path, *args, output_loading_info=True, **kwargs)
+    except RuntimeError as error:
+        if "mismatch" not in str(error).lower():
+            raise
+        raise CheckpointError(
+            f"checkpoint {path} has tensors with the wrong shape for its config.json: {error}. "
+            "Check that config.json belongs to these weights (sizes, vision_encoder_config)."
+        ) from error
     check_loading_info(path, info.get("missing_keys"), info.get("unexpected_keys"), info.get("mismatched_keys"))
     return (model, info) if want_info else model
 

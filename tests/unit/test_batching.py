@@ -1,0 +1,79 @@
+"""A left-padded batch gives each row the result it gets alone — with token reduction on or off."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from tests.conftest import load_case
+
+ROWS = ["video", "text", "volume_3d", "image"]
+
+
+def _batch(variant: str, pad_id: int):
+    cases = [load_case(variant, case) for case in ROWS]
+    width = max(t["input_ids"].shape[1] for _, t in cases)
+    ids, mask = [], []
+    for _, t in cases:
+        n = t["input_ids"].shape[1]
+        ids.append(torch.cat([torch.full((1, width - n), pad_id), t["input_ids"]], dim=1))
+        mask.append(torch.cat([torch.zeros(1, width - n, dtype=torch.long), t["attention_mask"]], dim=1))
+    media = [(meta, t) for meta, t in cases if "pixel_values" in t]
+    batch = {
+        "input_ids": torch.cat(ids),
+        "attention_mask": torch.cat(mask),
+        "pixel_values": torch.cat([t["pixel_values"] for _, t in media]),
+        "grid_sizes": torch.cat([t["grid_sizes"] for _, t in media]),
+        "merge_sizes": torch.cat([t["merge_sizes"] for _, t in media]),
+        "modals": [m for meta, _ in media for m in meta["modals"]],
+    }
+    singles = []
+    for meta, t in cases:
+        single = {"input_ids": t["input_ids"], "attention_mask": t["attention_mask"]}
+        if "pixel_values" in t:
+            single.update(
+                pixel_values=t["pixel_values"], grid_sizes=t["grid_sizes"], merge_sizes=t["merge_sizes"], modals=meta["modals"]
+            )
+        singles.append(single)
+    return batch, singles
+
+
+@pytest.mark.parametrize("variant", ["tiny-qwen2", "tiny-qwen3"])
+@pytest.mark.parametrize("compress", [False, True])
+def test_batch_equals_one_by_one(golden_model, variant, compress):
+    model = golden_model(variant)
+    model.config.use_token_compression = compress
+    batch, singles = _batch(variant, pad_id=2000)
+    with torch.no_grad():
+        batched = model(**batch).logits
+        for row, single in enumerate(singles):
+            alone = model(**single).logits[0]  # (L', V)
+            torch.testing.assert_close(batched[row, -alone.shape[0] :], alone, atol=1e-4, rtol=1e-4)
+    generated = model.generate(**batch, do_sample=False, max_new_tokens=6, pad_token_id=2002)
+    for row, single in enumerate(singles):
+        alone = model.generate(**single, do_sample=False, max_new_tokens=6, pad_token_id=2002)
+        assert generated[row, : alone.shape[1]].tolist() == alone[0].tolist()
+
+
+def test_reduction_shortens_rows_by_the_dropped_tokens(golden_model):
+    model = golden_model("tiny-qwen2")
+    batch, singles = _batch("tiny-qwen2", pad_id=2000)
+    model.config.use_token_compression = True
+    with torch.no_grad():
+        prepared = model.prepare_multimodal_inputs(
+            batch["input_ids"], batch["attention_mask"], None, None,
+            batch["pixel_values"], batch["grid_sizes"], batch["merge_sizes"], batch["modals"],
+        )
+    lengths = prepared["attention_mask"].sum(dim=1).tolist()
+    meta_video, _ = load_case("tiny-qwen2", "video__use_token_compression_true")
+    meta_volume, _ = load_case("tiny-qwen2", "volume_3d__use_token_compression_true")
+    assert lengths == [meta_video["llm_sequence_length"], 32, meta_volume["llm_sequence_length"], 64]
+    assert prepared["attention_mask"][:, -1].all()  # still left-padded
+
+
+def test_image_token_count_mismatch_is_a_clear_error(golden_model):
+    model = golden_model("tiny-qwen2")
+    _, t = load_case("tiny-qwen2", "image")
+    with pytest.raises(ValueError, match="image tokens"):
+        model(input_ids=t["input_ids"][:, :-40], pixel_values=t["pixel_values"], grid_sizes=t["grid_sizes"],
+              merge_sizes=t["merge_sizes"])
