@@ -97,3 +97,23 @@ def test_flash_attention_matches_sdpa():  # pragma: no cover - runs on GPU machi
         torch.testing.assert_close(
             a(pixels.cuda(), grid.cuda(), merge.cuda()), b(pixels.cuda(), grid.cuda(), merge.cuda()), atol=2e-2, rtol=2e-2
         )
+
+
+@pytest.mark.parametrize("attn", ["sdpa", "eager"])
+def test_frame_batching_equals_transformers_per_frame_loop(attn):
+    encoder = _encoder(attn)
+    pixels, grid, merge = _inputs()
+    with torch.no_grad():
+        batched = encoder(pixels, grid, merge)
+        encoder.set_frame_batching(False)
+        looped = encoder(pixels, grid, merge)
+    torch.testing.assert_close(batched, looped, atol=1e-6, rtol=1e-6)
+
+
+def test_equal_length_runs_group_frames_and_respect_the_cap(monkeypatch):
+    from hulumed.model import vision_encoder
+
+    cu = torch.tensor([0, 24, 40, 56, 72, 76], dtype=torch.int32)  # frames of 24, 16, 16, 16, 4 patches
+    assert vision_encoder._equal_length_runs(cu, heads=4) == [(0, 1, 24), (24, 3, 16), (72, 1, 4)]
+    monkeypatch.setattr(vision_encoder, "_MAX_SCORES_PER_CALL", 4 * 16 * 16 * 2)
+    assert vision_encoder._equal_length_runs(cu, heads=4) == [(0, 1, 24), (24, 2, 16), (56, 1, 16), (72, 1, 4)]
