@@ -1,0 +1,65 @@
+"""The README's commands and example run as written (docs that cannot drift)."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import GOLDEN
+
+ROOT = Path(__file__).resolve().parents[2]
+README = (ROOT / "README.md").read_text()
+
+
+def _code_block_after(marker: str) -> str:
+    match = re.search(re.escape(marker) + r"\s*```python\n(.*?)```", README, re.S)
+    assert match, f"README lost its block after {marker}"
+    return match.group(1)
+
+
+def test_ci_runs_exactly_the_readme_test_command():
+    block = re.search(r"## Run the tests\s*```bash\n(.*?)\n```", README, re.S)
+    assert block, "README lost its test command"
+    command = block.group(1).strip()
+    assert command.splitlines()[-1] in (ROOT / ".ci" / "run").read_text().splitlines()
+
+
+@pytest.mark.parametrize("variant", ["tiny-qwen2", "tiny-qwen3"])
+def test_transformers_example_runs_without_remote_code(variant, capsys):
+    code = _code_block_after("<!-- example: transformers -->")
+    assert "trust_remote_code" not in code
+    code = code.replace('"ZJU-AI4H/Hulu-Med-7B"', repr(str(GOLDEN / variant)))
+    code = code.replace('"chest_xray.png"', repr(str(GOLDEN / "inputs" / "image_a.png")))
+    code = code.replace("max_new_tokens=1024", "max_new_tokens=8")
+    namespace: dict = {}
+    exec(compile(code, "README.md", "exec"), namespace)  # noqa: S102 - our own README
+    assert type(namespace["model"]).__name__.startswith("HulumedQwen")
+    assert isinstance(namespace["answer"], str) and namespace["answer"]
+    assert capsys.readouterr().out.strip() == namespace["answer"]
+
+
+def test_quickstart_command_from_readme_runs():
+    line = next(l for l in README.splitlines() if "examples/quickstart.py --model tests/fixtures" in l)
+    command = line.split("&&", 1)[1].strip()
+    args = re.findall(r'"[^"]*"|\S+', command)[2:]  # drop "python examples/quickstart.py"
+    args = [a.strip('"') for a in args] + ["--max-new-tokens", "4"]
+    done = subprocess.run([sys.executable, str(ROOT / "examples" / "quickstart.py"), *args], cwd=ROOT,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip()
+
+
+@pytest.mark.parametrize("media", [["--volume", "inputs/volume.nii.gz", "--slices", "8"], ["--video", "inputs/video_frames"], []])
+def test_quickstart_other_modalities(media):
+    args = [a if not a.startswith("inputs/") else str(GOLDEN / a) for a in media]
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "examples" / "quickstart.py"), "--model", str(GOLDEN / "tiny-qwen3"), *args,
+         "--max-new-tokens", "4", "What do you see?"],
+        cwd=ROOT, capture_output=True, text=True, timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip()
