@@ -23,6 +23,7 @@ Glossary: B batch, N prompt length, N' length after reduction, H decoder hidden 
 
 from __future__ import annotations
 
+import logging
 import os
 import warnings
 from collections.abc import Sequence
@@ -31,6 +32,7 @@ from typing import Any
 import torch
 from torch import nn
 from transformers import Qwen2ForCausalLM, Qwen2Model, Qwen3ForCausalLM, Qwen3Model
+from transformers.generation import LogitsProcessorList, RepetitionPenaltyLogitsProcessor
 from transformers.models.qwen2.modeling_qwen2 import Qwen2PreTrainedModel
 from transformers.models.qwen3.modeling_qwen3 import Qwen3PreTrainedModel
 
@@ -216,10 +218,27 @@ class HulumedForCausalLMMixin:
             kwargs["attention_mask"] = prepared["attention_mask"].to(prepared["inputs_embeds"].device)
         if prepared["position_ids"] is not None:
             kwargs["position_ids"] = prepared["position_ids"]
+        penalty = kwargs.get("repetition_penalty")
+        if penalty is None:
+            penalty = (kwargs.get("generation_config") or self.generation_config).repetition_penalty
+        if penalty is not None and penalty != 1.0:
+            # transformers 5 treats the first `padding length` ids of each left-padded row as prompt and exempts
+            # them from the penalty; with inputs_embeds those ids are *generated* tokens. Our processor (same
+            # class, so it takes the built-in one's place in the chain) penalises every generated token of
+            # every row, which is upstream's behaviour and makes a batched row equal to the row alone.
+            kwargs["logits_processor"] = LogitsProcessorList(
+                [*(kwargs.get("logits_processor") or []), RepetitionPenaltyLogitsProcessor(float(penalty))]
+            )
+        generation_logger = logging.getLogger("transformers.generation.utils")
+        level = generation_logger.level
         with warnings.catch_warnings():
             # Upstream semantics, documented above: a repetition penalty sees only the new tokens.
             warnings.filterwarnings("ignore", message="Passing `repetition_penalty` with `inputs_embeds`")
-            return super().generate(inputs_embeds=prepared["inputs_embeds"], **kwargs)  # type: ignore[misc]
+            generation_logger.setLevel(max(level, logging.ERROR))  # silence "custom processor takes precedence"
+            try:
+                return super().generate(inputs_embeds=prepared["inputs_embeds"], **kwargs)  # type: ignore[misc]
+            finally:
+                generation_logger.setLevel(level)
 
     # ---------------------------------------------------------------- loading
     @classmethod
