@@ -32,8 +32,9 @@ def load_case(variant: str, case: str) -> tuple[dict[str, Any], dict[str, torch.
 @pytest.fixture(scope="session")
 def golden_model():
     """Loaded golden checkpoints, one per variant, shared by the session (fp32, sdpa, eval mode)."""
-    import hulumed  # noqa: F401  (registers the Auto classes)
     from transformers import AutoModelForCausalLM
+
+    import hulumed  # noqa: F401  (registers the Auto classes)
 
     cache: dict[str, torch.nn.Module] = {}
 

@@ -21,6 +21,7 @@ References: UPSTREAM.md §1.3 (config keys), §1.1 (sizes).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from huggingface_hub.dataclasses import strict
@@ -74,8 +75,15 @@ class HulumedVisionEncoderConfig(VideoLlama3VisionConfig):
         super().__post_init__(**kwargs)
 
 
+@dataclass(repr=False)
 class _HulumedConfigMixin:
     """The Hulu-Med keys shared by both decoder families, and the upstream-compatible ``to_dict``."""
+
+    vision_encoder: str | None = None  # path of a stand-alone encoder; null in released checkpoints
+    vision_encoder_config: dict | None = None  # encoder sizes, kept as the dict read from config.json
+    mm_projector_type: str = "mlp2x_gelu"
+    use_token_compression: bool = True  # upstream's class default; released configs set it explicitly
+    image_token_index: int = -1  # vocabulary id of "<image>" (151665 Qwen2.5 models, 151669 Qwen3 models)
 
     def vision_config(self) -> HulumedVisionEncoderConfig:
         """Build the encoder config from the stored ``vision_encoder_config`` dict (a fresh object)."""
@@ -109,12 +117,6 @@ class HulumedQwen2Config(_HulumedConfigMixin, Qwen2Config):
 
     model_type = "hulumed_qwen2"
 
-    vision_encoder: str | None = None
-    vision_encoder_config: dict | None = None
-    mm_projector_type: str = "mlp2x_gelu"
-    use_token_compression: bool = True
-    image_token_index: int = -1
-
     def __post_init__(self, **kwargs: Any) -> None:
         super().__post_init__(**kwargs)
         self._hulumed_post_init()
@@ -125,12 +127,6 @@ class HulumedQwen3Config(_HulumedConfigMixin, Qwen3Config):
     """Hulu-Med-4B / -14B: Qwen3 decoder + vision encoder + projector (``model_type: hulumed_qwen3``)."""
 
     model_type = "hulumed_qwen3"
-
-    vision_encoder: str | None = None
-    vision_encoder_config: dict | None = None
-    mm_projector_type: str = "mlp2x_gelu"
-    use_token_compression: bool = True
-    image_token_index: int = -1
 
     def __post_init__(self, **kwargs: Any) -> None:
         super().__post_init__(**kwargs)

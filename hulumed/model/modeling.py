@@ -36,7 +36,6 @@ from transformers.generation import LogitsProcessorList, RepetitionPenaltyLogits
 from transformers.models.qwen2.modeling_qwen2 import Qwen2PreTrainedModel
 from transformers.models.qwen3.modeling_qwen3 import Qwen3PreTrainedModel
 
-from ..errors import CheckpointError
 from .configuration import HulumedQwen2Config, HulumedQwen3Config
 from .projector import HulumedProjector
 from .token_reduction import TokenReductionSettings, compression_mask, item_modals

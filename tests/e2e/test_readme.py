@@ -43,7 +43,7 @@ def test_transformers_example_runs_without_remote_code(variant, capsys):
 
 
 def test_quickstart_command_from_readme_runs():
-    line = next(l for l in README.splitlines() if "examples/quickstart.py --model tests/fixtures" in l)
+    line = next(x for x in README.splitlines() if "examples/quickstart.py --model tests/fixtures" in x)
     command = line.split("&&", 1)[1].strip()
     args = re.findall(r'"[^"]*"|\S+', command)[2:]  # drop "python examples/quickstart.py"
     args = [a.strip('"') for a in args] + ["--max-new-tokens", "4"]

@@ -9,7 +9,6 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-import torch
 from transformers import AutoProcessor
 
 from tests.conftest import GOLDEN, VARIANTS, golden_cases, load_case

@@ -7,16 +7,15 @@ sizes, modals (exact) and pixel values (atol 1e-6, as the fixtures README allows
 
 from __future__ import annotations
 
-import json
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
-from safetensors.torch import load_file
 
 from hulumed.processing import HulumedProcessor
+from tests.conftest import load_case
 
 GOLDEN = Path(__file__).resolve().parent.parent / "fixtures" / "golden"
 VARIANTS = ("tiny-qwen2", "tiny-qwen3")
@@ -44,21 +43,13 @@ def _absolute_media(value: Any) -> Any:
     return value
 
 
-def _load(variant: str, case: str) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
-    meta = json.loads((GOLDEN / "cases" / variant / f"{case}.json").read_text())
-    tensors = load_file(str(GOLDEN / "cases" / variant / f"{case}.safetensors"))
-    for name, rel in meta.get("tensors_stored_in_other_file", {}).items():
-        tensors[name] = load_file(str(GOLDEN / rel))[name]
-    return meta, tensors
-
-
 def test_cases_are_discovered():
     assert len(_cases()) >= 2 * 8
 
 
 @pytest.mark.parametrize("variant,case", _cases(), ids=[f"{v}/{c}" for v, c in _cases()])
 def test_processor_matches_upstream(variant: str, case: str):
-    meta, expected = _load(variant, case)
+    meta, expected = load_case(variant, case)
     processor = _processor(variant)
     conversation = _absolute_media(meta["conversation"])
     kwargs = meta["processor_call_kwargs"]
@@ -96,6 +87,6 @@ def test_processor_matches_upstream(variant: str, case: str):
 
 @pytest.mark.parametrize("variant,case", _cases(), ids=[f"{v}/{c}" for v, c in _cases()])
 def test_batch_decode_matches_upstream(variant: str, case: str):
-    meta, _ = _load(variant, case)
+    meta, _ = load_case(variant, case)
     decoded = _processor(variant).batch_decode([meta["new_token_ids"]], skip_special_tokens=True, use_think=False)
     assert decoded == [meta["new_text"]]

@@ -34,8 +34,10 @@ def _copy(variant: str, tmp_path: Path) -> Path:
 
 @pytest.mark.parametrize("variant", ["tiny-qwen2", "tiny-qwen3"])
 def test_auto_classes_load_official_folder_without_remote_code(variant):
-    from transformers import AutoConfig, AutoModelForCausalLM
+    from transformers import AutoConfig, AutoImageProcessor, AutoModelForCausalLM, AutoProcessor
 
+    assert type(AutoImageProcessor.from_pretrained(GOLDEN / variant)).__name__ == "HulumedImageProcessor"
+    assert type(AutoProcessor.from_pretrained(GOLDEN / variant)).__name__ == "HulumedProcessor"
     config = AutoConfig.from_pretrained(GOLDEN / variant)
     model = AutoModelForCausalLM.from_pretrained(GOLDEN / variant)
     expected = HulumedQwen2ForCausalLM if variant == "tiny-qwen2" else HulumedQwen3ForCausalLM
