@@ -7,12 +7,17 @@ Importing this package registers the Hulu-Med classes with transformers' Auto cl
     model = AutoModelForCausalLM.from_pretrained("ZJU-AI4H/Hulu-Med-7B")   # no trust_remote_code
     processor = AutoProcessor.from_pretrained("ZJU-AI4H/Hulu-Med-7B")
 
-work on official HF-Version folders.
+work on official HF-Version folders, and gives the engine:
+
+    engine = hulumed.load("ZJU-AI4H/Hulu-Med-7B")
+    [result] = engine.generate(conversation, hulumed.GenerationParams.greedy(256))
 """
 
 from __future__ import annotations
 
+from .engine import Engine, load
 from .errors import CheckpointError, HulumedError, MediaError
+from .generation import GenerationParams, GenerationResult
 from .model.configuration import HulumedQwen2Config, HulumedQwen3Config, HulumedVisionEncoderConfig
 from .model.modeling import (
     HulumedQwen2ForCausalLM,
@@ -30,6 +35,9 @@ __version__ = "0.1.0"
 
 __all__ = [
     "CheckpointError",
+    "Engine",
+    "GenerationParams",
+    "GenerationResult",
     "HulumedError",
     "HulumedQwen2Config",
     "HulumedQwen2ForCausalLM",
@@ -41,5 +49,6 @@ __all__ = [
     "HulumedVisionEncoderConfig",
     "MediaError",
     "TokenReductionSettings",
+    "load",
     "register_auto_classes",
 ]

@@ -56,7 +56,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         return int(handler(args) or 0)
-    except HulumedError as error:
+    except (HulumedError, ValueError, FileNotFoundError) as error:
         print(f"hulumed {args.verb}: error: {error}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

@@ -85,6 +85,16 @@ class _HulumedConfigMixin:
     use_token_compression: bool = True  # upstream's class default; released configs set it explicitly
     image_token_index: int = -1  # vocabulary id of "<image>" (151665 Qwen2.5 models, 151669 Qwen3 models)
 
+    # Official config.json files carry ``torch_dtype`` (transformers 4.x); read it as ``dtype`` without the
+    # deprecation warning transformers 5 prints for every Hulu-Med load.
+    @property
+    def torch_dtype(self) -> Any:
+        return self.dtype
+
+    @torch_dtype.setter
+    def torch_dtype(self, value: Any) -> None:
+        self.dtype = value
+
     def vision_config(self) -> HulumedVisionEncoderConfig:
         """Build the encoder config from the stored ``vision_encoder_config`` dict (a fresh object)."""
         raw = dict(self.vision_encoder_config or _DEFAULT_VISION_ENCODER)

@@ -1,0 +1,197 @@
+"""Resumable JSONL batch jobs over the engine (``hulumed batch``).
+
+Input: one request per line, either a full conversation or a prompt plus media paths::
+
+    {"id": "p1", "conversation": [...], "max_new_tokens": 256, "temperature": 0}
+    {"id": "p2", "prompt": "Findings?", "images": ["cxr/p2.png"], "volume": "ct/p2.nii.gz", "slices": 64}
+
+Media paths are relative to ``media_root`` (default: the input file's folder). A line without ``id`` gets
+``line-<n>``. Output: one JSON object per line with the same ``id`` and either ``text`` / ``reasoning`` /
+``finish_reason`` / ``usage`` or ``error``; each line is written and flushed as soon as its batch is done.
+
+Resuming: ids already present in the output are skipped, so re-running an interrupted command finishes the
+job with every id exactly once (a half-written last line from a kill is cut off first). A bad line
+(malformed JSON, bad fields, unreadable media) becomes an error record for that id and the job goes on: a
+failing batch is retried one request at a time so only the bad request fails.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any, TextIO
+
+from .conversation import user_turn, validate
+from .errors import HulumedError
+from .generation import GenerationParams, GenerationResult
+
+_PARAM_FIELDS = {f.name for f in fields(GenerationParams)}
+_MEDIA_KEYS = ("image_path", "video_path")
+
+
+@dataclass
+class Request:
+    id: str
+    conversation: list[dict[str, Any]] | None = None
+    params: GenerationParams | None = None
+    error: str | None = None
+
+
+def _absolute_media(value: Any, root: Path) -> Any:
+    if isinstance(value, dict):
+        return {
+            k: str(root / v) if k in _MEDIA_KEYS and isinstance(v, str) and not os.path.isabs(v) else _absolute_media(v, root)
+            for k, v in value.items()
+        }
+    if isinstance(value, list):
+        return [_absolute_media(v, root) for v in value]
+    return value
+
+
+def parse_request(line: str, number: int, root: Path, defaults: GenerationParams) -> Request:
+    """One input line -> a request (or a request carrying the error that line has)."""
+    try:
+        record = json.loads(line)
+    except json.JSONDecodeError as error:
+        return Request(id=f"line-{number}", error=f"malformed JSON on line {number}: {error.msg}")
+    if not isinstance(record, dict):
+        return Request(id=f"line-{number}", error=f"line {number} is not a JSON object")
+    request_id = str(record.get("id", f"line-{number}"))
+    try:
+        if "conversation" in record:
+            conversation = validate(_absolute_media(record["conversation"], root))
+        elif isinstance(record.get("prompt"), str):
+            images = record.get("images") or ([record["image"]] if "image" in record else [])
+            resolve = lambda p: str(root / p) if p is not None and not os.path.isabs(p) else p  # noqa: E731
+            conversation = [
+                user_turn(
+                    record["prompt"], [resolve(p) for p in images], resolve(record.get("video")),
+                    resolve(record.get("volume")), slices=record.get("slices"), axis=record.get("axis", 2),
+                )
+            ]
+        else:
+            raise ValueError("a request needs 'conversation' or 'prompt'")
+        overrides = {k: v for k, v in record.items() if k in _PARAM_FIELDS}
+        params = GenerationParams(**{**_as_dict(defaults), **overrides})
+    except (ValueError, TypeError) as error:
+        return Request(id=request_id, error=str(error))
+    return Request(id=request_id, conversation=conversation, params=params)
+
+
+def _as_dict(params: GenerationParams) -> dict[str, Any]:
+    return {f.name: getattr(params, f.name) for f in fields(GenerationParams)}
+
+
+def done_ids(output: Path) -> set[str]:
+    """Ids already answered in ``output``; a torn last line (from a kill) is truncated away first."""
+    if not output.exists():
+        return set()
+    data = output.read_bytes()
+    if data and not data.endswith(b"\n"):
+        keep = data.rfind(b"\n") + 1
+        with output.open("r+b") as handle:
+            handle.truncate(keep)
+        data = data[:keep]
+    ids = set()
+    for line in data.decode("utf-8", errors="replace").splitlines():
+        try:
+            ids.add(str(json.loads(line)["id"]))
+        except (json.JSONDecodeError, KeyError, TypeError):
+            continue
+    return ids
+
+
+def result_record(request_id: str, result: GenerationResult) -> dict[str, Any]:
+    return {
+        "id": request_id,
+        "text": result.text,
+        "reasoning": result.reasoning,
+        "finish_reason": result.finish_reason,
+        "usage": {
+            "prompt_tokens": result.prompt_tokens,
+            "completion_tokens": result.completion_tokens,
+            "visual_tokens": result.visual_tokens,
+        },
+    }
+
+
+def _write(handle: TextIO, record: dict[str, Any]) -> None:
+    handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+    handle.flush()
+    os.fsync(handle.fileno())
+
+
+def _pending(input_path: Path, root: Path, defaults: GenerationParams, skip: set[str]) -> Iterator[Request]:
+    seen = set(skip)
+    with input_path.open(encoding="utf-8") as handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            request = parse_request(line, number, root, defaults)
+            if request.id in seen:
+                continue
+            seen.add(request.id)
+            yield request
+
+
+def run_batch_job(
+    engine: Any,
+    input_path: str | os.PathLike,
+    output_path: str | os.PathLike,
+    *,
+    batch_size: int = 8,
+    media_root: str | os.PathLike | None = None,
+    defaults: GenerationParams | None = None,
+    progress: bool = True,
+) -> dict[str, int]:
+    """Answer every request of ``input_path`` not yet in ``output_path``; returns counts."""
+    input_path, output_path = Path(input_path), Path(output_path)
+    if not input_path.is_file():
+        raise HulumedError(f"no input file {input_path}")
+    root = Path(media_root) if media_root is not None else input_path.parent
+    defaults = defaults or GenerationParams()
+    skip = done_ids(output_path)
+    requests = list(_pending(input_path, root, defaults, skip))
+    counts = {"skipped": len(skip), "answered": 0, "errors": 0}
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(requests), unit="req", desc="hulumed batch")
+    output_path.parent.mkdir(parents=True, exist_ok=True)
+    with output_path.open("a", encoding="utf-8") as out:
+        for start in range(0, len(requests), batch_size):
+            chunk = requests[start : start + batch_size]
+            for request, record in _answer(engine, chunk):
+                _write(out, record)
+                counts["errors" if "error" in record else "answered"] += 1
+                if bar is not None:
+                    bar.update(1)
+    if bar is not None:
+        bar.close()
+    return counts
+
+
+def _answer(engine: Any, chunk: list[Request]) -> Iterator[tuple[Request, dict[str, Any]]]:
+    """Records for a chunk: errors first, then batches of requests sharing their parameters."""
+    groups: dict[str, list[Request]] = {}
+    for request in chunk:
+        if request.error is not None:
+            yield request, {"id": request.id, "error": request.error}
+        else:
+            groups.setdefault(json.dumps(_as_dict(request.params), sort_keys=True), []).append(request)
+    for group in groups.values():
+        try:
+            results = engine.generate([r.conversation for r in group], group[0].params)
+        except (HulumedError, ValueError, OSError) as error:
+            if len(group) == 1:
+                yield group[0], {"id": group[0].id, "error": str(error)}
+                continue
+            for request in group:  # isolate the bad request(s)
+                yield from _answer(engine, [request])
+            continue
+        for request, result in zip(group, results):
+            yield request, result_record(request.id, result)

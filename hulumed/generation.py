@@ -1,0 +1,92 @@
+"""Generation knobs and results: ``GenerationParams`` in, ``GenerationResult`` out.
+
+Every field of ``GenerationParams`` left as ``None`` takes the checkpoint's ``generation_config.json`` value
+(Hulu-Med's sample with temperature 0.7 / top_p 0.8 / top_k 20 / repetition_penalty 1.05 by default);
+``do_sample=False`` is plain greedy decoding. ``think=True`` is upstream's reasoning mode: the instruction below
+is appended to the last user turn and the result separates ``reasoning`` (inside ``<think>``) from ``answer``.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+#: Upstream's reasoning instruction (Hulu-Med README; MedUniEval's REASONING mode).
+THINK_INSTRUCTION = "Please reason step by step, and put your final answer within \\boxed{}."
+
+_THINK_BLOCK = re.compile(r"<think>(.*?)</think>", re.DOTALL)
+
+
+@dataclass
+class GenerationParams:
+    """What to generate; ``None`` means "as in the checkpoint's generation_config.json"."""
+
+    max_new_tokens: int = 512
+    do_sample: bool | None = None
+    temperature: float | None = None
+    top_p: float | None = None
+    top_k: int | None = None
+    repetition_penalty: float | None = None
+    stop: list[str] = field(default_factory=list)  # the answer ends before the first of these strings
+    seed: int | None = None  # seeds torch before sampling, for reproducible samples
+    think: bool = False  # upstream reasoning mode (instruction appended; reasoning returned separately)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.stop, str):
+            self.stop = [self.stop]
+        if self.max_new_tokens < 1:
+            raise ValueError(f"max_new_tokens must be at least 1, got {self.max_new_tokens}")
+        if self.temperature is not None and self.temperature < 0:
+            raise ValueError(f"temperature must be >= 0, got {self.temperature}")
+        if self.temperature == 0:  # OpenAI convention: temperature 0 means greedy
+            self.do_sample, self.temperature = False, None
+        if self.top_p is not None and not 0 < self.top_p <= 1:
+            raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
+
+    @classmethod
+    def greedy(cls, max_new_tokens: int = 512, **kwargs: Any) -> GenerationParams:
+        return cls(max_new_tokens=max_new_tokens, do_sample=False, **kwargs)
+
+    def generate_kwargs(self) -> dict[str, Any]:
+        """The keyword arguments for ``model.generate`` (unset fields omitted)."""
+        kwargs: dict[str, Any] = {"max_new_tokens": self.max_new_tokens}
+        for name in ("do_sample", "temperature", "top_p", "top_k", "repetition_penalty"):
+            value = getattr(self, name)
+            if value is not None:
+                kwargs[name] = value
+        if self.do_sample is False:  # greedy: sampling knobs from generation_config.json do not apply
+            kwargs.update(temperature=None, top_p=None, top_k=None)
+        return kwargs
+
+
+@dataclass
+class GenerationResult:
+    """One conversation's answer, with token accounting."""
+
+    text: str  # the decoded answer, think blocks removed (upstream's use_think=False)
+    reasoning: str | None  # content of <think> blocks when the model produced them, else None
+    token_ids: list[int]  # generated ids, up to and including the end token
+    prompt_tokens: int  # prompt length in tokens (every visual token counted)
+    completion_tokens: int
+    visual_tokens: int  # visual tokens in the prompt (before any inter-frame reduction)
+    finish_reason: str  # "stop" (end token or stop string) or "length"
+
+    @property
+    def answer(self) -> str:
+        return self.text
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def reasoning_of(raw: str) -> str | None:
+    """The text of the complete <think> blocks of a raw decode (None when there are none)."""
+    blocks = [block.strip() for block in _THINK_BLOCK.findall(raw)]
+    return "\n\n".join(blocks) if blocks else None
+
+
+def cut_at_stop(text: str, stop: list[str]) -> tuple[str, bool]:
+    """The text before the earliest stop string, and whether one was found."""
+    cut = min((text.find(s) for s in stop if s and s in text), default=-1)
+    return (text[:cut], True) if cut >= 0 else (text, False)

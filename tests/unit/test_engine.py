@@ -1,0 +1,203 @@
+"""The engine: batched = one by one, streamed = non-streamed, upstream parity through it, knobs and estimates."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import hulumed
+from hulumed.conversation import user_turn, validate, with_think_instruction
+from hulumed.engine import Engine, _visible_prefix
+from hulumed.estimate import parameter_count
+from hulumed.generation import THINK_INSTRUCTION, GenerationParams, cut_at_stop, reasoning_of
+from tests.conftest import GOLDEN, golden_cases, load_case
+
+INPUTS = GOLDEN / "inputs"
+
+
+@pytest.fixture(scope="module")
+def engines():
+    cache: dict[str, Engine] = {}
+
+    def get(variant: str, **kwargs) -> Engine:
+        key = f"{variant}{sorted(kwargs.items())}"
+        if key not in cache:
+            cache[key] = hulumed.load(GOLDEN / variant, device="cpu", **kwargs)
+        engine = cache[key]
+        engine.model.config.use_token_compression = False
+        engine.model.frame_chunk_size = 32
+        return engine
+
+    return get
+
+
+def _conversations() -> list[list[dict]]:
+    return [
+        [user_turn("Describe the image.", images=[str(INPUTS / "image_a.png")])],
+        [user_turn("What is a pleural effusion?")],
+        [user_turn("Write a report.", volume=str(INPUTS / "volume.nii.gz"), slices=8)],
+        [user_turn("What moves?", video=str(INPUTS / "video_frames"))],
+        [user_turn("Compare.", images=[str(INPUTS / "image_a.png"), str(INPUTS / "image_b.png")])],
+        [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello."}, {"role": "user", "content": "CT?"}],
+    ]
+
+
+@pytest.mark.parametrize("variant", ["tiny-qwen2", "tiny-qwen3"])
+@pytest.mark.parametrize("compress", [False, True])
+def test_batched_equals_one_by_one(engines, variant, compress):
+    engine = engines(variant)
+    engine.model.config.use_token_compression = compress
+    params = GenerationParams.greedy(10)
+    batched = engine.generate(_conversations(), params, batch_size=4)
+    alone = [engine.generate(c, params)[0] for c in _conversations()]
+    assert [r.token_ids for r in batched] == [r.token_ids for r in alone]
+    assert [r.text for r in batched] == [r.text for r in alone]
+    assert [r.visual_tokens for r in batched] == [35, 0, 128, 40, 55, 0]  # the folder video at fps 1 keeps 2 of 6 frames
+
+
+@pytest.mark.parametrize("variant", ["tiny-qwen2", "tiny-qwen3"])
+def test_stream_equals_generate(engines, variant):
+    engine = engines(variant)
+    for params in (GenerationParams.greedy(16), GenerationParams.greedy(16, think=True), GenerationParams(max_new_tokens=12, seed=7)):
+        for conversation in _conversations()[:4]:
+            streamed = "".join(engine.stream(conversation, params))
+            assert streamed == engine.generate(conversation, params)[0].text
+
+
+@pytest.mark.parametrize("variant,case", golden_cases())
+def test_engine_reproduces_upstream_greedy_tokens(engines, variant, case):
+    meta, _ = load_case(variant, case)
+    engine = engines(variant, system_prompt=meta["processor_call_kwargs"]["add_system_prompt"])
+    engine.model.config.use_token_compression = meta["use_token_compression"]
+    conversation = [
+        {"role": m["role"], "content": [_absolute(p) for p in m["content"]]} for m in meta["conversation"]
+    ]
+    [result] = engine.generate(conversation, GenerationParams.greedy(8))
+    assert result.token_ids == meta["new_token_ids"]
+    assert result.text == meta["new_text"]
+    assert result.prompt_tokens == meta["llm_sequence_length"] + (
+        meta["num_image_tokens_in_input_ids"] - meta["num_visual_tokens_spliced"]
+    )
+
+
+def _absolute(part: dict) -> dict:
+    out = {}
+    for key, value in part.items():
+        if isinstance(value, dict):
+            value = {k: str(GOLDEN / v) if k in ("image_path", "video_path") else v for k, v in value.items()}
+        out[key] = value
+    return out
+
+
+def test_frame_chunking_gives_identical_answers(engines):
+    engine = engines("tiny-qwen2")
+    conversation = _conversations()[2]
+    engine.model.frame_chunk_size = None
+    whole = engine.generate(conversation, GenerationParams.greedy(8))[0]
+    engine.model.frame_chunk_size = 3
+    chunked = engine.generate(conversation, GenerationParams.greedy(8))[0]
+    assert chunked.token_ids == whole.token_ids
+
+
+def test_seed_makes_sampling_reproducible_and_temperature_zero_is_greedy(engines):
+    engine = engines("tiny-qwen3")
+    conversation = _conversations()[1]
+    a = engine.generate(conversation, GenerationParams(max_new_tokens=10, seed=11))[0]
+    b = engine.generate(conversation, GenerationParams(max_new_tokens=10, seed=11))[0]
+    assert a.token_ids == b.token_ids
+    zero = engine.generate(conversation, GenerationParams(max_new_tokens=10, temperature=0))[0]
+    assert zero.token_ids == engine.generate(conversation, GenerationParams.greedy(10))[0].token_ids
+
+
+def test_stop_strings_end_the_answer(engines):
+    engine = engines("tiny-qwen2")
+    conversation = _conversations()[1]
+    full = engine.generate(conversation, GenerationParams.greedy(20))[0]
+    word = full.text.split()[1]
+    stopped = engine.generate(conversation, GenerationParams.greedy(20, stop=[word]))[0]
+    assert stopped.text == full.text[: full.text.index(word)].strip()
+    assert stopped.finish_reason == "stop"
+    assert full.finish_reason == "length" and full.completion_tokens == 20
+
+
+def test_think_mode_appends_upstream_instruction(engines):
+    conversation = with_think_instruction(_conversations()[0])
+    assert conversation[-1]["content"][-1]["text"] == f"Describe the image.\n{THINK_INSTRUCTION}"
+    assert with_think_instruction([{"role": "user", "content": "Q"}])[0]["content"] == f"Q\n{THINK_INSTRUCTION}"
+    engine = engines("tiny-qwen3")
+    prepared = engine.prepare([_conversations()[1]], GenerationParams(think=True))
+    prompt = engine.tokenizer.decode(prepared.inputs["input_ids"][0])
+    assert THINK_INSTRUCTION in prompt
+
+
+def test_reasoning_and_visible_prefix_rules():
+    raw = "<think>step 1\n\n\nstep 2</think>\n\nThe answer is B."
+    assert reasoning_of(raw) == "step 1\n\n\nstep 2"
+    assert reasoning_of("no think") is None
+    assert _visible_prefix("<think>partial reasoning", []) == ""
+    assert _visible_prefix("Answer <thi", []) == "Answer"
+    assert _visible_prefix("The answer is B. STO", ["STOP"]) == "The answer is B."
+    assert cut_at_stop("a STOP b", ["STOP"]) == ("a ", True)
+
+
+def test_estimate_counts_match_the_real_request(engines):
+    engine = engines("tiny-qwen2")
+    for conversation in _conversations()[:5]:
+        report = engine.estimate(conversation, GenerationParams.greedy(10))
+        [result] = engine.generate(conversation, GenerationParams.greedy(10))
+        assert report["visual_tokens"] == result.visual_tokens
+        assert report["prompt_tokens"] == result.prompt_tokens
+        config = engine.model.config
+        head_dim = config.hidden_size // config.num_attention_heads
+        assert report["kv_cache_bytes"] == 2 * config.num_hidden_layers * config.num_key_value_heads * head_dim * (
+            result.prompt_tokens + 10
+        ) * 4
+
+
+def test_parameter_count_matches_the_published_7b_checkpoint():
+    config = hulumed.HulumedQwen2Config(
+        hidden_size=3584, num_hidden_layers=28, num_attention_heads=28, num_key_value_heads=4,
+        intermediate_size=18944, vocab_size=152064, tie_word_embeddings=False,
+    )
+    # 16,089,489,888 bytes of bf16 in the official model.safetensors.index.json = 8,044,744,944 parameters
+    assert parameter_count(config)["total"] == 8_044_744_944
+
+
+def test_quantization_needs_cuda():
+    with pytest.raises(hulumed.HulumedError, match="CUDA"):
+        hulumed.load(GOLDEN / "tiny-qwen2", device="cpu", quantization="4bit")
+
+
+def test_bad_conversations_are_clear_errors(engines):
+    engine = engines("tiny-qwen2")
+    for bad, message in [
+        ([], "non-empty list"),
+        ([{"role": "user"}], "'role' and 'content'"),
+        ([{"role": "doctor", "content": "x"}], "role"),
+        ([{"role": "user", "content": [{"type": "audio"}]}], "type must be one of"),
+        ([{"role": "user", "content": [{"type": "image"}]}], "options under the key"),
+        ([{"role": "user", "content": "x"}, {"role": "assistant", "content": "y"}], "assistant"),
+    ]:
+        with pytest.raises(ValueError, match=message):
+            validate(bad)
+        if bad:  # an empty list is an empty batch for the engine: no results
+            with pytest.raises(ValueError):
+                engine.generate(bad, GenerationParams.greedy(2))
+    assert engine.generate([], GenerationParams.greedy(2)) == []
+
+
+def test_missing_media_is_a_media_error(engines):
+    engine = engines("tiny-qwen2")
+    with pytest.raises(hulumed.MediaError):
+        engine.generate([user_turn("x", images=["/nonexistent/scan.png"])], GenerationParams.greedy(2))
+
+
+def test_device_and_dtype_selection():
+    from hulumed.engine import pick_device, pick_dtype
+
+    assert pick_device("cpu") == torch.device("cpu")
+    assert pick_dtype(torch.device("cpu")) == torch.float32
+    assert pick_dtype(torch.device("cuda")) == torch.bfloat16
+    assert pick_dtype(torch.device("cpu"), "bf16") == torch.bfloat16
+    with pytest.raises(ValueError):
+        pick_dtype(torch.device("cpu"), "float99")
