@@ -31,6 +31,7 @@ class GenerationParams:
     stop: list[str] = field(default_factory=list)  # the answer ends before the first of these strings
     seed: int | None = None  # seeds torch before sampling, for reproducible samples
     think: bool = False  # upstream reasoning mode (instruction appended; reasoning returned separately)
+    ignore_eos: bool = False  # always generate max_new_tokens (benchmarks); the end token does not stop
 
     def __post_init__(self) -> None:
         if isinstance(self.stop, str):
@@ -55,6 +56,8 @@ class GenerationParams:
             value = getattr(self, name)
             if value is not None:
                 kwargs[name] = value
+        if self.ignore_eos:
+            kwargs["min_new_tokens"] = self.max_new_tokens
         if self.do_sample is False:  # greedy: sampling knobs from generation_config.json do not apply
             kwargs.update(temperature=None, top_p=None, top_k=None)
         return kwargs
