@@ -10,13 +10,18 @@ Out: a list of images, typed the way upstream types them, because the type chang
   `load_images` does too (`np.array(pil)`), so no swap applies to them. numpy input (an extension: upstream has
   no numpy branch) is normalised to the same `(H, W, 3)` uint8 layout.
 
-Every failure (missing file, unreadable or truncated image, empty folder, bad array) is a `MediaError`.
-Reference: UPSTREAM.md §5.2 (`HulumedProcessor.load_images` of the HF-Version remote code).
+A DICOM file (recognised by content: "DICM" after the preamble, or a .dcm-like extension) is an extension:
+upstream has no DICOM. It is read by `dicom.load_dicom_image` (modality LUT, VOI window, MONOCHROME1 inversion)
+and returned as an RGB PIL image like any other path, so the same size rules apply as for a PNG export of it.
+
+Every failure (missing file, unreadable or truncated image, decompression bomb, empty folder, bad array) is a
+`MediaError`. Reference: UPSTREAM.md §5.2 (`HulumedProcessor.load_images` of the HF-Version remote code).
 """
 
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Union
@@ -48,18 +53,41 @@ def list_folder(folder: PathLike) -> list[Path]:
 
 
 def load_image(path: PathLike) -> Image.Image:
-    """Open one image file fully and return it as an RGB `PIL.Image.Image`."""
+    """Open one image file (PIL formats, or DICOM) fully and return it as an RGB `PIL.Image.Image`."""
     path = Path(path)
     if not path.exists():
         raise MediaError(f"Image file {path} does not exist. Check the path.")
     if not path.is_file():
-        raise MediaError(f"{path} is not a file. Pass the path of an image file (PNG, JPEG, ...).")
+        raise MediaError(f"{path} is not a file. Pass the path of an image file (PNG, JPEG, DICOM, ...).")
+    if path.stat().st_size == 0:
+        raise MediaError(f"Image file {path} is empty (0 bytes). Copy or export it again.")
+    from hulumed.processing.dicom import load_dicom_image, sniff_dicom
+
+    if sniff_dicom(path):
+        try:
+            return load_dicom_image(path)
+        except MediaError:
+            raise
+        except Exception as err:  # never echo library text for DICOM (it may quote patient data)
+            raise MediaError(f"Cannot read DICOM image {path}: {type(err).__name__}. The file may be corrupt.") from err
     try:
-        with Image.open(path) as image:
-            return image.convert("RGB")  # convert() decodes all pixels, so truncated files fail here
-    except Exception as err:  # PIL raises OSError, SyntaxError, ValueError, DecompressionBombError...
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # e.g. "Corrupt EXIF data": real failures are raised, not warned
+            with Image.open(path) as image:
+                if image.width <= 0 or image.height <= 0:
+                    raise MediaError(f"Image {path} has zero size ({image.width} x {image.height}).")
+                return image.convert("RGB")  # convert() decodes all pixels, so truncated files fail here
+    except MediaError:
+        raise
+    except Image.DecompressionBombError as err:
         raise MediaError(
-            f"Cannot read image {path}: {err}. The file is not an image PIL can decode, or it is corrupt/truncated."
+            f"Image {path} is too large: {err} It may be a decompression bomb; if it is genuine, raise "
+            "PIL.Image.MAX_IMAGE_PIXELS before loading it."
+        ) from err
+    except Exception as err:  # PIL raises OSError, SyntaxError, ValueError, struct.error, MemoryError...
+        raise MediaError(
+            f"Cannot read image {path}: {type(err).__name__}: {err}. The file is not an image PIL can decode, or it "
+            "is corrupt/truncated."
         ) from err
 
 

@@ -10,7 +10,9 @@ Steps for one conversation (UPSTREAM.md §5.1, HF-Version `processing_hulumed.py
 1. load media: `image` -> `load_images(...)[0]` (a path gives PIL, hence the size swap later; an in-memory
    image gives numpy); `video` -> `load_video` over the union of the [start, end] windows of every part that
    shares the same source, each part keeping the frames inside its own window, with `num_frames` and
-   `timestamps`; `3d` -> `load_nifti`, rewritten as a `video` part without timestamps.
+   `timestamps`; `3d` -> `load_volume` (NIfTI, or DICOM file / series folder / zip, told apart by content;
+   options in `VOLUME_ITEM_KEYS`, defaults = upstream's `load_nii`), rewritten as a `video` part without
+   timestamps. An `image` path may be a DICOM file too (`load_image` detects it).
 2. merge size: 2 (`video_merge_size`) for every item if the conversation has any video/3-D part, else 1.
 3. `HulumedImageProcessor` on all items in conversation order.
 4. render the checkpoint's chat template (transformers' renderer: trim_blocks / lstrip_blocks), passing
@@ -42,7 +44,7 @@ from hulumed.errors import CheckpointError, MediaError
 from hulumed.processing.image import load_images
 from hulumed.processing.image_processing import HulumedImageProcessor, is_video
 from hulumed.processing.video import load_video
-from hulumed.processing.volume import load_nifti
+from hulumed.processing.volume import VOLUME_ITEM_KEYS, load_volume
 
 Message = dict[str, Any]
 Conversation = list[Message]
@@ -50,7 +52,6 @@ Conversation = list[Message]
 DEFAULT_IMAGE_TOKEN = "<image>"
 FALLBACK_PAD_TOKEN = "<|endoftext|>"
 _VIDEO_OPTIONS = {"video_path", "fps", "max_frames", "start_time", "end_time"}
-_VOLUME_OPTIONS = {"image_path", "nii_num_slices", "nii_axis", "window_center", "window_width"}
 _IGNORED_CALL_KWARGS = {"padding", "padding_side", "truncation", "max_length", "return_labels"}
 
 _THINK_SPAN = re.compile(r"<think>.*?</think>", re.DOTALL)
@@ -254,17 +255,25 @@ class HulumedProcessor(ProcessorMixin):
     def _load_volume_parts(parts: list[dict[str, Any]]) -> None:
         value = parts[0]["3d"]
         if not isinstance(value, dict) or value.get("image_path") is None:
-            raise MediaError("A 3d part needs {'image_path': path to a .nii/.nii.gz file, ...}.")
-        unknown = set(value) - _VOLUME_OPTIONS
+            raise MediaError(
+                "A 3d part needs {'image_path': a .nii/.nii.gz file or a DICOM file, folder or zip, ...}."
+            )
+        unknown = set(value) - set(VOLUME_ITEM_KEYS)
         if unknown:
-            raise ValueError(f"Unsupported 3d option(s) {sorted(unknown)}; supported: {sorted(_VOLUME_OPTIONS)}.")
+            raise MediaError(f"Unsupported 3d option(s) {sorted(unknown)}; supported: {list(VOLUME_ITEM_KEYS)}.")
         axis = value.get("nii_axis")
-        slices = load_nifti(
+        slices = load_volume(
             value["image_path"],
             num_slices=value.get("nii_num_slices"),
             axis=2 if axis is None else axis,
             window_center=value.get("window_center"),
             window_width=value.get("window_width"),
+            window=value.get("window"),
+            normalize=value.get("normalize") or "slice",
+            orientation=value.get("orientation") or "raw",
+            slice_spacing=value.get("slice_spacing"),
+            time_index=value.get("time_index"),
+            series_uid=value.get("series_uid"),
         )
         for part in parts:
             part.pop("3d")
