@@ -1,0 +1,59 @@
+"""Batches for training: right-padded ids / mask / labels and the media tensors of all rows concatenated.
+
+In:  items of ``dataset.ConversationDataset``.
+Out: ``input_ids``, ``attention_mask``, ``position_ids``, ``labels`` (B, N) (``-100`` on padding), and when any
+     row has media ``pixel_values`` (P, 588), ``grid_sizes`` (items, 3), ``merge_sizes`` (items,), ``modals``
+     in row order — the arguments of ``HulumedQwen*ForCausalLM.forward``, which splices the features into the
+     `<image>` positions row-major and drops reduced-away positions from ids, mask and labels alike.
+
+Training batches are right-padded; N is rounded up to ``pad_to_multiple_of`` when set (8 suits tensor cores).
+``position_ids`` (B, N) are passed explicitly: when token reduction shortens some rows, the model re-pads
+them — on the left if no row of the batch was padded — and renumbers given ``position_ids`` from the new
+mask, so every row keeps positions 0, 1, ... as it has alone (without them the decoder would count a
+left pad as a position).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from hulumed.train.labels import IGNORE_INDEX
+
+
+@dataclass
+class HulumedCollator:
+    """Right-pads token rows and concatenates media; stateless, safe in data-loader workers."""
+
+    pad_token_id: int
+    pad_to_multiple_of: int | None = None
+
+    def __call__(self, items: list[dict[str, Any]]) -> dict[str, Any]:
+        length = max(int(item["input_ids"].shape[0]) for item in items)
+        if self.pad_to_multiple_of:
+            length = -(-length // self.pad_to_multiple_of) * self.pad_to_multiple_of
+        batch = len(items)
+        input_ids = torch.full((batch, length), self.pad_token_id, dtype=torch.long)  # (B, N)
+        attention_mask = torch.zeros((batch, length), dtype=torch.long)  # (B, N)
+        labels = torch.full((batch, length), IGNORE_INDEX, dtype=torch.long)  # (B, N)
+        for row, item in enumerate(items):
+            n = int(item["input_ids"].shape[0])
+            input_ids[row, :n] = item["input_ids"]
+            attention_mask[row, :n] = 1
+            labels[row, :n] = item["labels"]
+        position_ids = (attention_mask.cumsum(dim=1) - 1).clamp(min=0)  # (B, N) 0.. per row
+        out: dict[str, Any] = {
+            "input_ids": input_ids,
+            "attention_mask": attention_mask,
+            "labels": labels,
+            "position_ids": position_ids,
+        }
+        visual = [item for item in items if "pixel_values" in item]
+        if visual:
+            out["pixel_values"] = torch.cat([item["pixel_values"] for item in visual])  # (P, 588)
+            out["grid_sizes"] = torch.cat([item["grid_sizes"] for item in visual])  # (items, 3)
+            out["merge_sizes"] = torch.cat([item["merge_sizes"] for item in visual])  # (items,)
+            out["modals"] = [modal for item in visual for modal in item["modals"]]
+        return out

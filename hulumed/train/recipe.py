@@ -1,0 +1,221 @@
+"""Training recipes: one commented dataclass of runtime knobs, read from YAML and overridden from the CLI.
+
+In:  ``configs/train/*.yaml`` (keys = the field names below) and/or ``hulumed train --field-name value``.
+Out: a validated ``TrainRecipe``; ``trainer.run_training`` turns it into transformers ``TrainingArguments``,
+     the freeze / LoRA set-up and per-part learning rates.
+
+The CLI options are generated from the fields (``--max-steps`` sets ``max_steps``; booleans get
+``--x / --no-x``), so the YAML keys, the options and ``hulumed train --help`` cannot drift apart.
+Precedence: dataclass default < YAML < command line. Relative paths are relative to the working directory.
+
+Model parts and what happens to each (``vision``, ``projector``, ``llm``):
+  ``frozen`` no gradient;  ``full`` every weight trains;  ``lora`` low-rank adapters (peft) on its linear layers.
+With any part in ``lora`` mode the model is wrapped by peft and ``full`` parts become peft
+``modules_to_save`` (so they are saved with, and merged from, the adapter).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import types
+import typing
+from dataclasses import MISSING, asdict, dataclass, field, fields
+from typing import Any
+
+from hulumed.errors import HulumedError
+
+PART_MODES = {"vision": ("frozen", "full", "lora"), "projector": ("frozen", "full"), "llm": ("frozen", "full", "lora")}
+
+
+class RecipeError(HulumedError, ValueError):
+    """The recipe or the options are inconsistent, or the requested set-up is unsupported here."""
+
+
+def _f(default: Any, help: str, **metadata: Any) -> Any:
+    if isinstance(default, list):
+        return field(default_factory=lambda: list(default), metadata={"help": help, **metadata})
+    return field(default=default, metadata={"help": help, **metadata})
+
+
+@dataclass
+class TrainRecipe:
+    """Everything a training run needs; the defaults are a sensible full fine-tune of LLM + projector."""
+
+    # -- what to train on, and where to write
+    model: str | None = _f(None, "base checkpoint: a folder in the official layout or a hub id")
+    data: list[str] = _f([], "training data: JSON / JSONL file(s) (docs/training.md)")  # noqa: RUF009
+    media_root: str | None = _f(None, "folder that media paths are relative to (default: each data file's folder)")
+    output: str | None = _f(None, "output folder: checkpoint-N/ folders during training, the final model at the end")
+
+    # -- which parts train, and how fast
+    llm: str = _f("full", "language model: frozen | full | lora", choices=PART_MODES["llm"])
+    projector: str = _f("full", "mm_projector: frozen | full", choices=PART_MODES["projector"])
+    vision: str = _f("frozen", "vision encoder: frozen | full | lora", choices=PART_MODES["vision"])
+    lr: float = _f(2e-5, "peak learning rate (every part without its own)")
+    llm_lr: float | None = _f(None, "learning rate of the language model (or its LoRA adapters)")
+    projector_lr: float | None = _f(None, "learning rate of the projector")
+    vision_lr: float | None = _f(None, "learning rate of the vision encoder (or its LoRA adapters)")
+
+    # -- LoRA / QLoRA (peft)
+    lora_r: int = _f(64, "LoRA rank")
+    lora_alpha: int = _f(128, "LoRA alpha (scale = alpha / r)")
+    lora_dropout: float = _f(0.05, "dropout on the LoRA input")
+    qlora: bool = _f(False, "load the LLM in 4-bit NF4 (bitsandbytes, CUDA only) and train LoRA adapters on it")
+    merge_lora: bool = _f(False, "after a LoRA run also write merged full weights to OUTPUT/merged")
+
+    # -- data
+    max_length: int | None = _f(8192, "longest sequence in tokens (text beyond it is cut; media never are)")
+    add_system_prompt: bool = _f(True, "render the checkpoint's default system prompt, as at inference")
+    use_token_compression: bool | None = _f(None, "inter-frame token reduction (default: the checkpoint's setting)")
+    group_by_length: bool = _f(False, "batch examples of similar estimated length together")
+
+    # -- schedule
+    max_steps: int = _f(-1, "optimizer steps (-1: run `epochs` epochs)")
+    epochs: float = _f(1.0, "epochs when max_steps is -1")
+    batch_size: int = _f(1, "examples per device per micro-batch")
+    grad_accum: int = _f(1, "micro-batches per optimizer step")
+    warmup: float = _f(0.03, "warm-up: a fraction of the steps (< 1) or a number of steps")
+    lr_scheduler: str = _f("cosine", "transformers scheduler name (cosine, linear, constant, ...)")
+    weight_decay: float = _f(0.0, "AdamW weight decay (never on biases and norms)")
+    max_grad_norm: float = _f(1.0, "gradient clipping")
+    seed: int = _f(42, "seed of weights init, data order and dropout")
+
+    # -- memory, precision, distribution
+    gradient_checkpointing: bool = _f(False, "recompute activations in the backward pass (LLM and vision layers)")
+    precision: str = _f("auto", "auto (bf16 on a bf16 GPU, else fp32) | bf16 | fp16 | fp32",
+                        choices=("auto", "bf16", "fp16", "fp32"))
+    attn_implementation: str = _f("sdpa", "sdpa | eager | flash_attention_2")
+    deepspeed: str | None = _f(None, "DeepSpeed JSON config (e.g. configs/train/deepspeed/zero3.json)")
+    fsdp: str | None = _f(None, "FSDP mode for transformers, e.g. 'full_shard auto_wrap'")
+    fsdp_config: str | None = _f(None, "FSDP JSON config (e.g. configs/train/fsdp/fsdp.json)")
+    workers: int = _f(2, "data-loader worker processes (media are decoded there)")
+
+    # -- checkpoints and logs
+    save_steps: int = _f(500, "write OUTPUT/checkpoint-N every this many steps")
+    save_total_limit: int | None = _f(2, "keep only the newest this many checkpoints (none: keep all)")
+    logging_steps: int = _f(10, "log loss / learning rate every this many steps")
+    resume: str = _f("auto", "auto (continue from OUTPUT's last checkpoint if any) | never | a checkpoint folder")
+    report_to: str = _f("none", "where transformers reports metrics: none | tensorboard | wandb | ...")
+
+    # ------------------------------------------------------------------------------------------------
+    def part_lr(self, part: str) -> float:
+        value = getattr(self, f"{part}_lr")
+        return self.lr if value is None else float(value)
+
+    @property
+    def uses_lora(self) -> bool:
+        return self.qlora or "lora" in (self.llm, self.vision)
+
+    def validate(self) -> TrainRecipe:
+        """Raise ``RecipeError`` for missing or contradictory settings; returns self."""
+        for name in ("model", "output"):
+            if not getattr(self, name):
+                raise RecipeError(f"no {name}: pass --{name} or set '{name}' in the recipe")
+        if not self.data:
+            raise RecipeError("no training data: pass --data FILE or set 'data' in the recipe")
+        for part, modes in PART_MODES.items():
+            if getattr(self, part) not in modes:
+                raise RecipeError(f"{part}: {getattr(self, part)!r} is not one of {', '.join(modes)}")
+        if self.qlora and self.llm != "lora":
+            raise RecipeError("qlora trains LoRA adapters on a 4-bit LLM: set llm: lora (or pass --lora)")
+        if self.uses_lora and self.llm == "full":
+            raise RecipeError("a fully trained LLM cannot be combined with LoRA on another part; use llm: lora")
+        if all(getattr(self, part) == "frozen" for part in PART_MODES):
+            raise RecipeError("every part is frozen: nothing would train")
+        if self.max_steps == 0 or (self.max_steps < 0 and self.epochs <= 0):
+            raise RecipeError("set max_steps > 0 or epochs > 0")
+        if self.deepspeed and self.fsdp:
+            raise RecipeError("choose DeepSpeed or FSDP, not both")
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+# ---------------------------------------------------------------------------------------------- YAML + CLI
+def read_yaml(path: str | os.PathLike) -> dict[str, Any]:
+    """The keys of a recipe file, checked against the fields (a typo is an error, not a silent default)."""
+    import yaml  # lazy: the train extra
+
+    try:
+        with open(path, encoding="utf-8") as handle:
+            values = yaml.safe_load(handle) or {}
+    except OSError as error:
+        raise RecipeError(f"cannot read recipe {path}: {error.strerror or error}") from error
+    except yaml.YAMLError as error:
+        raise RecipeError(f"recipe {path} is not valid YAML: {error}") from error
+    if not isinstance(values, dict):
+        raise RecipeError(f"recipe {path} must be a mapping of option: value")
+    known = {f.name for f in fields(TrainRecipe)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise RecipeError(f"recipe {path}: unknown key(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+    if isinstance(values.get("data"), str):
+        values["data"] = [values["data"]]
+    return values
+
+
+def build_recipe(config: str | os.PathLike | None = None, **overrides: Any) -> TrainRecipe:
+    """Defaults < YAML ``config`` < ``overrides`` (only keys present are applied), then validated."""
+    values = read_yaml(config) if config else {}
+    values.update(overrides)
+    if values.get("qlora") and "llm" not in values:
+        values["llm"] = "lora"  # QLoRA means LoRA adapters on the 4-bit LLM
+    hints = typing.get_type_hints(TrainRecipe)
+    for name, value in values.items():
+        values[name] = _coerce(name, value, hints[name])
+    return TrainRecipe(**values).validate()
+
+
+def _coerce(name: str, value: Any, hint: Any) -> Any:
+    """YAML gives `1e-5` as a string and ints for floats; bring values to the field's type."""
+    if value is None:
+        return None
+    base = [a for a in typing.get_args(hint) if a is not type(None)] if _is_optional(hint) else [hint]
+    target = base[0]
+    try:
+        if target is float:
+            return float(value)
+        if target is int and not isinstance(value, bool):
+            return int(value)
+        if target is bool and isinstance(value, str):
+            return value.lower() in ("1", "true", "yes", "on")
+    except (TypeError, ValueError) as error:
+        raise RecipeError(f"{name}: {value!r} is not a valid {target.__name__}") from error
+    return value
+
+
+def _is_optional(hint: Any) -> bool:
+    return isinstance(hint, types.UnionType) and type(None) in typing.get_args(hint)
+
+
+def add_recipe_arguments(parser: argparse.ArgumentParser) -> None:
+    """One option per recipe field (``--max-steps``), default unset so the YAML value is kept."""
+    hints = typing.get_type_hints(TrainRecipe)
+    for spec in fields(TrainRecipe):
+        hint = hints[spec.name]
+        base = next(a for a in typing.get_args(hint) if a is not type(None)) if _is_optional(hint) else hint
+        option = "--" + spec.name.replace("_", "-")
+        kwargs: dict[str, Any] = {"dest": spec.name, "default": argparse.SUPPRESS, "help": spec.metadata["help"]}
+        if "choices" in spec.metadata:
+            kwargs["choices"] = spec.metadata["choices"]
+        default = spec.default if spec.default is not MISSING else None
+        if base is bool:
+            kwargs["action"] = argparse.BooleanOptionalAction
+        elif typing.get_origin(base) is list:
+            kwargs.update(nargs="+", metavar="FILE")
+        else:
+            kwargs["type"] = _optional(base) if _is_optional(hint) else base
+            kwargs["metavar"] = spec.name.upper()
+        if default not in (None, [], False):
+            kwargs["help"] += f" [{default}]"
+        parser.add_argument(option, **kwargs)
+
+
+def _optional(kind: type) -> Any:
+    def parse(text: str) -> Any:
+        return None if text.lower() in ("none", "null") else kind(text)
+
+    parse.__name__ = kind.__name__
+    return parse

@@ -1,0 +1,379 @@
+"""The training run: recipe -> model set-up (freeze / LoRA / QLoRA / checkpointing) -> transformers' Trainer.
+
+In:  a validated ``recipe.TrainRecipe``.
+Out: ``recipe.output`` holding ``checkpoint-N/`` folders during training and, at the end, the model in the
+     official HF-Version layout (full / partial fine-tuning) or a peft adapter (LoRA; ``merge-lora`` or
+     ``merge_lora: true`` turns it into full weights); processor files are copied into each (``output.py``).
+
+Everything distributed is transformers' and accelerate's: launch with ``torchrun`` or ``accelerate launch``
+and set ``deepspeed`` / ``fsdp`` in the recipe. What this file adds to ``Trainer`` (``HulumedTrainer``):
+* per-part learning rates (vision encoder, projector, LLM), each split into decay / no-decay groups;
+* the processor files in every saved folder;
+* length-grouped batches from cheap length estimates (no media decoded to sort);
+* on more than one process, a zero-weighted vision pass for batches without media, so every rank runs the
+  vision encoder and projector each step (otherwise ZeRO-3 / DDP wait forever for their gradients).
+
+Resume: ``resume: auto`` continues from the newest complete ``checkpoint-N`` in the output folder (one that
+has ``trainer_state.json``, written last) with its optimizer, scheduler, RNG and data position, so a killed
+run rerun with the same command ends where an uninterrupted one would.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from transformers import Trainer, TrainerCallback
+
+from hulumed.train.collator import HulumedCollator
+from hulumed.train.data import load_examples
+from hulumed.train.dataset import ConversationDataset
+from hulumed.train.labels import LabelEncoder
+from hulumed.train.output import base_folder, copy_processor_files
+from hulumed.train.recipe import PART_MODES, RecipeError, TrainRecipe
+
+# LoRA targets: the linear layers of each part, as full-match regexes over module names (peft).
+LORA_TARGETS = {
+    "llm": r"model\.layers\.\d+\.(self_attn\.(q|k|v|o)_proj|mlp\.(gate|up|down)_proj)",
+    "vision": r"model\.vision_encoder\.encoder\.layers\.\d+\.(self_attn\.(q|k|v|out)_proj|mlp\.fc[12])",
+}
+MODULES_TO_SAVE = {"projector": "mm_projector", "vision": "vision_encoder"}
+_CHECKPOINT_DIR = re.compile(r"^checkpoint-(\d+)$")
+
+
+def part_of(name: str) -> str:
+    """Which part a parameter belongs to: ``vision``, ``projector`` or ``llm`` (peft names included)."""
+    if "vision_encoder" in name:
+        return "vision"
+    if "mm_projector" in name:
+        return "projector"
+    return "llm"
+
+
+# ---------------------------------------------------------------------------------------------- checks
+def check_lora_support(recipe: TrainRecipe) -> None:
+    """Fail early, before any loading, with what to install or change."""
+    if not recipe.uses_lora:
+        return
+    try:
+        import peft  # noqa: F401
+    except ImportError as error:
+        raise RecipeError("LoRA needs peft: pip install 'hulumed[train]'") from error
+    if recipe.qlora:
+        if not torch.cuda.is_available():
+            raise RecipeError(
+                "QLoRA (4-bit base weights) needs a CUDA GPU and bitsandbytes, and this machine has no CUDA "
+                "device. Use --lora (LoRA on 16/32-bit weights) here, or run --qlora on a CUDA machine."
+            )
+        try:
+            import bitsandbytes  # noqa: F401
+        except ImportError as error:
+            raise RecipeError("QLoRA needs bitsandbytes on this CUDA machine: pip install bitsandbytes") from error
+
+
+def resolve_precision(recipe: TrainRecipe) -> str:
+    if recipe.precision != "auto":
+        return recipe.precision
+    return "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "fp32"
+
+
+# ---------------------------------------------------------------------------------------------- model
+def load_model(recipe: TrainRecipe) -> Any:
+    """The base model, in bf16 for adapter training on a GPU, 4-bit for QLoRA, fp32 otherwise."""
+    from transformers import AutoModelForCausalLM
+
+    import hulumed  # noqa: F401  (registers the Auto classes)
+
+    kwargs: dict[str, Any] = {"attn_implementation": recipe.attn_implementation}
+    precision = resolve_precision(recipe)
+    if recipe.qlora:
+        from transformers import BitsAndBytesConfig
+
+        kwargs["quantization_config"] = BitsAndBytesConfig(
+            load_in_4bit=True,
+            bnb_4bit_quant_type="nf4",
+            bnb_4bit_use_double_quant=True,
+            bnb_4bit_compute_dtype=torch.bfloat16,
+            llm_int8_skip_modules=["vision_encoder", "mm_projector", "lm_head"],
+        )
+        kwargs["dtype"] = torch.bfloat16
+    elif recipe.uses_lora and precision in ("bf16", "fp16"):
+        kwargs["dtype"] = torch.bfloat16 if precision == "bf16" else torch.float16
+    else:
+        kwargs["dtype"] = torch.float32  # master weights; bf16 / fp16 compute comes from autocast
+    model = AutoModelForCausalLM.from_pretrained(recipe.model, **kwargs)
+    if not hasattr(model, "encode_images"):
+        raise RecipeError(f"{recipe.model} is not a Hulu-Med checkpoint (model type {model.config.model_type})")
+    if Path(str(recipe.model)).is_dir():
+        model.name_or_path = str(Path(str(recipe.model)).resolve())  # peft records it as the adapter's base
+    return model
+
+
+def prepare_model(model: Any, recipe: TrainRecipe) -> Any:
+    """Freeze / unfreeze the parts, switch on checkpointing and token reduction, wrap with peft for LoRA."""
+    if recipe.use_token_compression is not None:
+        model.config.use_token_compression = recipe.use_token_compression
+    for name, parameter in model.named_parameters():
+        parameter.requires_grad_(getattr(recipe, part_of(name)) == "full")
+    if recipe.qlora:
+        from peft import prepare_model_for_kbit_training
+
+        model = prepare_model_for_kbit_training(
+            model,
+            use_gradient_checkpointing=recipe.gradient_checkpointing,
+            gradient_checkpointing_kwargs={"use_reentrant": False},
+        )
+    elif recipe.gradient_checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    if not recipe.uses_lora:
+        return model
+
+    from peft import LoraConfig, get_peft_model
+
+    targets = [LORA_TARGETS[part] for part in ("llm", "vision") if getattr(recipe, part) == "lora"]
+    config = LoraConfig(
+        r=recipe.lora_r,
+        lora_alpha=recipe.lora_alpha,
+        lora_dropout=recipe.lora_dropout,
+        target_modules="|".join(f"(?:{t})" for t in targets),
+        modules_to_save=[MODULES_TO_SAVE[p] for p in ("projector", "vision") if getattr(recipe, p) == "full"] or None,
+        bias="none",
+        task_type="CAUSAL_LM",
+    )
+    model = get_peft_model(model, config)
+    for parameter in model.parameters():  # trainable weights stay fp32 even on a bf16 base (AdamW states)
+        if parameter.requires_grad and parameter.dtype != torch.float32:
+            parameter.data = parameter.data.float()
+    return model
+
+
+def trainable_summary(model: Any) -> dict[str, tuple[int, int]]:
+    """(trainable, total) parameter counts per part."""
+    counts = {part: [0, 0] for part in PART_MODES}
+    for name, parameter in model.named_parameters():
+        entry = counts[part_of(name)]
+        entry[1] += parameter.numel()
+        entry[0] += parameter.numel() if parameter.requires_grad else 0
+    return {part: (a, b) for part, (a, b) in counts.items()}
+
+
+# ---------------------------------------------------------------------------------------------- trainer
+class HulumedTrainer(Trainer):
+    """``Trainer`` with per-part learning rates, processor files in saved folders and length grouping."""
+
+    def __init__(self, *args: Any, part_lrs: dict[str, float], processor_source: str | os.PathLike, **kwargs: Any):
+        model = kwargs.get("model")
+        self.saved_use_cache = getattr(getattr(model, "config", None), "use_cache", True)
+        super().__init__(*args, **kwargs)  # sets config.use_cache = False for training
+        self.part_lrs = part_lrs
+        self.processor_source = processor_source
+
+    def create_optimizer(self, model: Any = None) -> torch.optim.Optimizer:
+        if self.optimizer is not None:
+            return self.optimizer
+        model = self.model if model is None else model
+        decay = set(self.get_decay_parameter_names(model))
+        groups = []
+        for part in PART_MODES:
+            for decays in (True, False):
+                params = [
+                    p
+                    for n, p in model.named_parameters()
+                    if p.requires_grad and part_of(n) == part and (n in decay) == decays
+                ]
+                if params:
+                    groups.append({
+                        "params": params,
+                        "lr": self.part_lrs[part],
+                        "weight_decay": self.args.weight_decay if decays else 0.0,
+                        "name": f"{part}{'' if decays else '/no_decay'}",
+                    })
+        optimizer_cls, optimizer_kwargs = self.get_optimizer_cls_and_kwargs(self.args, model)
+        for key in ("params", "model", "optimizer_dict"):
+            optimizer_kwargs.pop(key, None)
+        self.optimizer = optimizer_cls(groups, **optimizer_kwargs)
+        return self.optimizer
+
+    def _save(self, output_dir: str | None = None, state_dict: dict | None = None) -> None:
+        config = getattr(self.accelerator.unwrap_model(self.model), "config", None)
+        training_value = getattr(config, "use_cache", None)
+        if config is not None:
+            config.use_cache = self.saved_use_cache  # config.json keeps the base model's value
+        try:
+            super()._save(output_dir, state_dict)
+        finally:
+            if config is not None:
+                config.use_cache = training_value
+        if self.args.should_save:
+            copy_processor_files(self.processor_source, output_dir or self.args.output_dir)
+
+    def _get_train_sampler(self, train_dataset: Any = None) -> Any:
+        dataset = self.train_dataset if train_dataset is None else train_dataset
+        if self.args.train_sampling_strategy == "group_by_length" and isinstance(dataset, ConversationDataset):
+            from transformers.trainer_pt_utils import LengthGroupedSampler
+
+            size = self.args.train_batch_size * self.args.gradient_accumulation_steps
+            return LengthGroupedSampler(size, lengths=dataset.estimated_lengths())
+        return super()._get_train_sampler(train_dataset)
+
+    def compute_loss(self, model: Any, inputs: dict[str, Any], return_outputs: bool = False, **kwargs: Any) -> Any:
+        result = super().compute_loss(model, inputs, return_outputs=return_outputs, **kwargs)
+        if self.args.world_size > 1 and "pixel_values" not in inputs:
+            touch = dummy_vision_term(model)
+            if touch is not None:
+                result = (result[0] + touch, *result[1:]) if return_outputs else result + touch
+        return result
+
+
+def dummy_vision_term(model: Any) -> torch.Tensor | None:
+    """``0 * features.sum()`` of a 4-patch blank image when vision or projector weights train, else None.
+
+    Adds nothing to the loss but gives every trainable vision / projector weight a (zero) gradient, so all
+    ranks run the same modules each step (a text-only batch on one rank otherwise stalls ZeRO-3 and DDP).
+    """
+    if not any(p.requires_grad for n, p in model.named_parameters() if part_of(n) != "llm"):
+        return None
+    core = model
+    while not hasattr(core, "encode_images") and hasattr(core, "module"):  # DDP / DeepSpeed wrappers
+        core = core.module  # (a peft model forwards encode_images to the model it wraps)
+    device = core.model.embed_tokens.weight.device
+    patch = core.model.vision_encoder.config.patch_size
+    pixel_values = torch.zeros((4, 3 * patch * patch), device=device)  # (P, 588)
+    grid_sizes = torch.tensor([[1, 2, 2]], device=device)
+    merge_sizes = torch.tensor([1], device=device)
+    features, _ = core.encode_images(pixel_values, grid_sizes, merge_sizes, ["image"])
+    return features.sum() * 0.0
+
+
+def training_arguments(recipe: TrainRecipe) -> Any:
+    """transformers ``TrainingArguments`` for the recipe (built before the model: ZeRO-3 needs that)."""
+    from transformers import TrainingArguments
+
+    precision = resolve_precision(recipe)
+    warmup = recipe.warmup if recipe.warmup < 1 else int(recipe.warmup)
+    return TrainingArguments(
+        output_dir=recipe.output,
+        max_steps=recipe.max_steps,
+        num_train_epochs=recipe.epochs,
+        per_device_train_batch_size=recipe.batch_size,
+        gradient_accumulation_steps=recipe.grad_accum,
+        learning_rate=recipe.lr,
+        lr_scheduler_type=recipe.lr_scheduler,
+        warmup_steps=warmup,
+        weight_decay=recipe.weight_decay,
+        max_grad_norm=recipe.max_grad_norm,
+        seed=recipe.seed,
+        bf16=precision == "bf16",
+        fp16=precision == "fp16",
+        logging_steps=recipe.logging_steps,
+        save_strategy="steps",
+        save_steps=recipe.save_steps,
+        save_total_limit=recipe.save_total_limit,
+        remove_unused_columns=False,  # the collator's media keys are not in peft's forward signature
+        report_to=recipe.report_to,
+        dataloader_num_workers=recipe.workers,
+        train_sampling_strategy="group_by_length" if recipe.group_by_length else "random",
+        deepspeed=recipe.deepspeed,
+        fsdp=recipe.fsdp or "",
+        fsdp_config=recipe.fsdp_config,
+        dataloader_pin_memory=torch.cuda.is_available(),
+        disable_tqdm=True,
+    )
+
+
+def last_checkpoint(output: str | os.PathLike) -> str | None:
+    """The newest complete ``checkpoint-N`` folder (with ``trainer_state.json``) of an output folder."""
+    folder = Path(output)
+    if not folder.is_dir():
+        return None
+    found = [
+        (int(match.group(1)), path)
+        for path in folder.iterdir()
+        if (match := _CHECKPOINT_DIR.match(path.name)) and (path / "trainer_state.json").is_file()
+    ]
+    return str(max(found)[1]) if found else None
+
+
+def resolve_resume(recipe: TrainRecipe) -> str | None:
+    if recipe.resume == "never":
+        return None
+    if recipe.resume == "auto":
+        return last_checkpoint(recipe.output)
+    if not (Path(recipe.resume) / "trainer_state.json").is_file():
+        raise RecipeError(f"resume: {recipe.resume} is not a complete checkpoint folder (no trainer_state.json)")
+    return recipe.resume
+
+
+@dataclass
+class TrainResult:
+    """What a finished run reports."""
+
+    output: str
+    global_step: int
+    losses: list[float]  # every logged training loss, in order
+    seconds_per_step: float
+    resumed_from: str | None
+    trainable: dict[str, tuple[int, int]]
+    trainer: Any = field(default=None, repr=False)  # the HulumedTrainer, model included (for callers and tests)
+
+
+def build_trainer(recipe: TrainRecipe, callbacks: Sequence[TrainerCallback] = (), model: Any = None) -> Any:
+    """Everything up to ``trainer.train()``: arguments, processor, data, model; returns the trainer."""
+    recipe.validate()
+    check_lora_support(recipe)
+    from transformers import AutoProcessor, set_seed
+
+    import hulumed  # noqa: F401  (registers the Auto classes)
+
+    args = training_arguments(recipe)
+    processor = AutoProcessor.from_pretrained(recipe.model)
+    examples = load_examples(recipe.data, recipe.media_root)
+    dataset = ConversationDataset(examples, LabelEncoder(processor, recipe.add_system_prompt, recipe.max_length))
+    set_seed(recipe.seed)  # LoRA weights are initialised here, before the Trainer seeds its own run
+    model = prepare_model(load_model(recipe) if model is None else model, recipe)
+    collator = HulumedCollator(processor.pad_token_id, 8 if torch.cuda.is_available() else None)
+    return HulumedTrainer(
+        model=model,
+        args=args,
+        train_dataset=dataset,
+        data_collator=collator,
+        callbacks=list(callbacks),
+        part_lrs={part: recipe.part_lr(part) for part in PART_MODES},
+        processor_source=base_folder(recipe.model),
+    )
+
+
+def run_training(recipe: TrainRecipe, callbacks: Sequence[TrainerCallback] = (), model: Any = None) -> TrainResult:
+    """Train (resuming when asked), save the final model / adapter, optionally merge; returns a summary."""
+    trainer = build_trainer(recipe, callbacks, model)
+    resume = resolve_resume(recipe)
+    start = time.perf_counter()
+    start_step = 0
+    if resume is not None:
+        start_step = json.loads((Path(resume) / "trainer_state.json").read_text())["global_step"]
+    trainer.train(resume_from_checkpoint=resume)
+    elapsed = time.perf_counter() - start
+    trainer.save_model(recipe.output)
+    trainer.save_state()
+    if recipe.merge_lora and recipe.uses_lora and trainer.args.should_save:  # main process only
+        from hulumed.train.merge import merge_lora
+
+        merge_lora(recipe.output, os.path.join(recipe.output, "merged"), base=recipe.model)
+    steps = trainer.state.global_step - start_step
+    return TrainResult(
+        output=str(recipe.output),
+        global_step=trainer.state.global_step,
+        losses=[entry["loss"] for entry in trainer.state.log_history if "loss" in entry],
+        seconds_per_step=elapsed / steps if steps > 0 else math.nan,
+        resumed_from=resume,
+        trainable=trainable_summary(trainer.model),
+        trainer=trainer,
+    )

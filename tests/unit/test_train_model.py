@@ -1,0 +1,220 @@
+"""Training on the tiny checkpoints (CPU): loss goes down, save -> load is exact, LoRA merges exactly,
+parts freeze and get their own learning rates, token reduction works in training, QLoRA fails clearly."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+from hulumed.train.recipe import build_recipe
+from hulumed.train.trainer import build_trainer, part_of, run_training
+from tests.conftest import GOLDEN
+from tests.unit.test_train_data import RECORDS, write_dataset
+
+STATIC_VIDEO = {"conversation": [
+    {"role": "user", "content": [{"type": "video", "video": {"video_path": "static", "fps": 3, "max_frames": 4}},
+                                 {"type": "text", "text": "Does anything move?"}]},
+    {"role": "assistant", "content": "Nothing moves."},
+]}
+
+
+def _dataset(folder):
+    """RECORDS (text, image, volume) plus a video of four identical frames (token reduction removes most)."""
+    path = write_dataset(folder, [*RECORDS, STATIC_VIDEO])
+    (folder / "static").mkdir()
+    for index in range(4):
+        shutil.copyfile(GOLDEN / "inputs" / "image_b.png", folder / "static" / f"frame_{index:03d}.png")
+    return path
+
+
+def _recipe(tmp_path, data, **overrides):
+    values = {"model": str(GOLDEN / "tiny-qwen2"), "data": [str(data)], "output": str(tmp_path / "out"), "lr": 1e-3,
+              "max_steps": 24, "batch_size": 2, "logging_steps": 1, "save_steps": 1000, "workers": 0, "warmup": 0.0,
+              "precision": "fp32", "resume": "never"}
+    values.update(overrides)
+    return build_recipe(**values)
+
+
+@pytest.fixture(scope="module")
+def full_run(tmp_path_factory):
+    """A full fine-tune of LLM + projector with token reduction on: 24 steps on 5 records."""
+    tmp_path = tmp_path_factory.mktemp("full")
+    data = _dataset(tmp_path / "data")
+    return run_training(_recipe(tmp_path, data, use_token_compression=True)), data
+
+
+def _logits(model, batch):
+    model.eval()
+    with torch.no_grad():
+        return model(**{k: v for k, v in batch.items() if k != "labels"}).logits
+
+
+def _batch(trainer, indices=(1, 2, 4)):
+    return trainer.data_collator([trainer.train_dataset[i] for i in indices])
+
+
+def test_loss_decreases_on_text_image_volume_and_video(full_run):
+    result, _ = full_run
+    losses = result.losses
+    assert len(losses) == 24 and all(torch.isfinite(torch.tensor(losses)))
+    first, last = sum(losses[:4]) / 4, sum(losses[-4:]) / 4
+    assert last < 0.5 * first, losses
+    assert result.trainable["vision"][0] == 0 and result.trainable["projector"][0] > 0
+
+
+def test_save_then_load_gives_identical_logits(full_run):
+    from transformers import AutoModelForCausalLM, AutoProcessor
+
+    import hulumed  # noqa: F401
+    from hulumed.model.checkpoint import tensor_names
+
+    result, _ = full_run
+    out = result.output
+    loaded = AutoModelForCausalLM.from_pretrained(out)
+    assert loaded.config.use_token_compression is True  # trained with reduction: saved with it
+    assert tensor_names(out) == tensor_names(GOLDEN / "tiny-qwen2")  # official HF-Version names
+    config = json.loads((GOLDEN / "tiny-qwen2" / "config.json").read_text())
+    saved = json.loads((Path(out) / "config.json").read_text())
+    assert saved["use_cache"] is True and saved["rope_theta"] == config["rope_theta"]
+    assert AutoProcessor.from_pretrained(out).image_token_id == config["image_token_index"]
+    batch = _batch(result.trainer)
+    assert torch.equal(_logits(loaded, batch), _logits(result.trainer.model, batch))
+
+
+def _prepare(model, batch):
+    return model.prepare_multimodal_inputs(
+        batch["input_ids"], batch["attention_mask"], batch["labels"], batch.get("position_ids"),
+        batch["pixel_values"], batch["grid_sizes"], batch["merge_sizes"], batch["modals"],
+    )
+
+
+def test_token_reduction_drops_image_positions_but_no_label(full_run):
+    result, _ = full_run
+    model = result.trainer.model.eval()
+    assert model.config.use_token_compression
+    alone = _batch(result.trainer, (4,))  # the static video: most of its tokens are reduced away
+    assert _prepare(model, alone)["labels"].shape[1] < alone["labels"].shape[1] - 60
+    batch = _batch(result.trainer, (4, 0))  # static video + text row
+    prepared = _prepare(model, batch)
+    for row in range(2):
+        before = batch["labels"][row][batch["labels"][row] != -100]
+        after = prepared["labels"][row][prepared["labels"][row] != -100]
+        assert torch.equal(before, after)  # the same supervised tokens, in order
+    with torch.no_grad():
+        loss = model(**batch).loss
+        logits = model(inputs_embeds=prepared["inputs_embeds"], attention_mask=prepared["attention_mask"],
+                       position_ids=prepared["position_ids"]).logits
+        row_logits = model(**{k: v for k, v in alone.items() if k != "labels"}).logits
+    labels = prepared["labels"][:, 1:]
+    manual = torch.nn.functional.cross_entropy(logits[:, :-1].flatten(0, 1), labels.flatten(), ignore_index=-100)
+    torch.testing.assert_close(loss, manual)
+    # the reduced row in the batch gives the logits it gives alone
+    n = row_logits.shape[1]
+    torch.testing.assert_close(logits[0, :n], row_logits[0], atol=1e-5, rtol=1e-5)
+
+
+def test_freeze_parts_and_per_part_learning_rates(tmp_path):
+    data = write_dataset(tmp_path / "data")
+    recipe = _recipe(tmp_path, data, max_steps=2, vision="full", projector="frozen", llm="full",
+                     vision_lr=1e-4, llm_lr=3e-3, weight_decay=0.1)
+    trainer = build_trainer(recipe)
+    before = {n: p.detach().clone() for n, p in trainer.model.named_parameters()}
+    optimizer = trainer.create_optimizer()
+    rates = {g["name"]: (g["lr"], g["weight_decay"]) for g in optimizer.param_groups}
+    assert rates == {"vision": (1e-4, 0.1), "vision/no_decay": (1e-4, 0.0),
+                     "llm": (3e-3, 0.1), "llm/no_decay": (3e-3, 0.0)}
+    trainer.train()
+    for name, parameter in trainer.model.named_parameters():
+        changed = not torch.equal(parameter, before[name])
+        if part_of(name) == "projector":
+            assert not changed and not parameter.requires_grad, name
+    assert any(not torch.equal(p, before[n]) for n, p in trainer.model.named_parameters() if part_of(n) == "vision")
+
+
+def test_lora_merged_model_equals_adapter_model(tmp_path):
+    from transformers import AutoModelForCausalLM
+
+    import hulumed  # noqa: F401
+    from hulumed.cli import main
+
+    data = write_dataset(tmp_path / "data")
+    recipe = _recipe(tmp_path, data, model=str(GOLDEN / "tiny-qwen3"), llm="lora", vision="lora", projector="full",
+                     lora_r=4, lora_alpha=8, lr=1e-2, max_steps=4, save_steps=2)
+    result = run_training(recipe)
+    adapter = result.trainer.model
+    lora_b = [p for n, p in adapter.named_parameters() if "lora_B" in n]
+    assert lora_b and all(p.abs().sum() > 0 for p in lora_b)  # the adapters moved: the check is not vacuous
+    assert any("vision_encoder" in n for n, _ in adapter.named_parameters() if "lora_B" in n)
+    assert (tmp_path / "out" / "adapter_config.json").is_file() and (tmp_path / "out" / "chat_template.json").is_file()
+    assert main(["merge-lora", str(tmp_path / "out"), "--output", str(tmp_path / "merged")]) == 0
+    merged = AutoModelForCausalLM.from_pretrained(tmp_path / "merged")
+    base = AutoModelForCausalLM.from_pretrained(GOLDEN / "tiny-qwen3")
+    batch = _batch(result.trainer, (1, 2, 3))
+    expected = _logits(adapter, batch)
+    torch.testing.assert_close(_logits(merged, batch), expected, atol=1e-5, rtol=1e-5)
+    assert not torch.allclose(_logits(base, batch), expected, atol=1e-3)
+
+
+def test_length_grouping_uses_estimates(tmp_path):
+    from transformers.trainer_pt_utils import LengthGroupedSampler
+
+    data = write_dataset(tmp_path / "data")
+    trainer = build_trainer(_recipe(tmp_path, data, group_by_length=True))
+    sampler = trainer._get_train_sampler()
+    assert isinstance(sampler, LengthGroupedSampler)
+    assert sampler.lengths == trainer.train_dataset.estimated_lengths() and len(sampler.lengths) == 4
+
+
+def test_text_only_batches_touch_trainable_vision_weights(tmp_path):
+    from hulumed.train.trainer import dummy_vision_term
+
+    data = write_dataset(tmp_path / "data")
+    trainer = build_trainer(_recipe(tmp_path, data, vision="full"))
+    model = trainer.model
+    term = dummy_vision_term(model)
+    assert term.item() == 0.0
+    term.backward()
+    grads = [p.grad for n, p in model.named_parameters() if part_of(n) in ("vision", "projector")]
+    assert all(g is not None and not g.any() for g in grads)
+    frozen = build_trainer(_recipe(tmp_path, data, vision="frozen", projector="frozen"))
+    assert dummy_vision_term(frozen.model) is None
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="the error is for machines without CUDA")
+def test_qlora_without_cuda_fails_with_a_clear_message(tmp_path, capsys):
+    from hulumed.cli import main
+
+    data = write_dataset(tmp_path / "data")
+    code = main(["train", "--model", str(GOLDEN / "tiny-qwen2"), "--data", str(data), "--output",
+                 str(tmp_path / "out"), "--max-steps", "1", "--qlora"])
+    assert code == 1
+    error = capsys.readouterr().err
+    assert "QLoRA" in error and "CUDA" in error and "--lora" in error
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("llm", ["full", "lora"])
+def test_gradient_checkpointing_gives_the_same_gradients(tmp_path, llm):
+    data = write_dataset(tmp_path / "data")
+    grads = []
+    for checkpointing in (False, True):
+        trainer = build_trainer(_recipe(tmp_path, data, llm=llm, vision="full" if llm == "full" else "lora",
+                                        gradient_checkpointing=checkpointing, lora_r=4, lora_dropout=0.0))
+        model = trainer.model.train()
+        if llm == "lora":  # lora_B starts at zero: give the adapters a value so their inputs get gradients
+            torch.manual_seed(0)
+            for name, parameter in model.named_parameters():
+                if "lora_B" in name:
+                    parameter.data.normal_(0, 0.02)
+        model.config.use_cache = False
+        batch = _batch(trainer, (1, 2, 3))
+        model(**batch).loss.backward()
+        grads.append({n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None})
+    plain, checkpointed = grads
+    assert plain.keys() == checkpointed.keys() and any("vision_encoder" in n for n in plain)
+    for name in plain:
+        torch.testing.assert_close(checkpointed[name], plain[name], atol=1e-6, rtol=1e-4)
