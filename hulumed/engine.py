@@ -204,21 +204,42 @@ class Engine:
             output = self.model.generate(**prepared.inputs, **self._generate_kwargs(params))
         return [self._result(output[row].tolist(), prepared, row, params) for row in range(output.shape[0])]
 
-    def stream(self, conversation: Conversation, params: GenerationParams | None = None) -> Iterator[str]:
-        """Text deltas of one answer; their concatenation equals ``generate(conversation)[0].text``."""
-        from transformers import TextIteratorStreamer
+    def stream(
+        self,
+        conversation: Conversation,
+        params: GenerationParams | None = None,
+        cancel: threading.Event | None = None,
+        on_finish: Any = None,
+    ) -> Iterator[str]:
+        """Text deltas of one answer; their concatenation equals ``generate(conversation)[0].text``.
+
+        Setting ``cancel`` stops the generation at the next token (a client went away). ``on_finish``, if
+        given, is called with the ``GenerationResult`` (token counts, finish reason) once the answer is done.
+        """
+        from transformers import StoppingCriteria, StoppingCriteriaList, TextIteratorStreamer
 
         params = params or GenerationParams()
         prepared = self.prepare([conversation], params)
         streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True)
         failure: list[BaseException] = []
+        output: list[torch.Tensor] = []
+
+        class _Cancelled(StoppingCriteria):
+            def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor, **kwargs: Any) -> torch.Tensor:
+                stop = cancel is not None and cancel.is_set()
+                return torch.full((input_ids.shape[0],), stop, dtype=torch.bool, device=input_ids.device)
 
         def run() -> None:
             try:
                 with self._lock:
                     if params.seed is not None:
                         torch.manual_seed(params.seed)
-                    self.model.generate(**prepared.inputs, **self._generate_kwargs(params), streamer=streamer)
+                    output.append(
+                        self.model.generate(
+                            **prepared.inputs, **self._generate_kwargs(params), streamer=streamer,
+                            stopping_criteria=StoppingCriteriaList([_Cancelled()]),
+                        )
+                    )
             except BaseException as error:  # noqa: BLE001 - re-raised in the consumer below
                 failure.append(error)
                 streamer.end()
@@ -241,6 +262,8 @@ class Engine:
                 yield final[len(shown) :]
         else:  # cannot happen for append-only text; keep the guarantee explicit
             raise RuntimeError("streamed text diverged from the final answer")
+        if on_finish is not None and output:
+            on_finish(self._result(output[0][0].tolist(), prepared, 0, params))
 
     def estimate(self, conversation: Conversation, params: GenerationParams | None = None) -> dict[str, Any]:
         """Tokens and memory this request needs, before running it (see ``hulumed.estimate``)."""

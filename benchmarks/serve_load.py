@@ -1,0 +1,127 @@
+"""Server load: requests/s and p50/p95 latency at concurrency 1, 4, 16, request batching on vs off, one run.
+
+    python benchmarks/serve_load.py [--model tests/fixtures/golden/tiny-qwen2] [--requests 48] [--max-tokens 16]
+
+A real uvicorn server on 127.0.0.1 (a free port) serves the checkpoint; "on" gathers concurrent requests into
+engine batches (max batch 16, 10 ms wait), "off" answers them one at a time (max batch 1). Requests alternate
+text and image (data: URI) prompts, greedy with ``ignore_eos`` so each generates exactly ``--max-tokens``.
+Clients are threads on this machine sharing its cores with the server. Prints a table and writes JSON
+(``benchmarks/results/serve_load.json`` unless ``--out``), naming the device.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import platform
+import socket
+import statistics
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[1]
+IMAGE = ROOT / "tests" / "fixtures" / "golden" / "inputs" / "image_a.png"
+
+
+def _server(engine, settings):
+    import uvicorn
+
+    from hulumed.serve.app import create_app
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(create_app(engine, settings), host="127.0.0.1", port=port, log_level="error"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    while not server.started:
+        time.sleep(0.02)
+    return server, thread, f"http://127.0.0.1:{port}"
+
+
+def _bodies(n: int, max_tokens: int) -> list[dict]:
+    image = "data:image/png;base64," + base64.b64encode(IMAGE.read_bytes()).decode()
+    bodies = []
+    for i in range(n):
+        content = (f"Explain finding {i} in a chest CT." if i % 2 == 0 else
+                   [{"type": "image_url", "image_url": {"url": image}}, {"type": "text", "text": "Describe."}])
+        bodies.append({"model": "bench", "messages": [{"role": "user", "content": content}], "max_tokens": max_tokens,
+                       "temperature": 0, "ignore_eos": True})
+    return bodies
+
+
+def _run(url: str, bodies: list[dict], concurrency: int) -> dict:
+    latencies: list[float] = []
+    errors = 0
+    lock = threading.Lock()
+
+    def one(body: dict) -> None:
+        nonlocal errors
+        start = time.perf_counter()
+        reply = httpx.post(f"{url}/v1/chat/completions", json=body, timeout=600)
+        with lock:
+            latencies.append(time.perf_counter() - start)
+            errors += reply.status_code != 200
+
+    start = time.perf_counter()
+    with ThreadPoolExecutor(concurrency) as pool:
+        list(pool.map(one, bodies))
+    wall = time.perf_counter() - start
+    ordered = sorted(latencies)
+    return {
+        "requests": len(bodies), "errors": errors, "seconds": wall, "requests_per_s": len(bodies) / wall,
+        "p50_s": statistics.median(ordered), "p95_s": ordered[max(0, int(round(0.95 * len(ordered))) - 1)],
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default=str(ROOT / "tests" / "fixtures" / "golden" / "tiny-qwen2"))
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--requests", type=int, default=48)
+    parser.add_argument("--max-tokens", type=int, default=16)
+    parser.add_argument("--concurrency", default="1,4,16")
+    parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "serve_load.json"))
+    args = parser.parse_args()
+
+    import torch
+
+    import hulumed
+    from hulumed.serve.settings import ServerSettings
+
+    engine = hulumed.load(args.model, device=args.device, batch_size=16)
+    device_name = torch.cuda.get_device_name() if args.device == "cuda" else f"CPU {platform.machine()}, {torch.get_num_threads()} threads"
+    rows = []
+    for batching in ("on", "off"):
+        settings = ServerSettings(model_name="bench", max_batch_size=16 if batching == "on" else 1,
+                                  max_wait_ms=10 if batching == "on" else 0, max_queue=256)
+        server, thread, url = _server(engine, settings)
+        _run(url, _bodies(4, args.max_tokens), 2)  # warm-up
+        for concurrency in [int(c) for c in args.concurrency.split(",")]:
+            row = {"batching": batching, "concurrency": concurrency, **_run(url, _bodies(args.requests, args.max_tokens), concurrency)}
+            rows.append(row)
+        server.should_exit = True
+        thread.join()
+    print(f"server load, {args.requests} requests x {args.max_tokens} tokens (text / image), {Path(args.model).name}, {device_name}")
+    print(f"{'batching':>8} {'conc':>5} | {'req/s':>7} {'p50 s':>7} {'p95 s':>7} {'errors':>6}")
+    for r in rows:
+        print(f"{r['batching']:>8} {r['concurrency']:>5} | {r['requests_per_s']:>7.2f} {r['p50_s']:>7.3f} {r['p95_s']:>7.3f} {r['errors']:>6}")
+    by = {(r["batching"], r["concurrency"]): r for r in rows}
+    speedups = {c: by[("on", c)]["requests_per_s"] / by[("off", c)]["requests_per_s"]
+                for c in sorted({r["concurrency"] for r in rows}) if ("on", c) in by and ("off", c) in by}
+    for c, s in speedups.items():
+        print(f"concurrency {c}: batching on / off = {s:.2f}x requests/s")
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"device": device_name, "model": args.model, "rows": rows,
+                               "speedup_by_concurrency": speedups}, indent=2))
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()

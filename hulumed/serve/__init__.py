@@ -1,0 +1,10 @@
+"""OpenAI-compatible HTTP server over the engine (``hulumed serve``; needs the ``serve`` extra).
+
+settings.py  limits and switches (one dataclass)
+protocol.py  request / response shapes of /v1/chat/completions
+media.py     OpenAI message parts -> hulumed conversation parts (data: URIs, media root, remote URLs, limits)
+batcher.py   gathers concurrent requests into engine batches; bounded queue
+metrics.py   Prometheus counters, gauges and the latency histogram
+app.py       the FastAPI application (routes, auth, errors, streaming)
+commands.py  the ``serve`` CLI verb
+"""

@@ -1,0 +1,316 @@
+"""The FastAPI application: /v1/chat/completions (streamed and not), /v1/models, /health, /metrics.
+
+Order of checks for a completion request: API key (401) -> admission (429 + Retry-After when the queue is
+full) -> body size (413) -> JSON (400) -> schema (400) -> model name (404) -> max_tokens limit (400) ->
+media rules (400 / 403 / 413, see media.py) -> conversation shape (400) -> visual-token limit (400) ->
+generation. Every error is OpenAI-style JSON (``{"error": {"message", "type", "param", "code"}}``) and never
+carries a stack trace; those go to the server log. The log has one JSON line per request (id, status, timings,
+token counts) and the message text only with ``log_content``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import shutil
+import tempfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+from pydantic import ValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from ..errors import HulumedError, MediaError
+from ..generation import GenerationParams
+from .batcher import Admission, Batcher
+from .media import MediaRejected, MediaResolver
+from .metrics import CONTENT_TYPE, ServerMetrics
+from .protocol import ChatCompletionRequest, chunk, completion_id, completion_response, error_body, usage_block
+from .settings import ServerSettings
+
+log = logging.getLogger("hulumed.serve")
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, message: str, code: str, kind: str = "invalid_request_error") -> None:
+        super().__init__(message)
+        self.status, self.message, self.code, self.kind = status, message, code, kind
+
+
+def _error(status: int, message: str, code: str, kind: str = "invalid_request_error",
+           headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse(error_body(message, kind, code), status_code=status, headers=headers)
+
+
+def create_app(engine: Any, settings: ServerSettings) -> FastAPI:
+    metrics = ServerMetrics()
+    admission = Admission(settings.max_queue, metrics)
+    executor = ThreadPoolExecutor(max_workers=4, thread_name_prefix="hulumed-batch")
+    stream_executor = ThreadPoolExecutor(max_workers=max(2, settings.max_queue), thread_name_prefix="hulumed-stream")
+    batcher = Batcher(engine, settings.max_batch_size, settings.max_wait_ms, metrics, executor)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        batcher.start()
+        yield
+        await batcher.stop()
+        executor.shutdown(wait=False, cancel_futures=True)
+        stream_executor.shutdown(wait=False, cancel_futures=True)
+
+    app = FastAPI(title="hulumed", lifespan=lifespan, docs_url=None, redoc_url=None)
+    app.state.metrics = metrics
+    app.state.settings = settings
+
+    @app.exception_handler(ApiError)
+    async def _api_error(request: Request, error: ApiError) -> JSONResponse:
+        return _error(error.status, error.message, error.code, error.kind)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, error: StarletteHTTPException) -> JSONResponse:
+        code = "not_found" if error.status_code == 404 else "http_error"
+        return _error(error.status_code, str(error.detail), code)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation_error(request: Request, error: RequestValidationError) -> JSONResponse:
+        return _error(400, "invalid request", "invalid_request")
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, error: Exception) -> JSONResponse:
+        log.exception("unexpected error")
+        return _error(500, "internal server error", "internal_error", "server_error")
+
+    def _authorize(request: Request) -> None:
+        if settings.api_key is None:
+            return
+        header = request.headers.get("authorization", "")
+        if header != f"Bearer {settings.api_key}":
+            raise ApiError(401, "invalid or missing API key (Authorization: Bearer <key>)", "invalid_api_key",
+                           "authentication_error")
+
+    @app.get("/health")
+    async def health() -> dict[str, Any]:
+        return {"status": "ok", "model": settings.model_name, "in_flight": admission.active}
+
+    @app.get("/metrics")
+    async def metrics_endpoint() -> Response:
+        return Response(metrics.render(), media_type=CONTENT_TYPE)
+
+    @app.get("/v1/models")
+    async def models(request: Request) -> dict[str, Any]:
+        _authorize(request)
+        return {"object": "list", "data": [{"id": settings.model_name, "object": "model", "created": 0,
+                                            "owned_by": "hulumed"}]}
+
+    @app.post("/v1/chat/completions")
+    async def chat_completions(request: Request) -> Response:
+        started = time.monotonic()
+        _authorize(request)
+        if not admission.try_enter():
+            metrics.requests.labels(status="429").inc()
+            metrics.errors.labels(code="queue_full").inc()
+            return _error(429, "the server is busy; retry shortly", "queue_full", "rate_limit_error",
+                          headers={"Retry-After": "1"})
+        scratch = Path(tempfile.mkdtemp(prefix="hulumed-req-"))
+        handed_to_stream = False
+        status = 500
+        try:
+            body = await _read_body(request, settings.max_body_bytes)
+            payload = _parse(body)
+            if payload.model != settings.model_name:
+                raise ApiError(404, f"model {payload.model!r} not found; this server serves {settings.model_name!r}",
+                               "model_not_found")
+            params = _params(payload, settings)
+            loop = asyncio.get_running_loop()
+            conversation = await loop.run_in_executor(
+                stream_executor, _conversation, payload, settings, scratch
+            )
+            report = await loop.run_in_executor(stream_executor, _estimate, engine, conversation, params)
+            if report["visual_tokens"] > settings.max_visual_tokens:
+                raise ApiError(400, f"the media make {report['visual_tokens']} visual tokens; this server allows "
+                               f"{settings.max_visual_tokens} (use fewer frames / slices or smaller images)",
+                               "too_many_visual_tokens")
+            request_id = completion_id()
+            if payload.stream:
+                handed_to_stream = True
+                status = 200
+                return StreamingResponse(
+                    _stream(engine, conversation, params, payload, request_id, settings, metrics, admission, scratch,
+                            stream_executor, started),
+                    media_type="text/event-stream",
+                    headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+                )
+            try:
+                result = await batcher.submit(conversation, params)
+            except (MediaError, ValueError) as error:
+                raise ApiError(400, str(error), "invalid_media" if isinstance(error, MediaError) else "invalid_request")
+            status = 200
+            usage = usage_block(result.prompt_tokens, result.completion_tokens, result.visual_tokens)
+            _count_tokens(metrics, result.prompt_tokens, result.completion_tokens, result.visual_tokens)
+            _log(request_id, 200, started, usage, payload if settings.log_content else None, stream=False)
+            return JSONResponse(completion_response(
+                request_id, settings.model_name, result.text, result.reasoning if payload.think else None,
+                result.finish_reason, usage,
+            ))
+        except ApiError as error:
+            status = error.status
+            metrics.errors.labels(code=error.code).inc()
+            return _error(error.status, error.message, error.code, error.kind)
+        except MediaRejected as error:
+            status = error.status
+            metrics.errors.labels(code=error.code).inc()
+            return _error(error.status, str(error), error.code)
+        finally:
+            if not handed_to_stream:
+                metrics.requests.labels(status=str(status)).inc()
+                metrics.latency.observe(time.monotonic() - started)
+                admission.leave()
+                shutil.rmtree(scratch, ignore_errors=True)
+
+    return app
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise ApiError(413, f"request body over {limit} bytes", "body_too_large")
+    body = bytearray()
+    async for block in request.stream():
+        body.extend(block)
+        if len(body) > limit:
+            raise ApiError(413, f"request body over {limit} bytes", "body_too_large")
+    return bytes(body)
+
+
+def _parse(body: bytes) -> ChatCompletionRequest:
+    try:
+        raw = json.loads(body)
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise ApiError(400, f"malformed JSON: {error}", "invalid_json") from error
+    try:
+        return ChatCompletionRequest.model_validate(raw)
+    except ValidationError as error:
+        first = error.errors()[0]
+        where = ".".join(str(p) for p in first.get("loc", ()))
+        raise ApiError(400, f"invalid request: {where}: {first.get('msg')}", "invalid_request") from error
+
+
+def _params(payload: ChatCompletionRequest, settings: ServerSettings) -> GenerationParams:
+    max_tokens = payload.max_completion_tokens or payload.max_tokens or min(settings.default_max_tokens, settings.max_tokens_limit)
+    if max_tokens > settings.max_tokens_limit:
+        raise ApiError(400, f"max_tokens {max_tokens} is over this server's limit of {settings.max_tokens_limit}",
+                       "max_tokens_too_large")
+    stop = [payload.stop] if isinstance(payload.stop, str) else list(payload.stop or [])
+    try:
+        return GenerationParams(
+            max_new_tokens=max_tokens, temperature=payload.temperature, top_p=payload.top_p, top_k=payload.top_k,
+            repetition_penalty=payload.repetition_penalty, stop=stop, seed=payload.seed, think=payload.think,
+            ignore_eos=payload.ignore_eos,
+        )
+    except ValueError as error:
+        raise ApiError(400, str(error), "invalid_request") from error
+
+
+def _conversation(payload: ChatCompletionRequest, settings: ServerSettings, scratch: Path) -> list[dict[str, Any]]:
+    from ..conversation import validate
+
+    conversation = MediaResolver(settings, scratch).conversation(payload.messages)
+    try:
+        return validate(conversation)
+    except ValueError as error:
+        raise ApiError(400, str(error), "invalid_messages") from error
+
+
+def _estimate(engine: Any, conversation: list[dict[str, Any]], params: GenerationParams) -> dict[str, Any]:
+    try:
+        return engine.estimate(conversation, params)
+    except MediaError as error:
+        raise ApiError(400, str(error), "invalid_media") from error
+    except (HulumedError, ValueError) as error:
+        raise ApiError(400, str(error), "invalid_request") from error
+
+
+def _count_tokens(metrics: ServerMetrics, prompt: int, completion: int, visual: int) -> None:
+    metrics.prompt_tokens.inc(prompt)
+    metrics.completion_tokens.inc(completion)
+    metrics.visual_tokens.inc(visual)
+
+
+def _log(request_id: str, status: int, started: float, usage: dict[str, Any] | None, payload: Any, stream: bool) -> None:
+    record: dict[str, Any] = {
+        "event": "chat.completion", "id": request_id, "status": status, "stream": stream,
+        "latency_ms": round((time.monotonic() - started) * 1000, 1),
+    }
+    if usage is not None:
+        record["usage"] = usage
+    if payload is not None:
+        record["messages"] = [m.model_dump() for m in payload.messages]
+    log.info(json.dumps(record, ensure_ascii=False, default=str))
+
+
+async def _stream(engine: Any, conversation: list[dict[str, Any]], params: GenerationParams,
+                  payload: ChatCompletionRequest, request_id: str, settings: ServerSettings, metrics: ServerMetrics,
+                  admission: Admission, scratch: Path, executor: ThreadPoolExecutor, started: float):
+    """SSE events: a role chunk, content deltas, a final chunk with finish_reason and usage, then [DONE]."""
+    loop = asyncio.get_running_loop()
+    events: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
+    cancel = threading.Event()
+    finished: list[Any] = []
+
+    def produce() -> None:
+        try:
+            for delta in engine.stream(conversation, params, cancel=cancel, on_finish=finished.append):
+                loop.call_soon_threadsafe(events.put_nowait, ("delta", delta))
+                if cancel.is_set():
+                    break
+            loop.call_soon_threadsafe(events.put_nowait, ("done", None))
+        except Exception as error:  # noqa: BLE001 - reported to the client as an error event
+            loop.call_soon_threadsafe(events.put_nowait, ("error", error))
+
+    worker = loop.run_in_executor(executor, produce)
+    status = 200
+    model = settings.model_name
+    try:
+        yield _sse(chunk(request_id, model, {"role": "assistant", "content": ""}))
+        while True:
+            kind, value = await events.get()
+            if kind == "delta":
+                yield _sse(chunk(request_id, model, {"content": value}))
+            elif kind == "error":
+                status = 400 if isinstance(value, (MediaError, ValueError)) else 500
+                message = str(value) if status == 400 else "internal server error"
+                if status == 500:
+                    log.error("stream failed: %s", type(value).__name__)
+                yield _sse(error_body(message, "invalid_request_error" if status == 400 else "server_error"))
+                break
+            else:
+                result = finished[0] if finished else None
+                usage = usage_block(result.prompt_tokens, result.completion_tokens, result.visual_tokens) if result else None
+                delta: dict[str, Any] = {}
+                if result is not None and payload.think and result.reasoning is not None:
+                    delta["reasoning"] = result.reasoning
+                if result is not None:
+                    _count_tokens(metrics, result.prompt_tokens, result.completion_tokens, result.visual_tokens)
+                yield _sse(chunk(request_id, model, delta, finish=result.finish_reason if result else "stop", usage=usage))
+                _log(request_id, 200, started, usage, payload if settings.log_content else None, stream=True)
+                break
+        yield "data: [DONE]\n\n"
+    finally:
+        # No await in here: when the client went away this task is being cancelled, and every await would
+        # raise again. Stop the generation at its next token, free the slot now, clean up when it has stopped.
+        cancel.set()
+        metrics.requests.labels(status=str(status)).inc()
+        metrics.latency.observe(time.monotonic() - started)
+        admission.leave()
+        worker.add_done_callback(lambda _: shutil.rmtree(scratch, ignore_errors=True))
+
+
+def _sse(data: dict[str, Any]) -> str:
+    return f"data: {json.dumps(data, ensure_ascii=False)}\n\n"

@@ -1,0 +1,26 @@
+"""Server settings: every limit and switch of ``hulumed serve`` in one commented dataclass."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass
+class ServerSettings:
+    model_name: str = "hulumed"  # the id /v1/models lists and requests must name
+    api_key: str | None = None  # when set, requests need "Authorization: Bearer <key>" (else 401)
+    media_root: Path | None = None  # local media paths are allowed only below this folder (None: refused)
+    allow_remote_media: bool = False  # fetch http(s) media URLs (off by default)
+    remote_timeout_s: float = 10.0  # time limit for one remote fetch
+    max_body_bytes: int = 64 * 2**20  # whole request body (413 above)
+    max_media_bytes: int = 32 * 2**20  # one decoded media part
+    max_pixels: int = 40_000_000  # one image's width x height (decompression-bomb guard)
+    max_media_parts: int = 16  # images + videos + volumes in one request
+    max_visual_tokens: int = 32_768  # visual tokens one request may put in the prompt
+    max_tokens_limit: int = 4096  # the largest max_tokens a request may ask for
+    default_max_tokens: int = 512  # when a request does not say
+    max_batch_size: int = 8  # requests answered together by one engine call
+    max_wait_ms: float = 10.0  # how long the first request of a batch waits for company
+    max_queue: int = 64  # requests waiting; more are refused with 429 + Retry-After
+    log_content: bool = False  # log message text (off: logs carry ids, sizes, timings only)
