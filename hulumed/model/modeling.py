@@ -264,34 +264,34 @@ def _drop_positions(
     labels: torch.Tensor | None,
     position_ids: torch.Tensor | None,
 ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None, torch.Tensor | None]:
-    """Remove reduced-away `<image>` positions from every row and re-pad the rows to one length.
+    """Remove reduced-away `<image>` positions (and old padding) from every row; re-pad rows to one length.
 
     Rows are padded on the left when the batch is left-padded or unpadded (generation) and on the right
     otherwise (training batches). ``position_ids`` (packed training) are renumbered per row.
     """
-    keep_positions = torch.ones_like(image_positions)
-    keep_positions[image_positions] = keep  # (B, N)
+    valid = torch.ones_like(image_positions)
+    valid[image_positions] = keep  # (B, N)
+    if attention_mask is not None:
+        valid &= attention_mask.bool()
     batch, _ = input_ids.shape
-    lengths = keep_positions.sum(dim=1)  # (B,)
+    lengths = valid.sum(dim=1)  # (B,)
     width = int(lengths.max())
     left = attention_mask is None or bool(attention_mask[:, -1].all())
-    pad_id = int(input_ids[0, 0]) if attention_mask is None else 0
 
     def repack(values: torch.Tensor, fill: int) -> torch.Tensor:
         out = values.new_full((batch, width), fill)
         for b in range(batch):
-            row = values[b][keep_positions[b]]
+            row = values[b][valid[b]]
             if left:
                 out[b, width - row.shape[0] :] = row
             else:
                 out[b, : row.shape[0]] = row
         return out
 
-    new_ids = repack(input_ids, pad_id)
-    new_mask = repack(attention_mask, 0) if attention_mask is not None else None
-    if new_mask is None and int(lengths.min()) != width:
-        valid = torch.ones_like(keep_positions)
-        new_mask = repack(valid.long(), 0)
+    new_ids = repack(input_ids, int(input_ids[0, 0]))  # pad id is irrelevant: masked out
+    new_mask = repack(torch.ones_like(input_ids), 0)
+    if attention_mask is None and int(lengths.min()) == width:
+        new_mask = None
     new_labels = repack(labels, -100) if labels is not None else None
     new_positions = None
     if position_ids is not None:

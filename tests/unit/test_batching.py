@@ -77,3 +77,17 @@ def test_image_token_count_mismatch_is_a_clear_error(golden_model):
     with pytest.raises(ValueError, match="image tokens"):
         model(input_ids=t["input_ids"][:, :-40], pixel_values=t["pixel_values"], grid_sizes=t["grid_sizes"],
               merge_sizes=t["merge_sizes"])
+
+
+def test_drop_positions_drops_old_padding_and_keeps_order():
+    from hulumed.model.modeling import _drop_positions
+
+    ids = torch.tensor([[5, 9, 9, 9, 6, 0, 0], [7, 9, 9, 8, 8, 8, 8]])  # row 0 right-padded; 9 = <image>
+    mask = torch.tensor([[1, 1, 1, 1, 1, 0, 0], [1, 1, 1, 1, 1, 1, 1]])
+    labels = torch.where(mask.bool(), ids, torch.full_like(ids, -100))
+    keep = torch.tensor([True, False, False, True, False])  # row 0 keeps its first image token, row 1 its second
+    new_ids, new_mask, new_labels, _ = _drop_positions(ids, ids == 9, keep, mask, labels, None)
+    assert new_ids.shape == (2, 6)  # the longest row after reduction, old padding not counted
+    assert new_ids[0, :3].tolist() == [5, 9, 6] and new_mask[0].tolist() == [1, 1, 1, 0, 0, 0]
+    assert new_ids[1].tolist() == [7, 9, 8, 8, 8, 8] and new_mask[1].all()
+    assert new_labels[0].tolist() == [5, 9, 6, -100, -100, -100]
