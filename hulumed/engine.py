@@ -6,8 +6,8 @@
 
 It is the one door the CLI, the server, evaluation and the demo go through, and knows nothing of HTTP.
 
-* Batches: conversations are grouped (same system-prompt rule), processed into one left-padded batch and
-  generated together; token reduction works in batches. Results come back in input order.
+* Batches: conversations are processed into one left-padded batch (``batch_size`` at a time) and generated
+  together; token reduction works in batches. Results come back in input order.
 * Long videos / volumes: the vision encoder runs ``frame_chunk_size`` frames at a time (identical results).
 * Devices: cuda -> mps -> cpu unless told; bf16 on CUDA, fp32 elsewhere unless told; 4/8-bit weights through
   bitsandbytes on CUDA (``quantization="4bit" | "8bit"``).
@@ -125,12 +125,9 @@ class Engine:
         conversations = [validate(c) for c in conversations]
         if params.think:
             conversations = [with_think_instruction(c) for c in conversations]
-        flags = {self._add_system_prompt(c) for c in conversations}
-        if len(flags) != 1:
-            raise ValueError("a batch must share the system-prompt rule; Engine.generate groups them for you")
         batch = self.processor(
-            conversation=list(conversations), add_system_prompt=flags.pop(), add_generation_prompt=True,
-            return_tensors="pt",
+            conversation=list(conversations), add_system_prompt=[self._add_system_prompt(c) for c in conversations],
+            add_generation_prompt=True, return_tensors="pt",
         )
         inputs: dict[str, Any] = {}
         for key, value in batch.items():
@@ -185,16 +182,10 @@ class Engine:
             conversations = [conversations]  # type: ignore[list-item]
         conversations = list(conversations)  # type: ignore[arg-type]
         size = max(1, batch_size or self.batch_size)
-        results: list[GenerationResult | None] = [None] * len(conversations)
-        groups: dict[bool, list[int]] = {}
-        for index, conversation in enumerate(conversations):
-            groups.setdefault(self._add_system_prompt(validate(conversation)), []).append(index)
-        for indices in groups.values():
-            for start in range(0, len(indices), size):
-                chunk = indices[start : start + size]
-                for index, result in zip(chunk, self._generate_batch([conversations[i] for i in chunk], params)):
-                    results[index] = result
-        return results  # type: ignore[return-value]
+        results: list[GenerationResult] = []
+        for start in range(0, len(conversations), size):
+            results.extend(self._generate_batch(conversations[start : start + size], params))
+        return results
 
     def _generate_batch(self, conversations: list[Conversation], params: GenerationParams) -> list[GenerationResult]:
         prepared = self.prepare(conversations, params)

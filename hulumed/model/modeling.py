@@ -170,8 +170,11 @@ class HulumedForCausalLMMixin:
         grid_sizes: torch.Tensor | None = None,
         merge_sizes: torch.Tensor | None = None,
         modals: Sequence[str] | None = None,
+        logits_to_keep: int | torch.Tensor = 0,
         **kwargs: Any,
     ) -> Any:
+        # ``logits_to_keep`` is named here so that ``generate`` sees it and computes prompt logits for the last
+        # position only (else the prefill projects every prompt position onto the whole vocabulary).
         if inputs_embeds is None and input_ids is not None and pixel_values is not None:
             prepared = self.prepare_multimodal_inputs(
                 input_ids, attention_mask, labels, position_ids, pixel_values, grid_sizes, merge_sizes, modals
@@ -187,6 +190,7 @@ class HulumedForCausalLMMixin:
             position_ids=position_ids,
             inputs_embeds=inputs_embeds,
             labels=labels,
+            logits_to_keep=logits_to_keep,
             **kwargs,
         )
 

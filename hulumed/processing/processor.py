@@ -411,7 +411,7 @@ class HulumedProcessor(ProcessorMixin):
         conversation: Optional[Union[Conversation, list[Conversation]]] = None,
         images: Any = None,
         merge_size: Optional[Union[int, list[int]]] = None,
-        add_system_prompt: bool = False,
+        add_system_prompt: Union[bool, list[bool]] = False,
         add_generation_prompt: bool = False,
         return_tensors: Optional[str] = None,
         swap_pil_size: Optional[bool] = None,
@@ -420,6 +420,7 @@ class HulumedProcessor(ProcessorMixin):
         """Process one conversation, a list of conversations (left-padded batch), or plain `text` + `images`.
 
         `swap_pil_size` overrides the image processor's setting (True reproduces upstream's PIL size swap).
+        For a batch, `add_system_prompt` may be a list with one flag per conversation.
         """
         unknown = set(kwargs) - _IGNORED_CALL_KWARGS
         if unknown:
@@ -435,11 +436,12 @@ class HulumedProcessor(ProcessorMixin):
             if batched:
                 if images is not None:
                     raise ValueError("`images` cannot be combined with a batch of conversations.")
+                flags = add_system_prompt if isinstance(add_system_prompt, list) else [add_system_prompt] * len(conversation)
+                if len(flags) != len(conversation):
+                    raise ValueError(f"got {len(flags)} add_system_prompt flags for {len(conversation)} conversations")
                 samples = [
-                    self._encode_conversation(
-                        c, None, merge_size, add_system_prompt, add_generation_prompt, swap_pil_size
-                    )
-                    for c in conversation
+                    self._encode_conversation(c, None, merge_size, flag, add_generation_prompt, swap_pil_size)
+                    for c, flag in zip(conversation, flags)
                 ]
             else:
                 samples = [

@@ -91,3 +91,9 @@ def test_drop_positions_drops_old_padding_and_keeps_order():
     assert new_ids[0, :3].tolist() == [5, 9, 6] and new_mask[0].tolist() == [1, 1, 1, 0, 0, 0]
     assert new_ids[1].tolist() == [7, 9, 8, 8, 8, 8] and new_mask[1].all()
     assert new_labels[0].tolist() == [5, 9, 6, -100, -100, -100]
+
+
+def test_generate_asks_for_last_position_logits_only(golden_model):
+    # the prefill must not project every prompt position onto the vocabulary (memory and time)
+    assert golden_model("tiny-qwen2")._supports_logits_to_keep()
+    assert golden_model("tiny-qwen3")._supports_logits_to_keep()

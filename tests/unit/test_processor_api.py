@@ -78,6 +78,20 @@ def test_batch_of_conversations_is_left_padded():
     assert torch.equal(batch["grid_sizes"], torch.cat([s["grid_sizes"] for s in visual]))
     assert torch.equal(batch["merge_sizes"], torch.cat([s["merge_sizes"] for s in visual]))
     assert batch["modals"] == ["image", "video"]
+
+
+def test_batch_takes_one_system_prompt_flag_per_conversation():
+    processor = _processor()
+    first = _user({"type": "image", "image": {"image_path": IMAGE_A}}, _text("What is shown?"))
+    second = _user(_text("Hello."))
+    batch = processor(conversation=[first, second], add_system_prompt=[True, False], add_generation_prompt=True,
+                      return_tensors="pt")
+    for row, (conversation, flag) in enumerate([(first, True), (second, False)]):
+        single = processor(conversation=conversation, add_system_prompt=flag, add_generation_prompt=True,
+                           return_tensors="pt")["input_ids"][0]
+        assert batch["input_ids"][row, -single.shape[0]:].tolist() == single.tolist()
+    with pytest.raises(ValueError, match="flags"):
+        processor(conversation=[first, second], add_system_prompt=[True])
     assert processor.pad_token_id == processor.tokenizer.convert_tokens_to_ids("<|endoftext|>")
 
 
