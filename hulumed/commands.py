@@ -33,6 +33,33 @@ def _media_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--volume", metavar="FILE", help="a 3D volume (NIfTI)")
     parser.add_argument("--slices", type=int, help="slices taken from --volume (default: all)")
     parser.add_argument("--axis", type=int, default=2, help="slicing axis: 0 sagittal, 1 coronal, 2 axial")
+    _volume_options(parser)
+
+
+def _volume_options(parser: argparse.ArgumentParser) -> None:
+    from .processing import NORMALIZATIONS, ORIENTATIONS, window_names
+
+    parser.add_argument("--window", help=f"CT window for --volume: {', '.join(window_names())}, or CENTER,WIDTH "
+                        "(default: upstream's per-slice min-max)")
+    parser.add_argument("--orientation", choices=ORIENTATIONS, help="volume axes (default raw, as upstream)")
+    parser.add_argument("--normalize", choices=NORMALIZATIONS, help="intensity scaling (default slice, as upstream)")
+    parser.add_argument("--time-index", type=int, help="the time point of a 4-D volume")
+    parser.add_argument("--series-uid", help="the DICOM series to use when a folder holds several")
+
+
+def _volume_item_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The extra keys of the 3d item given by --window / --orientation / --normalize / ... (unset ones omitted)."""
+    options: dict[str, Any] = {}
+    if getattr(args, "window", None):
+        if "," in args.window:
+            center, width = (float(v) for v in args.window.split(",", 1))
+            options["window"] = [center, width]
+        else:
+            options["window"] = args.window
+    for name in ("orientation", "normalize", "time_index", "series_uid"):
+        if getattr(args, name, None) is not None:
+            options[name] = getattr(args, name)
+    return options
 
 
 def _generation_options(parser: argparse.ArgumentParser) -> None:
@@ -72,7 +99,7 @@ def _turn(args: argparse.Namespace, prompt: str) -> dict[str, Any]:
 
     return user_turn(
         prompt, args.image, args.video, args.volume, fps=args.fps, max_frames=args.max_frames, slices=args.slices,
-        axis=args.axis,
+        axis=args.axis, volume_options=_volume_item_options(args),
     )
 
 
@@ -137,7 +164,7 @@ def cmd_chat(args: argparse.Namespace) -> int:
         else:
             turn = user_turn(
                 line, images, video, volume[0] if volume else None, slices=volume[1] if volume else None,
-                axis=args.axis, fps=args.fps, max_frames=args.max_frames,
+                axis=args.axis, fps=args.fps, max_frames=args.max_frames, volume_options=_volume_item_options(args),
             )
             images, video, volume = [], None, None
             conversation = [*history, turn]
@@ -233,6 +260,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--max-frames", type=int, default=128)
     p.add_argument("--slices", type=int)
     p.add_argument("--axis", type=int, default=2)
+    _volume_options(p)
     p.set_defaults(handler=cmd_chat)
 
     p = subparsers.add_parser("batch", help="answer a JSONL file of requests, resumable")

@@ -188,3 +188,13 @@ def test_torn_last_line_is_repaired(tmp_path):
     out.write_text(json.dumps({"id": "a", "text": "x"}) + "\n" + '{"id": "b", "te')
     assert done_ids(out) == {"a"}
     assert out.read_text().endswith("\n") and out.read_text().count("\n") == 1
+
+
+def test_generate_volume_window_options(tiny):
+    common = ["generate", "--model", str(tiny), "--volume", str(INPUTS / "volume.nii.gz"), "--slices", "4",
+              "--max-new-tokens", "4", "--greedy", "--json"]
+    windowed = hulumed(*common, "--window", "lung", "--orientation", "ras", "Report.")
+    assert windowed.returncode == 0, windowed.stderr
+    assert json.loads(windowed.stdout)["visual_tokens"] == 4 * 16
+    bad = hulumed(*common, "--window", "nonsense", "Report.")
+    assert bad.returncode == 1 and "Unknown window" in bad.stderr and "Traceback" not in bad.stderr
