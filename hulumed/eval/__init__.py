@@ -1,0 +1,14 @@
+"""Evaluation harness (``hulumed eval``): MedUniEval's benchmarks, prompts and scoring, batched and resumable.
+
+    benchmarks.py   registry: name, version, published layout, loader -> Sample
+    data_files.py   parquet / JSON / JSONL / CSV rows of a split
+    scoring.py      answer parsing and judges (``fixed`` default, ``upstream`` for comparability)
+    text_metrics.py BLEU, ROUGE, word F1 (pure Python)
+    runner.py       generation through the engine, predictions.jsonl, metrics.json, resume, shards, summary
+    commands.py     the CLI verb
+"""
+
+from .benchmarks import BENCHMARKS, Benchmark, Sample, get_benchmark
+from .scoring import FIXES, Verdict
+
+__all__ = ["BENCHMARKS", "FIXES", "Benchmark", "Sample", "Verdict", "get_benchmark"]

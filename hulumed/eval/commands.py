@@ -1,0 +1,93 @@
+"""The ``hulumed eval`` verb: list benchmarks, run them, or merge shards. Logic lives in runner.py."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from .benchmarks import BENCHMARKS, get_benchmark
+from .scoring import FIXES, MODES
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "eval", help="run medical benchmarks (MedUniEval set) and score them",
+        description="Evaluate a Hulu-Med checkpoint on local copies of medical benchmarks. D/<benchmark> is the "
+        "benchmark's public release as downloaded; see --list for what each reads.",
+    )
+    parser.add_argument("--list", action="store_true", help="list the registered benchmarks and their layouts")
+    parser.add_argument("--model", help="checkpoint folder or hub id")
+    parser.add_argument("--benchmarks", help="comma-separated names (case, '-' and '_' ignored)")
+    parser.add_argument("--data-dir", type=Path, help="folder holding one sub-folder per benchmark")
+    parser.add_argument("--output", type=Path, help="results folder (resumed if it exists)")
+    parser.add_argument("--limit", type=int, help="only the first N samples of each benchmark")
+    parser.add_argument("--shard", default="0/1", help="i/n: run samples with index %% n == i (default 0/1)")
+    parser.add_argument("--merge", type=int, metavar="N", help="merge the N shard results under --output")
+    parser.add_argument("--scoring", choices=MODES, default="fixed", help="fixed (default) or upstream's rules")
+    parser.add_argument("--blank-images", action="store_true", help="image ablation: replace images by black ones")
+    parser.add_argument("--max-new-tokens", type=int, default=1024)
+    parser.add_argument("--think", action="store_true", help="upstream's reasoning mode")
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--device")
+    parser.add_argument("--dtype")
+    parser.set_defaults(handler=main)
+
+
+def _parse_shard(text: str) -> tuple[int, int]:
+    try:
+        index, count = (int(x) for x in text.split("/"))
+    except ValueError as error:
+        raise ValueError(f"--shard must look like i/n, not {text!r}") from error
+    if count < 1 or not 0 <= index < count:
+        raise ValueError(f"--shard {text}: need 0 <= i < n")
+    return index, count
+
+
+def list_benchmarks() -> str:
+    lines = [f"{b.name:<12} v{b.version:<3} {b.modality:<7} {b.layout}" for b in BENCHMARKS]
+    lines += ["", "--scoring fixed (default) differs from --scoring upstream:"] + [f"  - {fix}" for fix in FIXES]
+    return "\n".join(lines)
+
+
+def main(args: argparse.Namespace) -> int:
+    if args.list:
+        print(list_benchmarks())
+        return 0
+    from . import runner
+
+    if not args.benchmarks or not args.output:
+        raise ValueError("give --benchmarks and --output (and --model, --data-dir to run); or --list")
+    benchmarks = [get_benchmark(name) for name in args.benchmarks.split(",") if name.strip()]
+    if args.merge:
+        for benchmark in benchmarks:
+            runner.merge(benchmark, args.output, args.merge)
+        print(runner.summary_table(args.output), end="")
+        runner.write_summary(args.output)
+        return 0
+    if not args.model or not args.data_dir:
+        raise ValueError("give --model and --data-dir to run benchmarks")
+    import random
+
+    import numpy as np
+    import torch
+
+    import hulumed
+    from hulumed.generation import GenerationParams
+
+    random.seed(args.seed)
+    np.random.seed(args.seed)
+    torch.manual_seed(args.seed)
+    options = runner.RunOptions(scoring=args.scoring, limit=args.limit, shard=_parse_shard(args.shard),
+                                blank_images=args.blank_images, seed=args.seed)
+    engine = hulumed.load(args.model, device=args.device, dtype=args.dtype, batch_size=args.batch_size)
+    params = GenerationParams.greedy(args.max_new_tokens, think=args.think)
+    for benchmark in benchmarks:
+        metrics = runner.run_benchmark(engine, benchmark, args.data_dir, args.output, params, options)
+        acc = f"accuracy {100 * metrics['accuracy']:.1f}%" if "accuracy" in metrics else ""
+        print(f"{benchmark.name}: {metrics['count']} samples {acc} unparsable {metrics['unparsable']}")
+    if options.shard[1] == 1:
+        print(runner.summary_table(args.output), end="")
+        runner.write_summary(args.output)
+    return 0

@@ -1,0 +1,221 @@
+"""Running benchmarks through the engine: batched greedy generation, resumable predictions, metrics, merging.
+
+Per benchmark, ``O/<name>/`` holds ``predictions.jsonl`` (one line per sample: id, prompt hash, raw response,
+parsed answer, correct, metrics) and ``metrics.json`` (benchmark version, scoring mode, model, generation
+params, seed, counts of unparsable answers). A shard ``i/n`` (samples with ``index % n == i``, as upstream)
+writes ``predictions.shard-i-of-n.jsonl``; ``merge`` joins the shards. Lines are appended and flushed per batch,
+so a killed run resumes where it stopped: finished ids are skipped and a torn last line is dropped.
+``O/summary.md`` tabulates every benchmark's ``metrics.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections import defaultdict
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from .benchmarks import Benchmark, Sample
+from .scoring import (
+    Verdict,
+    judge_3d_close,
+    judge_3d_open,
+    judge_close_end_vqa,
+    judge_judgement,
+    judge_multi_choice,
+    judge_open_end_vqa,
+    judge_report,
+)
+
+
+@dataclass
+class RunOptions:
+    """Knobs of one evaluation run."""
+
+    scoring: str = "fixed"  # "fixed" or "upstream" (see scoring.FIXES)
+    limit: int | None = None  # first N samples only
+    shard: tuple[int, int] = (0, 1)  # (i, n): this process takes samples with index % n == i
+    blank_images: bool = False  # image ablation: same questions, every image replaced by a black one
+    seed: int = 42
+
+
+def score(sample: Sample, response: str, mode: str) -> Verdict:
+    """Score one response with the judge of the sample's kind."""
+    if sample.kind == "mc":
+        return judge_multi_choice(sample.choices, sample.answer, response, mode)
+    judges = {"closed": judge_close_end_vqa, "judgement": judge_judgement, "open": judge_open_end_vqa,
+              "3d_close": judge_3d_close, "3d_open": judge_3d_open, "report": judge_report}
+    return judges[sample.kind](sample.answer, response, mode)
+
+
+def select(samples: list[Sample], options: RunOptions) -> list[Sample]:
+    """The samples this process runs: ``--limit`` first, then the shard."""
+    samples = samples[: options.limit] if options.limit is not None else samples
+    index, count = options.shard
+    return [s for k, s in enumerate(samples) if k % count == index]
+
+
+def predictions_path(folder: Path, shard: tuple[int, int]) -> Path:
+    index, count = shard
+    return folder / ("predictions.jsonl" if count == 1 else f"predictions.shard-{index}-of-{count}.jsonl")
+
+
+def read_predictions(path: Path) -> list[dict[str, Any]]:
+    """Complete lines of a predictions file; a torn last line (killed mid-write) is dropped from the file."""
+    if not path.exists():
+        return []
+    records, good = [], 0
+    data = path.read_bytes()
+    for line in data.splitlines(keepends=True):
+        try:
+            if not line.endswith(b"\n"):
+                raise ValueError("torn line")
+            records.append(json.loads(line))
+            good += len(line)
+        except ValueError:
+            break
+    if good != len(data):
+        with path.open("r+b") as handle:
+            handle.truncate(good)
+    return records
+
+
+def _raw_response(result: Any) -> str:
+    """What upstream's wrapper would have returned: the think block is kept."""
+    if result.reasoning:
+        return f"<think>{result.reasoning}</think>\n\n{result.text}"
+    return result.text
+
+
+def run_benchmark(engine: Any, benchmark: Benchmark, data_dir: Path, output: Path, params: Any,
+                  options: RunOptions) -> dict[str, Any]:
+    """Generate and score every selected sample not already in the predictions file; write metrics.json."""
+    samples = select(benchmark.loader(data_dir / benchmark.name), options)
+    folder = output / benchmark.name
+    folder.mkdir(parents=True, exist_ok=True)
+    path = predictions_path(folder, options.shard)
+    done = {record["id"]: record for record in read_predictions(path)}
+    hashes = {s.id: s.prompt_hash() for s in samples}
+    stale = [i for i, record in done.items() if i in hashes and record["prompt_hash"] != hashes[i]]
+    if stale:
+        raise ValueError(f"{path} was written with other prompts (e.g. sample {stale[0]}); use a new --output")
+    todo = [s for s in samples if s.id not in done]
+    with path.open("a", encoding="utf-8") as handle:
+        for start in range(0, len(todo), engine.batch_size):
+            batch = todo[start : start + engine.batch_size]
+            results = engine.generate([s.conversation(options.blank_images) for s in batch], params)
+            for sample, result in zip(batch, results):
+                raw = _raw_response(result)
+                verdict = score(sample, raw if options.scoring == "upstream" else result.text, options.scoring)
+                record = {"id": sample.id, "prompt_hash": hashes[sample.id], "kind": sample.kind,
+                          "group": sample.group, "answer": sample.answer, "response": raw,
+                          "parsed": verdict.parsed, "correct": verdict.correct, "metrics": verdict.metrics,
+                          "finish_reason": result.finish_reason}
+                handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+    records = read_predictions(path)
+    info = run_info(engine, benchmark, params, options)
+    metrics = {**info, **aggregate(records, benchmark)}
+    name = "metrics.json" if options.shard[1] == 1 else path.name.replace("predictions", "metrics").replace(
+        ".jsonl", ".json")
+    (folder / name).write_text(json.dumps(metrics, indent=2, ensure_ascii=False) + "\n")
+    return metrics
+
+
+def run_info(engine: Any, benchmark: Benchmark, params: Any, options: RunOptions) -> dict[str, Any]:
+    model_path = Path(str(getattr(engine, "path", "") or ""))
+    revision = model_path.name if model_path.parent.name == "snapshots" else None  # hub cache: commit hash
+    return {
+        "benchmark": benchmark.name, "benchmark_version": benchmark.version, "scoring": options.scoring,
+        "model": str(model_path), "model_revision": revision, "generation": asdict(params), "seed": options.seed,
+        "limit": options.limit, "shard": list(options.shard), "blank_images": options.blank_images,
+    }
+
+
+def aggregate(records: list[dict[str, Any]], benchmark: Benchmark) -> dict[str, Any]:
+    """Counts, accuracy (overall and per group), unparsable answers and the mean of every continuous metric."""
+    scored = [r for r in records if r["kind"] != "report"]
+    out: dict[str, Any] = {
+        "count": len(records),
+        "unparsable": sum(r["parsed"] is None for r in records),
+        "truncated": sum(r.get("finish_reason") == "length" for r in records),
+    }
+    if scored:
+        out["accuracy"] = sum(bool(r["correct"]) for r in scored) / len(scored)
+        groups: dict[str, list[bool]] = defaultdict(list)
+        for r in scored:
+            if r.get("group") is not None:
+                groups[str(r["group"])].append(bool(r["correct"]))
+        if groups:
+            out["accuracy_by_group"] = {g: sum(v) / len(v) for g, v in sorted(groups.items())}
+    sums: dict[str, list[float]] = defaultdict(list)
+    for r in records:
+        for key, value in r.get("metrics", {}).items():
+            sums[key].append(float(value))
+    if sums:
+        out["metrics"] = {key: sum(v) / len(v) for key, v in sorted(sums.items())}
+    return out
+
+
+def merge(benchmark: Benchmark, output: Path, shards: int) -> dict[str, Any]:
+    """Join the shard files of one benchmark into predictions.jsonl + metrics.json (every shard must exist)."""
+    folder = output / benchmark.name
+    records: dict[str, dict[str, Any]] = {}
+    info: dict[str, Any] = {}
+    for index in range(shards):
+        path = predictions_path(folder, (index, shards))
+        meta = path.with_name(path.name.replace("predictions", "metrics").replace(".jsonl", ".json"))
+        if not meta.exists():
+            raise FileNotFoundError(f"{meta} is missing: shard {index}/{shards} has not finished")
+        info = json.loads(meta.read_text())
+        for record in read_predictions(path):
+            records.setdefault(record["id"], record)
+    (folder / "predictions.jsonl").write_text(
+        "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records.values()), encoding="utf-8"
+    )
+    keep = ("benchmark", "benchmark_version", "scoring", "model", "model_revision", "generation", "seed", "limit",
+            "blank_images")
+    metrics = {**{k: info.get(k) for k in keep}, "shards": shards, **aggregate(list(records.values()), benchmark)}
+    (folder / "metrics.json").write_text(json.dumps(metrics, indent=2, ensure_ascii=False) + "\n")
+    return metrics
+
+
+def summary_table(output: Path) -> str:
+    """A markdown table of every ``O/*/metrics.json``."""
+    lines = ["| benchmark | version | scoring | n | accuracy | unparsable | BLEU-1 | ROUGE-L |",
+             "|---|---|---|---|---|---|---|---|"]
+    for path in sorted(output.glob("*/metrics.json")):
+        m = json.loads(path.read_text())
+        extra = m.get("metrics", {})
+        acc = f"{100 * m['accuracy']:.1f}" if "accuracy" in m else "–"
+        cells = [m["benchmark"], m["benchmark_version"], m["scoring"], str(m["count"]), acc, str(m["unparsable"]),
+                 f"{100 * extra['bleu1']:.1f}" if "bleu1" in extra else "–",
+                 f"{100 * extra['rougel']:.1f}" if "rougel" in extra else "–"]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def write_summary(output: Path) -> Path:
+    """Write ``O/summary.md`` (and ``O/summary.png`` when matplotlib is installed); return the markdown path."""
+    path = output / "summary.md"
+    path.write_text(summary_table(output), encoding="utf-8")
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return path
+    rows = [json.loads(p.read_text()) for p in sorted(output.glob("*/metrics.json"))]
+    rows = [r for r in rows if "accuracy" in r]
+    if rows:
+        figure, axes = plt.subplots(figsize=(max(4, len(rows)), 3))
+        axes.bar([r["benchmark"] for r in rows], [100 * r["accuracy"] for r in rows])
+        axes.set_ylabel("accuracy (%)")
+        figure.autofmt_xdate()
+        figure.savefig(output / "summary.png", dpi=100, bbox_inches="tight")
+        plt.close(figure)
+    return path

@@ -1,0 +1,86 @@
+"""``hulumed eval`` end to end on the tiny random checkpoint: plumbing and counts (not accuracy), resume, shards."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+import hulumed
+from hulumed.cli import main
+from hulumed.eval.benchmarks import BENCHMARKS, get_benchmark
+from hulumed.eval.runner import RunOptions, merge, run_benchmark, write_summary
+from hulumed.generation import GenerationParams
+from tests.conftest import GOLDEN
+from tests.unit.test_eval_benchmarks import write_release
+
+PARAMS = GenerationParams.greedy(3)
+
+
+@pytest.fixture(scope="module")
+def engine():
+    return hulumed.load(GOLDEN / "tiny-qwen2", device="cpu", batch_size=4)
+
+
+def _lines(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_every_benchmark_runs_and_scores(engine, tmp_path: Path) -> None:
+    data, out = tmp_path / "data", tmp_path / "out"
+    for benchmark in BENCHMARKS:
+        expected = write_release(data, benchmark.name)
+        metrics = run_benchmark(engine, benchmark, data, out, PARAMS, RunOptions(limit=2))
+        records = _lines(out / benchmark.name / "predictions.jsonl")
+        assert metrics["count"] == len(records) == min(2, expected)
+        assert metrics["benchmark_version"] == benchmark.version and metrics["seed"] == 42
+        assert metrics["generation"]["do_sample"] is False
+        assert 0 <= metrics["unparsable"] <= metrics["count"]
+        for record in records:
+            assert {"id", "prompt_hash", "response", "parsed", "correct"} <= set(record)
+        if benchmark.modality != "report":
+            assert 0.0 <= metrics["accuracy"] <= 1.0
+    table = write_summary(out).read_text()
+    assert all(f"| {b.name} |" in table for b in BENCHMARKS)
+
+
+def test_killed_run_resumes_without_loss_or_duplicates(engine, tmp_path: Path) -> None:
+    data, out = tmp_path / "data", tmp_path / "out"
+    write_release(data, "MedQA_USMLE")
+    benchmark = get_benchmark("MedQA_USMLE")
+    run_benchmark(engine, benchmark, data, out, PARAMS, RunOptions(limit=2))
+    path = out / "MedQA_USMLE" / "predictions.jsonl"
+    first = path.read_text().splitlines()
+    path.write_text(first[0] + "\n" + first[1][:10])  # killed while writing the second line
+    metrics = run_benchmark(engine, benchmark, data, out, PARAMS, RunOptions())
+    ids = [r["id"] for r in _lines(path)]
+    assert metrics["count"] == 3 and sorted(ids) == sorted(set(ids)) and len(ids) == 3
+    assert path.read_text().splitlines()[0] == first[0]
+
+
+def test_shards_merge_to_the_unsharded_run(engine, tmp_path: Path) -> None:
+    data, out, single = tmp_path / "data", tmp_path / "out", tmp_path / "single"
+    write_release(data, "SLAKE")
+    benchmark = get_benchmark("SLAKE")
+    for index in range(2):
+        run_benchmark(engine, benchmark, data, out, PARAMS, RunOptions(shard=(index, 2)))
+    merged = merge(benchmark, out, 2)
+    whole = run_benchmark(engine, benchmark, data, single, PARAMS, RunOptions())
+    assert merged["count"] == whole["count"] == 3
+    assert merged["accuracy"] == whole["accuracy"]
+    by_id = {r["id"]: r["response"] for r in _lines(single / "SLAKE" / "predictions.jsonl")}
+    assert {r["id"]: r["response"] for r in _lines(out / "SLAKE" / "predictions.jsonl")} == by_id
+
+
+def test_cli_list_and_run(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["eval", "--list"]) == 0
+    assert "VQA_RAD" in capsys.readouterr().out
+    write_release(tmp_path / "data", "VQA_RAD")
+    code = main(["eval", "--model", str(GOLDEN / "tiny-qwen2"), "--benchmarks", "vqa-rad", "--data-dir",
+                 str(tmp_path / "data"), "--output", str(tmp_path / "out"), "--limit", "2", "--max-new-tokens", "2",
+                 "--device", "cpu", "--blank-images", "--scoring", "upstream"])
+    assert code == 0
+    metrics = json.loads((tmp_path / "out" / "VQA_RAD" / "metrics.json").read_text())
+    assert metrics["count"] == 2 and metrics["blank_images"] and metrics["scoring"] == "upstream"
+    assert (tmp_path / "out" / "summary.md").exists()

@@ -1,0 +1,156 @@
+"""Scoring rules of ``hulumed eval``: the tricky-response table in both modes, and hand-computed metrics."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from hulumed.eval.scoring import (
+    extract_boxed,
+    judge_3d_close,
+    judge_close_end_vqa,
+    judge_judgement,
+    judge_multi_choice,
+    judge_open_end_vqa,
+    judge_report,
+    parse_response,
+)
+from hulumed.eval.text_metrics import bleu, lcs_length, rouge_l, rouge_n, word_f1
+
+CHOICES = ["Aspirin", "Heparin", "Warfarin", "Insulin"]
+
+# response, reference letter, (fixed parsed, fixed correct), (upstream parsed, upstream correct)
+# upstream parsed None = upstream fell back to difflib similarity (always "answers")
+MC_TABLE = [
+    ("B", "B", ("b", True), ("b", True)),
+    ("The answer is (B).", "B", ("b", True), (None, False)),  # upstream: "(b)" is no letter -> similarity
+    ("The answer is B.", "B", ("b", True), ("b", True)),
+    ("\\boxed{C}", "C", ("c", True), ("c", True)),
+    ("So we get $\\boxed{\\text{B}}$ hmm", "B", (None, False), (None, None)),
+    ("答案: C", "C", ("c", True), ("c", True)),
+    ("**Answer**: D", "D", ("d", True), ("d", True)),
+    ("B. Heparin prevents clot growth.", "B", ("b", True), ("b", True)),
+    ("Heparin", "B", ("b", True), ("heparin", True)),
+    ("Option B", "B", ("b", True), (None, False)),
+    ("", "A", (None, False), (None, True)),  # upstream: empty answer scores as option A
+    ("<think>The answer is A</think>B", "B", ("b", True), (None, False)),
+    ("I'm not sure; it could be several of these drugs, maybe one that thins blood.", "A", (None, False), (None, None)),
+]
+
+
+@pytest.mark.parametrize("response, answer, fixed, upstream", MC_TABLE)
+def test_multi_choice_table(response: str, answer: str, fixed: tuple, upstream: tuple) -> None:
+    got = judge_multi_choice(CHOICES, answer, response, "fixed")
+    assert (got.parsed, got.correct) == fixed
+    got = judge_multi_choice(CHOICES, answer, response, "upstream")
+    assert got.parsed == upstream[0]
+    if upstream[1] is not None:
+        assert got.correct == upstream[1]
+
+
+def test_multi_choice_answer_given_as_text() -> None:
+    pmc = ["A:Axial", "B:Coronal", "C:Sagittal", "D:Oblique"]
+    assert judge_multi_choice(pmc, "B:Coronal", "B", "fixed").correct
+    assert judge_multi_choice(pmc, "B", "B:Coronal", "fixed").correct
+
+
+def test_parse_response_markers_and_boxed() -> None:
+    assert parse_response("Final answer: \\boxed{a}") == "a"
+    assert extract_boxed("x \\boxed{a{b}c} y") == "a{b}c"
+    assert extract_boxed("no box") == "None"
+    assert parse_response("<answer>yes</answer>") == "yes"
+    assert parse_response("The answer is: B") == ": b"
+
+
+@pytest.mark.parametrize(
+    "answer, response, fixed, upstream",
+    [
+        ("yes", "Yes", True, True),
+        ("yes", "Yes, the heart looks normal.", True, False),  # upstream: 'no' in 'normal'
+        ("no", "No.", True, True),
+        ("no", "yes and no", False, False),
+        ("yes", "", False, False),
+    ],
+)
+def test_judgement(answer: str, response: str, fixed: bool, upstream: bool) -> None:
+    assert judge_judgement(answer, response, "fixed").correct is fixed
+    assert judge_judgement(answer, response, "upstream").correct is upstream
+
+
+def test_closed_vqa() -> None:
+    assert judge_close_end_vqa("Left lung", "left lung", "upstream").correct
+    assert not judge_close_end_vqa("Left lung", "Answer: left lung", "upstream").correct  # leading space
+    assert judge_close_end_vqa("Left lung", "Answer: left lung.", "fixed").correct
+    assert judge_close_end_vqa("X-ray", "x ray", "fixed").correct
+
+
+def test_open_vqa_f1_order_bug_only_upstream() -> None:
+    fixed = judge_open_end_vqa("left lower lung", "left lung", "fixed").metrics
+    assert (fixed["precision"], fixed["recall"]) == (1.0, pytest.approx(2 / 3))
+    assert fixed["f1"] == pytest.approx(0.8)
+    upstream = judge_open_end_vqa("left lower lung", "left lung", "upstream").metrics
+    assert upstream["precision"] == pytest.approx(0.8)
+    assert upstream["recall"] == 1.0
+    assert upstream["f1"] == pytest.approx(2 / 3)
+    assert judge_open_end_vqa("lung", "", "fixed").metrics["f1"] == 0.0  # upstream crashes here
+    assert judge_open_end_vqa("lung", "Lung.", "fixed").correct
+    assert not judge_open_end_vqa("lung", "Lung.", "upstream").correct
+
+
+def test_3d_close_first_letter() -> None:
+    assert judge_3d_close("C. Axial plane", "c) axial").correct
+    assert not judge_3d_close("C. Axial plane", "The plane is axial").correct
+    assert judge_3d_close("C. Axial plane", "The plane is axial").parsed is None
+
+
+def test_report_strips_labels() -> None:
+    verdict = judge_report("Findings: the heart is normal. Impression: normal", "Findings: the heart is normal. "
+                           "Impression: normal")
+    assert verdict.metrics["bleu4"] == pytest.approx(1.0)
+    assert verdict.metrics["rougel"] == pytest.approx(1.0)
+    assert judge_report("Findings: x", "").parsed is None
+
+
+# ------------------------------------------------------------------ text metrics, hand-computed
+REF = ["the", "cat", "sat", "on", "the", "mat"]
+HYP = ["the", "cat", "sat", "on", "mat"]
+
+
+def test_bleu_hand_computed() -> None:
+    brevity = math.exp(1 - 6 / 5)
+    assert bleu(REF, HYP, 1) == pytest.approx(brevity)
+    assert bleu(REF, HYP, 2) == pytest.approx(brevity * math.sqrt(0.75))
+    # 3-grams 2/3 match, 4-grams 1/2
+    assert bleu(REF, HYP, 4) == pytest.approx(brevity * (1 * 0.75 * (2 / 3) * 0.5) ** 0.25)
+    assert bleu(["a", "b"], ["a", "c"], 2) == 0.0  # no bigram match, no smoothing
+    assert bleu(["a", "b"], ["a", "c"], 2, "method1") == pytest.approx(math.sqrt(0.5 * 0.1))  # epsilon 0.1
+
+
+def test_rouge_hand_computed() -> None:
+    assert lcs_length(REF, HYP) == 5
+    assert rouge_l(REF, HYP) == pytest.approx(10 / 11)
+    assert rouge_n(REF, HYP, 1) == pytest.approx(10 / 11)
+    assert rouge_n(REF, HYP, 2) == pytest.approx(2 / 3)
+    assert word_f1("", "x") == (0.0, 0.0, 0.0)
+
+
+def test_bleu_matches_nltk() -> None:
+    nltk_bleu = pytest.importorskip("nltk.translate.bleu_score")
+    import random
+    import warnings
+
+    rng = random.Random(0)
+    words = ["a", "b", "c", "d", "e", "f"]
+    for _ in range(200):
+        ref = [rng.choice(words) for _ in range(rng.randint(1, 9))]
+        hyp = [rng.choice(words) for _ in range(rng.randint(1, 9))]
+        for n in (1, 2, 3, 4):
+            weights = [1 / n] * n
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                plain = nltk_bleu.sentence_bleu([ref], hyp, weights=weights)
+                smooth = nltk_bleu.sentence_bleu([ref], hyp, weights=weights,
+                                                 smoothing_function=nltk_bleu.SmoothingFunction().method1)
+            assert bleu(ref, hyp, n) == pytest.approx(plain, abs=1e-9)
+            assert bleu(ref, hyp, n, "method1") == pytest.approx(smooth, abs=1e-9)
