@@ -26,7 +26,7 @@ from typing import Any
 import torch
 
 from .conversation import Conversation, has_media, validate, with_think_instruction
-from .errors import HulumedError
+from .errors import HulumedError, RequestTooLarge
 from .generation import GenerationParams, GenerationResult, cut_at_stop, reasoning_of
 from .hub import resolve_model
 
@@ -120,8 +120,14 @@ class Engine:
     def _add_system_prompt(self, conversation: Conversation) -> bool:
         return self.system_prompt if self.system_prompt is not None else has_media(conversation)
 
-    def prepare(self, conversations: Sequence[Conversation], params: GenerationParams) -> _Prepared:
-        """Processor outputs for one batch, on the model's device and dtype."""
+    def prepare(
+        self, conversations: Sequence[Conversation], params: GenerationParams, max_visual_tokens: int | None = None
+    ) -> _Prepared:
+        """Processor outputs for one batch, on the model's device and dtype.
+
+        With ``max_visual_tokens``, a conversation whose media make more visual tokens raises ``RequestTooLarge``
+        (checked right after processing, before any model work).
+        """
         conversations = [validate(c) for c in conversations]
         if params.think:
             conversations = [with_think_instruction(c) for c in conversations]
@@ -137,11 +143,17 @@ class Engine:
                     value = value.to(self.dtype)
             inputs[key] = value
         image_id = self.model.config.image_token_index
-        return _Prepared(
+        prepared = _Prepared(
             inputs=inputs,
             prompt_tokens=inputs["attention_mask"].sum(dim=1).tolist(),
             visual_tokens=(inputs["input_ids"] == image_id).sum(dim=1).tolist(),
         )
+        if max_visual_tokens is not None and max(prepared.visual_tokens, default=0) > max_visual_tokens:
+            raise RequestTooLarge(
+                f"the media make {max(prepared.visual_tokens)} visual tokens; the limit is {max_visual_tokens} "
+                "(use fewer frames / slices or smaller images)"
+            )
+        return prepared
 
     def _generate_kwargs(self, params: GenerationParams) -> dict[str, Any]:
         kwargs = params.generate_kwargs()
@@ -175,6 +187,7 @@ class Engine:
         conversations: Conversation | Sequence[Conversation],
         params: GenerationParams | None = None,
         batch_size: int | None = None,
+        max_visual_tokens: int | None = None,
     ) -> list[GenerationResult]:
         """Answers for one conversation or many, in input order, generated in left-padded batches."""
         params = params or GenerationParams()
@@ -184,11 +197,13 @@ class Engine:
         size = max(1, batch_size or self.batch_size)
         results: list[GenerationResult] = []
         for start in range(0, len(conversations), size):
-            results.extend(self._generate_batch(conversations[start : start + size], params))
+            results.extend(self._generate_batch(conversations[start : start + size], params, max_visual_tokens))
         return results
 
-    def _generate_batch(self, conversations: list[Conversation], params: GenerationParams) -> list[GenerationResult]:
-        prepared = self.prepare(conversations, params)
+    def _generate_batch(
+        self, conversations: list[Conversation], params: GenerationParams, max_visual_tokens: int | None = None
+    ) -> list[GenerationResult]:
+        prepared = self.prepare(conversations, params, max_visual_tokens)
         with self._lock:
             if params.seed is not None:
                 torch.manual_seed(params.seed)

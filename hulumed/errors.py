@@ -17,3 +17,7 @@ class CheckpointError(HulumedError):
 
 class MediaError(HulumedError, ValueError):
     """An image, video or volume cannot be read or is unusable (missing, corrupt, empty, too large...)."""
+
+
+class RequestTooLarge(HulumedError, ValueError):
+    """A request needs more than a configured limit allows (e.g. visual tokens); make it smaller."""

@@ -2,8 +2,8 @@
 
 Order of checks for a completion request: API key (401) -> admission (429 + Retry-After when the queue is
 full) -> body size (413) -> JSON (400) -> schema (400) -> model name (404) -> max_tokens limit (400) ->
-media rules (400 / 403 / 413, see media.py) -> conversation shape (400) -> visual-token limit (400) ->
-generation. Every error is OpenAI-style JSON (``{"error": {"message", "type", "param", "code"}}``) and never
+media rules (400 / 403 / 413, see media.py) -> conversation shape (400) -> media decoding and the visual-token
+limit (400; for streams before the 200, for batched requests inside the engine call) -> generation. Every error is OpenAI-style JSON (``{"error": {"message", "type", "param", "code"}}``) and never
 carries a stack trace; those go to the server log. The log has one JSON line per request (id, status, timings,
 token counts) and the message text only with ``log_content``.
 """
@@ -28,7 +28,7 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from ..errors import HulumedError, MediaError
+from ..errors import HulumedError, MediaError, RequestTooLarge
 from ..generation import GenerationParams
 from .batcher import Admission, Batcher
 from .media import MediaRejected, MediaResolver
@@ -55,7 +55,8 @@ def create_app(engine: Any, settings: ServerSettings) -> FastAPI:
     admission = Admission(settings.max_queue, metrics)
     executor = ThreadPoolExecutor(max_workers=4, thread_name_prefix="hulumed-batch")
     stream_executor = ThreadPoolExecutor(max_workers=max(2, settings.max_queue), thread_name_prefix="hulumed-stream")
-    batcher = Batcher(engine, settings.max_batch_size, settings.max_wait_ms, metrics, executor)
+    batcher = Batcher(engine, settings.max_batch_size, settings.max_wait_ms, metrics, executor,
+                      settings.max_visual_tokens)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -132,13 +133,15 @@ def create_app(engine: Any, settings: ServerSettings) -> FastAPI:
             conversation = await loop.run_in_executor(
                 stream_executor, _conversation, payload, settings, scratch
             )
-            report = await loop.run_in_executor(stream_executor, _estimate, engine, conversation, params)
-            if report["visual_tokens"] > settings.max_visual_tokens:
-                raise ApiError(400, f"the media make {report['visual_tokens']} visual tokens; this server allows "
-                               f"{settings.max_visual_tokens} (use fewer frames / slices or smaller images)",
-                               "too_many_visual_tokens")
             request_id = completion_id()
             if payload.stream:
+                # A stream answers 200 before generating, so its media are checked first (read twice); batched
+                # requests are checked inside the engine call that reads them once.
+                report = await loop.run_in_executor(stream_executor, _estimate, engine, conversation, params)
+                if report["visual_tokens"] > settings.max_visual_tokens:
+                    raise ApiError(400, f"the media make {report['visual_tokens']} visual tokens; this server "
+                                   f"allows {settings.max_visual_tokens} (use fewer frames / slices or smaller images)",
+                                   "too_many_visual_tokens")
                 handed_to_stream = True
                 status = 200
                 return StreamingResponse(
@@ -149,8 +152,11 @@ def create_app(engine: Any, settings: ServerSettings) -> FastAPI:
                 )
             try:
                 result = await batcher.submit(conversation, params)
+            except RequestTooLarge as error:
+                raise ApiError(400, str(error), "too_many_visual_tokens") from error
             except (MediaError, ValueError) as error:
-                raise ApiError(400, str(error), "invalid_media" if isinstance(error, MediaError) else "invalid_request")
+                code = "invalid_media" if isinstance(error, MediaError) else "invalid_request"
+                raise ApiError(400, str(error), code) from error
             status = 200
             usage = usage_block(result.prompt_tokens, result.completion_tokens, result.visual_tokens)
             _count_tokens(metrics, result.prompt_tokens, result.completion_tokens, result.visual_tokens)

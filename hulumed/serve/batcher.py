@@ -2,8 +2,9 @@
 
 The first waiting request opens a batch; requests arriving within ``max_wait_ms`` join it up to
 ``max_batch_size``; requests with identical generation parameters are answered by one ``engine.generate``
-call (left-padded batch) in a worker thread, so the event loop keeps accepting requests meanwhile. If a batch
-fails, its requests are retried one by one so only the bad one fails. Admission (the bounded queue, 429) is
+call (left-padded batch) in a worker thread, so the event loop keeps accepting requests meanwhile; media are
+read once, by that call (the visual-token limit is checked there too). If a batch fails, its requests are
+retried one by one so only the bad one fails. Admission (the bounded queue, 429) is
 decided by ``Admission`` before a request gets here.
 """
 
@@ -50,8 +51,9 @@ class _Job:
 
 class Batcher:
     def __init__(self, engine: Any, max_batch_size: int, max_wait_ms: float, metrics: ServerMetrics,
-                 executor: ThreadPoolExecutor) -> None:
+                 executor: ThreadPoolExecutor, max_visual_tokens: int | None = None) -> None:
         self.engine = engine
+        self.max_visual_tokens = max_visual_tokens
         self.max_batch_size = max(1, max_batch_size)
         self.max_wait = max_wait_ms / 1000
         self.metrics = metrics
@@ -103,7 +105,8 @@ class Batcher:
         self.metrics.batch_size.observe(len(jobs))
         try:
             results = await loop.run_in_executor(
-                self.executor, self.engine.generate, [j.conversation for j in jobs], jobs[0].params, len(jobs)
+                self.executor, self.engine.generate, [j.conversation for j in jobs], jobs[0].params, len(jobs),
+                self.max_visual_tokens,
             )
         except Exception as error:  # noqa: BLE001 - delivered to the waiting request(s)
             if len(jobs) > 1:

@@ -160,7 +160,11 @@ BAD_REQUESTS = {
     "too many visual tokens": ({"model": "tiny", "messages": [{"role": "user", "content": [
         {"type": "video_url", "video_url": {"url": "data:video/mp4;base64," + base64.b64encode(
             (INPUTS / "video.mp4").read_bytes()).decode(), "fps": 3}}, {"type": "text", "text": "x"}]}],
-        "max_tokens": 2}, None, 400, None),
+        "max_tokens": 2}, None, 400, "too_many_visual_tokens"),
+    "too many visual tokens, streamed": ({"model": "tiny", "stream": True, "messages": [{"role": "user", "content": [
+        {"type": "video_url", "video_url": {"url": "data:video/mp4;base64," + base64.b64encode(
+            (INPUTS / "video.mp4").read_bytes()).decode(), "fps": 3}}, {"type": "text", "text": "x"}]}],
+        "max_tokens": 2}, None, 400, "too_many_visual_tokens"),
 }
 
 

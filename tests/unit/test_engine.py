@@ -201,3 +201,14 @@ def test_device_and_dtype_selection():
     assert pick_dtype(torch.device("cpu"), "bf16") == torch.bfloat16
     with pytest.raises(ValueError):
         pick_dtype(torch.device("cpu"), "float99")
+
+
+def test_visual_token_limit_is_checked_per_conversation(engines):
+    from hulumed.errors import RequestTooLarge
+
+    engine = engines("tiny-qwen2")
+    volume, text = _conversations()[2], _conversations()[1]
+    with pytest.raises(RequestTooLarge, match="128 visual tokens"):
+        engine.generate([text, volume], GenerationParams.greedy(2), max_visual_tokens=100)
+    [result] = engine.generate(volume, GenerationParams.greedy(2), max_visual_tokens=128)
+    assert result.visual_tokens == 128
