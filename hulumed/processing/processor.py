@@ -228,7 +228,7 @@ class HulumedProcessor(ProcessorMixin):
             return
         unknown = set(value) - _VIDEO_OPTIONS
         if unknown:
-            raise ValueError(f"Unsupported video option(s) {sorted(unknown)}; supported: {sorted(_VIDEO_OPTIONS)}.")
+            raise MediaError(f"Unsupported video option(s) {sorted(unknown)}; supported: {sorted(_VIDEO_OPTIONS)}.")
         if value.get("video_path") is None:
             raise MediaError("A video part needs {'video_path': folder | file | list of frames}.")
         starts = [p["video"].get("start_time") for p in parts]
