@@ -1,6 +1,9 @@
 """Evaluation harness (``hulumed eval``): MedUniEval's benchmarks, prompts and scoring, batched and resumable.
 
-    benchmarks.py   registry: name, version, published layout, loader -> Sample
+    benchmarks.py   registry: name, version, published layout, loader, judge scope
+    samples.py      Sample and the upstream prompt templates
+    text_benchmarks.py, media_benchmarks.py   loaders of the published releases
+    judge.py        optional LLM judge (OpenAI-compatible endpoint)
     data_files.py   parquet / JSON / JSONL / CSV rows of a split
     scoring.py      answer parsing and judges (``fixed`` default, ``upstream`` for comparability)
     text_metrics.py BLEU, ROUGE, word F1 (pure Python)

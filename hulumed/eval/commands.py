@@ -30,6 +30,10 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--think", action="store_true", help="upstream's reasoning mode")
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--judge-url", help="LLM judge: an OpenAI-compatible base URL (e.g. http://host:8000/v1); "
+                        "off by default")
+    parser.add_argument("--judge-model", help="LLM judge: the model name to request (needed with --judge-url)")
+    parser.add_argument("--judge-api-key", help="LLM judge: bearer token, if the endpoint needs one")
     parser.add_argument("--device")
     parser.add_argument("--dtype")
     parser.set_defaults(handler=main)
@@ -46,7 +50,8 @@ def _parse_shard(text: str) -> tuple[int, int]:
 
 
 def list_benchmarks() -> str:
-    lines = [f"{b.name:<12} v{b.version:<3} {b.modality:<7} {b.layout}" for b in BENCHMARKS]
+    lines = [f"{b.name:<17} v{b.version:<3} {b.modality:<7} {b.layout}"
+             + (f" [LLM judge: {b.judge}]" if b.judge != "none" else "") for b in BENCHMARKS]
     lines += ["", "--scoring fixed (default) differs from --scoring upstream:"] + [f"  - {fix}" for fix in FIXES]
     return "\n".join(lines)
 
@@ -79,8 +84,15 @@ def main(args: argparse.Namespace) -> int:
     random.seed(args.seed)
     np.random.seed(args.seed)
     torch.manual_seed(args.seed)
+    judge = None
+    if args.judge_url:
+        if not args.judge_model:
+            raise ValueError("--judge-url needs --judge-model")
+        from .judge import JudgeClient
+
+        judge = JudgeClient(args.judge_url, args.judge_model, args.judge_api_key)
     options = runner.RunOptions(scoring=args.scoring, limit=args.limit, shard=_parse_shard(args.shard),
-                                blank_images=args.blank_images, seed=args.seed)
+                                blank_images=args.blank_images, seed=args.seed, judge=judge)
     engine = hulumed.load(args.model, device=args.device, dtype=args.dtype, batch_size=args.batch_size)
     params = GenerationParams.greedy(args.max_new_tokens, think=args.think)
     for benchmark in benchmarks:

@@ -18,12 +18,14 @@ from pathlib import Path
 from typing import Any
 
 from .benchmarks import Benchmark, Sample
+from .judge import JudgeClient
 from .scoring import (
     Verdict,
     judge_3d_close,
     judge_3d_open,
     judge_close_end_vqa,
     judge_judgement,
+    judge_mmmu_multi_choice,
     judge_multi_choice,
     judge_open_end_vqa,
     judge_report,
@@ -39,15 +41,25 @@ class RunOptions:
     shard: tuple[int, int] = (0, 1)  # (i, n): this process takes samples with index % n == i
     blank_images: bool = False  # image ablation: same questions, every image replaced by a black one
     seed: int = 42
+    judge: JudgeClient | None = None  # optional LLM judge (off by default)
 
 
 def score(sample: Sample, response: str, mode: str) -> Verdict:
     """Score one response with the judge of the sample's kind."""
     if sample.kind == "mc":
         return judge_multi_choice(sample.choices, sample.answer, response, mode)
+    if sample.kind == "mmmu_mc":
+        return judge_mmmu_multi_choice(sample.choices, sample.answer, response, mode)
     judges = {"closed": judge_close_end_vqa, "judgement": judge_judgement, "open": judge_open_end_vqa,
               "3d_close": judge_3d_close, "3d_open": judge_3d_open, "report": judge_report}
     return judges[sample.kind](sample.answer, response, mode)
+
+
+def judged(benchmark: Benchmark, sample: Sample) -> bool:
+    """Whether the LLM judge re-scores this sample (upstream's per-benchmark choice)."""
+    if benchmark.judge == "all":
+        return sample.kind in ("closed", "judgement", "open")
+    return benchmark.judge == "open" and sample.kind == "open"
 
 
 def select(samples: list[Sample], options: RunOptions) -> list[Sample]:
@@ -106,23 +118,39 @@ def run_benchmark(engine: Any, benchmark: Benchmark, data_dir: Path, output: Pat
         for start in range(0, len(todo), engine.batch_size):
             batch = todo[start : start + engine.batch_size]
             results = engine.generate([s.conversation(options.blank_images) for s in batch], params)
+            records = []
             for sample, result in zip(batch, results):
                 raw = _raw_response(result)
-                verdict = score(sample, raw if options.scoring == "upstream" else result.text, options.scoring)
-                record = {"id": sample.id, "prompt_hash": hashes[sample.id], "kind": sample.kind,
-                          "group": sample.group, "answer": sample.answer, "response": raw,
-                          "parsed": verdict.parsed, "correct": verdict.correct, "metrics": verdict.metrics,
-                          "finish_reason": result.finish_reason}
+                scored = raw if options.scoring == "upstream" else result.text
+                verdict = score(sample, scored, options.scoring)
+                records.append({"id": sample.id, "prompt_hash": hashes[sample.id], "kind": sample.kind,
+                                "group": sample.group, "answer": sample.answer, "response": raw,
+                                "parsed": verdict.parsed, "correct": verdict.correct, "metrics": verdict.metrics,
+                                "finish_reason": result.finish_reason, "_scored": scored})
+            if options.judge is not None:
+                _apply_judge(options.judge, benchmark, batch, records)
+            for record in records:
+                del record["_scored"]
                 handle.write(json.dumps(record, ensure_ascii=False) + "\n")
             handle.flush()
             os.fsync(handle.fileno())
     records = read_predictions(path)
     info = run_info(engine, benchmark, params, options)
-    metrics = {**info, **aggregate(records, benchmark)}
+    metrics = {**info, **aggregate(records, benchmark, options.scoring)}
     name = "metrics.json" if options.shard[1] == 1 else path.name.replace("predictions", "metrics").replace(
         ".jsonl", ".json")
     (folder / name).write_text(json.dumps(metrics, indent=2, ensure_ascii=False) + "\n")
     return metrics
+
+
+def _apply_judge(client: JudgeClient, benchmark: Benchmark, batch: list[Sample],
+                 records: list[dict[str, Any]]) -> None:
+    """Re-score the batch's judged samples with the LLM: ``correct`` becomes the judge's verdict (None -> wrong)."""
+    chosen = [k for k, sample in enumerate(batch) if judged(benchmark, sample)]
+    items = [(batch[k].question or batch[k].prompt, batch[k].answer, records[k]["_scored"]) for k in chosen]
+    for k, (verdict, reply) in zip(chosen, client.judge(items)):
+        records[k].update(rule_correct=records[k]["correct"], correct=bool(verdict), judge=verdict,
+                          judge_reply=reply)
 
 
 def run_info(engine: Any, benchmark: Benchmark, params: Any, options: RunOptions) -> dict[str, Any]:
@@ -132,11 +160,19 @@ def run_info(engine: Any, benchmark: Benchmark, params: Any, options: RunOptions
         "benchmark": benchmark.name, "benchmark_version": benchmark.version, "scoring": options.scoring,
         "model": str(model_path), "model_revision": revision, "generation": asdict(params), "seed": options.seed,
         "limit": options.limit, "shard": list(options.shard), "blank_images": options.blank_images,
+        "judge": None if options.judge is None else {"url": options.judge.url, "model": options.judge.model},
     }
 
 
-def aggregate(records: list[dict[str, Any]], benchmark: Benchmark) -> dict[str, Any]:
-    """Counts, accuracy (overall and per group), unparsable answers and the mean of every continuous metric."""
+def aggregate(records: list[dict[str, Any]], benchmark: Benchmark, scoring: str = "fixed") -> dict[str, Any]:
+    """Counts, accuracy (overall and per group), unparsable answers and the mean of every continuous metric.
+
+    For benchmarks whose upstream overall is an average over categories (M3D, 3D-RAD) both averages are given:
+    ``accuracy_plain`` (over questions) and ``accuracy_category_averaged`` (over categories, each category's
+    accuracy weighted equally, as upstream's ``eval_3d``; likewise ``metrics_category_averaged``); ``accuracy``
+    is the plain one under ``fixed`` scoring and the category average under ``upstream``
+    (``accuracy_averaging`` says which).
+    """
     scored = [r for r in records if r["kind"] != "report"]
     out: dict[str, Any] = {
         "count": len(records),
@@ -157,6 +193,22 @@ def aggregate(records: list[dict[str, Any]], benchmark: Benchmark) -> dict[str, 
             sums[key].append(float(value))
     if sums:
         out["metrics"] = {key: sum(v) / len(v) for key, v in sorted(sums.items())}
+    if benchmark.category_average and scored and out.get("accuracy_by_group"):
+        by_group = out["accuracy_by_group"]
+        out["accuracy_plain"] = out["accuracy"]
+        out["accuracy_category_averaged"] = sum(by_group.values()) / len(by_group)
+        per_group: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
+        for r in records:
+            for key, value in r.get("metrics", {}).items():
+                per_group[str(r.get("group"))][key].append(float(value))
+        if per_group:
+            means = [{k: sum(v) / len(v) for k, v in group.items()} for group in per_group.values()]
+            keys = sorted({k for m in means for k in m})
+            out["metrics_category_averaged"] = {
+                k: sum(m[k] for m in means if k in m) / sum(k in m for m in means) for k in keys}
+        upstream = scoring == "upstream"
+        out["accuracy"] = out["accuracy_category_averaged"] if upstream else out["accuracy_plain"]
+        out["accuracy_averaging"] = "category" if upstream else "plain"
     return out
 
 
@@ -177,8 +229,9 @@ def merge(benchmark: Benchmark, output: Path, shards: int) -> dict[str, Any]:
         "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records.values()), encoding="utf-8"
     )
     keep = ("benchmark", "benchmark_version", "scoring", "model", "model_revision", "generation", "seed", "limit",
-            "blank_images")
-    metrics = {**{k: info.get(k) for k in keep}, "shards": shards, **aggregate(list(records.values()), benchmark)}
+            "blank_images", "judge")
+    metrics = {**{k: info.get(k) for k in keep}, "shards": shards,
+               **aggregate(list(records.values()), benchmark, info.get("scoring") or "fixed")}
     (folder / "metrics.json").write_text(json.dumps(metrics, indent=2, ensure_ascii=False) + "\n")
     return metrics
 

@@ -12,6 +12,7 @@ continuous metrics (BLEU, ROUGE, F1…).
 from __future__ import annotations
 
 import difflib
+import random
 import re
 from dataclasses import dataclass, field
 
@@ -31,6 +32,10 @@ FIXES: tuple[str, ...] = (
     ("open VQA: precision/recall/F1 in the right order (upstream's calculate_f1 returns (f1, p, r) and is "
     "unpacked as (p, r, f1)); empty answers score 0 (upstream crashes)"),
     "<think> blocks are removed before parsing (upstream's Hulu-Med wrapper keeps them)",
+    ("MMMU multiple choice: a response naming no option is unparsable and wrong (MMMU's parser picks a random "
+    "letter; in upstream mode the pick is seeded by the response so reruns agree)"),
+    ("M3D / 3D-RAD: the headline accuracy is the plain average over questions; upstream's average over "
+    "categories is reported beside it as accuracy_category_averaged (and is the headline in upstream mode)"),
 )
 
 _MARKERS = ("**answer**:", "**answer**", "*answer*:", "**answer:**", "answer is", "answer:", "答案:",
@@ -255,3 +260,45 @@ def judge_report(reference: str, response: str, mode: str = "fixed") -> Verdict:
     rouge = overlap_metrics(prediction[:2048], gold)
     metrics.update({k: rouge[k] for k in ("rouge1", "rouge2", "rougel")})
     return Verdict(prediction, False, metrics)
+
+
+# ------------------------------------------------------------------------------------------ MMMU multiple choice
+def _mmmu_parse(choices: list[str], response: str) -> str | None:
+    """MMMU's ``parse_multi_choice_response`` up to its random fallback: an upper-case letter or None."""
+    letters = [chr(ord("A") + i) for i in range(len(choices))]
+    for char in (",", ".", "!", "?", ";", ":", "'"):
+        response = response.strip(char)
+    response = " " + response + " "
+    candidates, bracketed, by_index = [], False, True
+    for letter in letters:
+        if f"({letter})" in response:
+            candidates.append(letter)
+            bracketed = True
+    if not candidates:
+        candidates = [letter for letter in letters if f" {letter} " in response]
+    if not candidates and len(response.split()) > 5:
+        candidates = [letter for letter, text in zip(letters, choices) if text.lower() in response.lower()]
+        by_index = False
+    if not candidates:
+        return None
+    if len(candidates) == 1:
+        return candidates[0]
+    if by_index:
+        starts = [response.rfind(f"({c})" if bracketed else f" {c} ") for c in candidates]
+    else:
+        starts = [response.lower().rfind(choices[ord(c) - ord("A")].lower()) for c in candidates]
+    return candidates[starts.index(max(starts))]
+
+
+def judge_mmmu_multi_choice(choices: list[str], answer: str, response: str, mode: str = "fixed") -> Verdict:
+    """MMMU multiple choice (MMMU's own parser). Upstream falls back to a random letter when nothing parses."""
+    _check_mode(mode)
+    text = response if mode == "upstream" else strip_think(response)
+    parsed = _mmmu_parse(choices, text)
+    gold = answer.strip().upper()
+    if parsed is None:
+        if mode == "upstream":  # random.choice(all_choices), seeded by the response for reproducibility
+            guess = random.Random(text).choice([chr(ord("A") + i) for i in range(len(choices))])
+            return Verdict(None, guess == gold)
+        return Verdict(None, False)
+    return Verdict(parsed.lower(), parsed == gold)

@@ -39,8 +39,10 @@ def test_every_benchmark_runs_and_scores(engine, tmp_path: Path) -> None:
         assert 0 <= metrics["unparsable"] <= metrics["count"]
         for record in records:
             assert {"id", "prompt_hash", "response", "parsed", "correct"} <= set(record)
-        if benchmark.modality != "report":
+        if any(record["kind"] != "report" for record in records):
             assert 0.0 <= metrics["accuracy"] <= 1.0
+        else:
+            assert "bleu1" in metrics["metrics"]
     table = write_summary(out).read_text()
     assert all(f"| {b.name} |" in table for b in BENCHMARKS)
 
@@ -84,3 +86,14 @@ def test_cli_list_and_run(tmp_path: Path, capsys: pytest.CaptureFixture[str]) ->
     metrics = json.loads((tmp_path / "out" / "VQA_RAD" / "metrics.json").read_text())
     assert metrics["count"] == 2 and metrics["blank_images"] and metrics["scoring"] == "upstream"
     assert (tmp_path / "out" / "summary.md").exists()
+
+
+def test_m3d_upstream_headline_is_the_category_average(engine, tmp_path: Path) -> None:
+    write_release(tmp_path / "data", "M3D")
+    metrics = run_benchmark(engine, get_benchmark("M3D"), tmp_path / "data", tmp_path / "out", PARAMS,
+                            RunOptions(scoring="upstream"))
+    assert metrics["accuracy_averaging"] == "category"
+    assert metrics["accuracy"] == metrics["accuracy_category_averaged"]
+    groups = metrics["accuracy_by_group"]
+    assert metrics["accuracy_category_averaged"] == sum(groups.values()) / len(groups)
+    assert "accuracy_plain" in metrics and "metrics_category_averaged" in metrics

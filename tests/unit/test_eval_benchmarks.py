@@ -128,10 +128,186 @@ def _iu_xray(root: Path) -> int:
     return 1
 
 
+def _table(path: Path, rows: list[dict], image_root: Path) -> None:
+    """Rows as a hub parquet shard at ``path`` (.parquet); without pyarrow, as JSONL with the images as files."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+    except ImportError:
+        converted = []
+        for k, row in enumerate(rows):
+            row = dict(row)
+            for key, value in row.items():
+                if isinstance(value, dict) and value.get("bytes"):
+                    name = f"img_{path.stem}_{k}_{key}.png"
+                    (image_root / name).write_bytes(value["bytes"])
+                    row[key] = {"bytes": None, "path": name}
+            converted.append(row)
+        _jsonl(path.with_suffix(".jsonl"), converted)
+        return
+    pq.write_table(pa.Table.from_pylist(rows), path)
+
+
+def _mmlu_medical(root: Path) -> int:
+    for subject in ("anatomy", "virology"):
+        rows = [{"question": f"{subject} q{i}?", "subject": subject, "choices": ["w", "x", "y", "z"], "answer": 2}
+                for i in range(2)]
+        _table(root / subject / "test-00000-of-00001.parquet", rows, root / subject)
+        _table(root / subject / "dev-00000-of-00001.parquet", rows[:1], root / subject)  # other splits ignored
+    rows = [{"question": "Which layer?", "subject": "nutrition", "choices": ["a", "b", "c", "d"], "answer": 0},
+            {"question": "Not medical", "subject": "astronomy", "choices": ["a", "b", "c", "d"], "answer": 1}]
+    _table(root / "all" / "test-00000-of-00001.parquet", rows, root / "all")  # subjects without a folder
+    return 5
+
+
+def _mmlu_pro(root: Path) -> int:
+    rows = [{"problem": f"Which hormone {i}?", "choices": {"A": "Insulin", "B": "Glucagon", "C": "Cortisol"},
+             "answer": "B"} for i in range(2)]
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "mmlu_pro_test.json").write_text(json.dumps(rows))
+    return 2
+
+
+def _medbullets(options: str) -> Callable[[Path], int]:
+    def write(root: Path) -> int:
+        rows = [{"question": f"A 40-year-old man {i}...", **{f"op{x}": f"choice {x}" for x in options},
+                 "answer_idx": "C", "answer": "choice c", "explanation": "..."} for i in range(2)]
+        _table(root / "data" / "train-00000-of-00001.parquet", rows, root)
+        return 2
+    return write
+
+
+def _supergpqa(root: Path) -> int:
+    rows = [{"uuid": f"u{i}", "question": "Which nerve?", "options": ["Vagus", "Facial", "Optic", "Ulnar"],
+             "answer": "Facial", "answer_letter": "B", "discipline": discipline, "field": "Clinical Medicine",
+             "subfield": "Neurology", "difficulty": "easy", "is_calculation": False}
+            for i, discipline in enumerate(["Medicine", "Medicine", "Engineering"])]
+    _jsonl(root / "SuperGPQA-all.jsonl", rows)
+    return 2
+
+
+def _medxpertqa(subset: str) -> Callable[[Path], int]:
+    def write(root: Path) -> int:
+        images = ["MM-1-a.jpeg"] if subset == "MM" else []
+        for name in images:
+            _png(root / "images" / name)
+        rows = [{"id": f"{subset}-{i}", "question": "A patient presents... Answer Choices: (A) x (B) y (C) z "
+                 "(D) w (E) v", "options": {"A": "x", "B": "y", "C": "z", "D": "w", "E": "v"}, "label": "D",
+                 "images": images, "medical_task": "Diagnosis", "body_system": "Cardiovascular",
+                 "question_type": "Reasoning"} for i in range(2)]
+        _jsonl(root / subset / "test.jsonl", rows)
+        _jsonl(root / subset / "dev.jsonl", rows[:1])
+        return 2
+    return write
+
+
+def _path_vqa(root: Path) -> int:
+    rows = [{"image": {"bytes": _png_bytes(), "path": None}, "question": "is this malignant?", "answer": "no"},
+            {"image": {"bytes": _png_bytes(), "path": None}, "question": "what tissue?", "answer": "liver"}]
+    _table(root / "data" / "test-00000-of-00001.parquet", rows, root)
+    return 2
+
+
+def _omnimedvqa(root: Path) -> int:
+    _png(root / "Images" / "ACRIMA" / "Im001.png")
+    rows = [{"dataset": "ACRIMA", "question_id": f"ACRIMA_{i}", "question_type": "Disease Diagnosis",
+             "question": "What is shown?", "gt_answer": "Glaucoma", "image_path": "Images/ACRIMA/Im001.png",
+             "option_A": "Normal", "option_B": "Glaucoma", "modality_type": "Fundus Photography"} for i in range(2)]
+    folder = root / "QA_information" / "Open-access"
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "ACRIMA.json").write_text(json.dumps(rows))
+    return 2
+
+
+def _mmmu(root: Path) -> int:
+    from hulumed.eval.media_benchmarks import MMMU_MEDICAL
+
+    count = 0
+    for subject in MMMU_MEDICAL:
+        rows = [{"id": f"validation_{subject}_1", "question": "<image 1> Which stain?",
+                 "options": "['H&E', 'PAS', 'Gram', 'Silver']", "explanation": "", "answer": "A",
+                 "question_type": "multiple-choice", "image_1": {"bytes": _png_bytes(), "path": None},
+                 "image_2": None, "img_type": "['Microscopy']", "topic_difficulty": "Easy", "subfield": "x"}]
+        if subject == "Pharmacy":
+            rows.append({**rows[0], "id": f"validation_{subject}_2", "question": "Dose in mg?", "options": "[]",
+                         "answer": "5", "question_type": "open"})
+        _table(root / subject / "validation-00000-of-00001.parquet", rows, root / subject)
+        count += len(rows)
+    return count
+
+
+def _medframeqa(root: Path) -> int:
+    rows = [{"question_id": f"f{i}", "question": "Across these frames, where is the lesion?",
+             "options": ["Liver", "Spleen", "Kidney", "Pancreas"], "correct_answer": "C",
+             "image_1": {"bytes": _png_bytes(), "path": None}, "image_2": {"bytes": _png_bytes(), "path": None},
+             "image_3": None, "image_4": None, "image_5": None, "modality": "CT"} for i in range(2)]
+    _table(root / "data" / "test-00000-of-00001.parquet", rows, root)
+    return 2
+
+
+def _nifti(path: Path) -> bool:
+    """A small CT-like NIfTI volume; False when nibabel is missing."""
+    try:
+        import nibabel
+        import numpy as np
+    except ImportError:
+        return False
+    path.parent.mkdir(parents=True, exist_ok=True)
+    volume = np.random.default_rng(0).normal(0, 300, (24, 20, 3)).astype(np.float32)
+    nibabel.save(nibabel.Nifti1Image(volume, np.eye(4)), str(path))
+    return True
+
+
+def _rad3d(root: Path) -> int:
+    for k in range(2):
+        _png(root / "slices" / "case1" / f"{k:03d}.png", shade=40 * k)
+    volume = "volumes/case2.nii.gz" if _nifti(root / "volumes" / "case2.nii.gz") else "slices/case1"
+    rows = [
+        {"conversations": [{"from": "human", "value": "<image>\nIs the image clear? A. yes B. no"},
+                           {"from": "gpt", "value": "A. yes"}],
+         "video": ["slices/case1"], "Question_Type": "CLOSE", "type": "Image_Quality", "sub-type": "q"},
+        {"conversations": [{"from": "human", "value": "<video>\nWhich organ is enlarged?"},
+                           {"from": "gpt", "value": "The spleen."}],
+         "video": [volume], "Question_Type": "OPEN", "type": "Organ_Identification", "sub-type": "o"},
+    ]
+    (root / "Rad3D_test.json").write_text(json.dumps(rows))
+    return 2
+
+
+def _amos(root: Path) -> int:
+    for k in range(2):
+        _png(root / "slices" / "amos_0001" / f"{k:03d}.png", shade=40 * k)
+    rows = [{"id": "amos_0001", "video": ["slices/amos_0001"],
+             "conversations": [{"from": "human", "value": "<video>\nreport"},
+                               {"from": "gpt", "value": "Findings: Liver normal. Impression: No abnormality."}]}]
+    (root / "amos_val.json").write_text(json.dumps(rows))
+    return 1
+
+
+def _report_json(file_name: str, images: int) -> Callable[[Path], int]:
+    def write(root: Path) -> int:
+        paths = [f"files/p10/s1/view{k}.jpg" for k in range(images)]
+        for k, path in enumerate(paths):
+            _png(root / path, 60 * k)
+        rows = [{"id": f"s{i}", "image": paths,
+                 "conversations": [{"from": "human", "value": "<image>\nreport"},
+                                   {"from": "gpt", "value": "Findings: Clear lungs. Impression: Normal."}]}
+                for i in range(2)]
+        root.mkdir(parents=True, exist_ok=True)
+        (root / file_name).write_text(json.dumps(rows))
+        return 2
+    return write
+
+
 #: Writers of a few published-format rows, one per registered benchmark; returns the expected sample count.
 WRITERS: dict[str, Callable[[Path], int]] = {
     "MedQA_USMLE": _medqa, "MedMCQA": _medmcqa, "PubMedQA": _pubmedqa, "VQA_RAD": _vqa_rad, "SLAKE": _slake,
-    "PMC_VQA": _pmc_vqa, "M3D": _m3d, "IU_XRAY": _iu_xray,
+    "PMC_VQA": _pmc_vqa, "M3D": _m3d, "IU_XRAY": _iu_xray, "MMLU-medical": _mmlu_medical, "MMLU_Pro": _mmlu_pro,
+    "Medbullets_op4": _medbullets("abcd"), "Medbullets_op5": _medbullets("abcde"), "SuperGPQA": _supergpqa,
+    "MedXpertQA-Text": _medxpertqa("Text"), "MedXpertQA-MM": _medxpertqa("MM"), "PATH_VQA": _path_vqa,
+    "OmniMedVQA": _omnimedvqa, "MMMU-Medical-val": _mmmu, "MedFrameQA": _medframeqa, "3DRad": _rad3d,
+    "Amos": _amos, "MIMIC_CXR": _report_json("mimic_test.json", 2), "CheXpert_Plus": _report_json("chexpert_val.json", 2),
 }
 
 
@@ -182,3 +358,58 @@ def test_names_match_loosely_and_unknown_names_fail() -> None:
     assert get_benchmark("vqa-rad").name == "VQA_RAD"
     with pytest.raises(ValueError, match="known"):
         get_benchmark("nope")
+
+
+def test_new_benchmark_prompts_and_answers(tmp_path: Path) -> None:
+    write_release(tmp_path, "MMLU-medical")
+    mmlu = get_benchmark("mmlu_medical").loader(tmp_path / "MMLU-medical")
+    assert [s.group for s in mmlu] == ["anatomy", "anatomy", "nutrition", "virology", "virology"]
+    assert mmlu[0].prompt == ("\nQuestion: anatomy q0?\nOptions: \nA. w\nB. x\nC. y\nD. z\n"
+                              "Answer with the option's letter from the given choices directly.")
+    assert mmlu[0].answer == "C" and mmlu[2].answer == "A"
+    write_release(tmp_path, "MMLU_Pro")
+    [pro, _] = get_benchmark("mmlu-pro").loader(tmp_path / "MMLU_Pro")
+    assert pro.prompt == ("Which hormone 0?\nA. Insulin\nB. Glucagon\nC. Cortisol\n"
+                          "Answer with the option's letter from the given choices directly.") and pro.answer == "B"
+    write_release(tmp_path, "MedFrameQA")
+    frame = get_benchmark("MedFrameQA").loader(tmp_path / "MedFrameQA")[0]
+    assert "\nA.Liver\nB.Spleen\n" in frame.prompt and len(frame.images) == 2 and frame.answer == "C"
+    write_release(tmp_path, "MedXpertQA-MM")
+    xpert = get_benchmark("medxpertqa-mm").loader(tmp_path / "MedXpertQA-MM")[0]
+    assert "Answer Choices" not in xpert.prompt and "\nE. v\n" in xpert.prompt and xpert.answer == "D"
+    write_release(tmp_path, "Medbullets_op5")
+    bullets = get_benchmark("medbullets_op5").loader(tmp_path / "Medbullets_op5")[0]
+    assert bullets.choices[-1] == "choice e" and bullets.answer == "C"
+    write_release(tmp_path, "SuperGPQA")
+    assert {s.answer for s in get_benchmark("SuperGPQA").loader(tmp_path / "SuperGPQA")} == {"B"}
+    write_release(tmp_path, "OmniMedVQA")
+    omni = get_benchmark("OmniMedVQA").loader(tmp_path / "OmniMedVQA")[0]
+    assert omni.answer == "B" and omni.choices == ["Normal", "Glaucoma"]
+    write_release(tmp_path, "MMMU-Medical-val")
+    kinds = {s.kind for s in get_benchmark("MMMU-Medical-val").loader(tmp_path / "MMMU-Medical-val")}
+    assert kinds == {"mmmu_mc", "open"}
+
+
+def test_3d_items_accept_nifti_volumes(tmp_path: Path) -> None:
+    pytest.importorskip("nibabel")
+    write_release(tmp_path, "3DRad")
+    folder, volume = get_benchmark("3D-RAD").loader(tmp_path / "3DRad")
+    assert folder.frames and folder.volume is None and folder.group == "Image_Quality"
+    assert volume.volume and volume.volume.endswith(".nii.gz") and volume.frames is None
+    parts = volume.conversation()[0]["content"]
+    assert parts[0] == {"type": "3d", "3d": {"image_path": volume.volume, "nii_axis": 2}}
+    assert volume.prompt == "Which organ is enlarged?\nPlease answer the question concisely."
+
+
+def test_missing_release_says_what_to_do(tmp_path: Path) -> None:
+    from hulumed.eval.data_files import DataError
+
+    with pytest.raises(DataError, match="cais/mmlu"):
+        get_benchmark("MMLU-medical").loader(tmp_path)
+    with pytest.raises(DataError, match="OmniMedVQA"):
+        get_benchmark("OmniMedVQA").loader(tmp_path)
+
+
+def test_docs_table_lists_every_benchmark() -> None:
+    rows = (Path(__file__).parents[2] / "docs" / "eval.md").read_text()
+    assert all(f"| {b.name} |" in rows for b in BENCHMARKS)

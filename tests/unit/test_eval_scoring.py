@@ -154,3 +154,67 @@ def test_bleu_matches_nltk() -> None:
                                                  smoothing_function=nltk_bleu.SmoothingFunction().method1)
             assert bleu(ref, hyp, n) == pytest.approx(plain, abs=1e-9)
             assert bleu(ref, hyp, n, "method1") == pytest.approx(smooth, abs=1e-9)
+
+
+# ------------------------------------------------------------------ MMMU parser, LLM judge parsing, 3-D averages
+MMMU_CHOICES = ["H&E", "PAS", "Gram", "Silver"]
+
+
+@pytest.mark.parametrize(
+    "response, parsed",
+    [
+        ("A", "a"),
+        ("(B)", "b"),
+        ("The answer is (C).", "c"),
+        ("I think the stain used here is clearly PAS because of the magenta", "b"),  # option text, >5 words
+        ("Between (A) and (D), I pick (D)", "d"),  # several: the last one mentioned
+        ("<think>maybe (A)</think>C", "c"),  # fixed mode strips the think block
+        ("no idea", None),
+    ],
+)
+def test_mmmu_multi_choice(response: str, parsed: str | None) -> None:
+    from hulumed.eval.scoring import judge_mmmu_multi_choice
+
+    verdict = judge_mmmu_multi_choice(MMMU_CHOICES, parsed.upper() if parsed else "A", response, "fixed")
+    assert verdict.parsed == parsed and verdict.correct is (parsed is not None)
+
+
+def test_mmmu_upstream_random_fallback_is_reproducible() -> None:
+    from hulumed.eval.scoring import judge_mmmu_multi_choice
+
+    runs = {judge_mmmu_multi_choice(MMMU_CHOICES, "A", "no idea", "upstream").correct for _ in range(5)}
+    assert len(runs) == 1
+    assert judge_mmmu_multi_choice(MMMU_CHOICES, "A", "no idea", "upstream").parsed is None
+
+
+@pytest.mark.parametrize(
+    "reply, verdict",
+    [("<think>same meaning</think>\n<judge>0</judge>", True), ("<think>x</think><judge>1</judge>", False),
+     ("<judge> 0 </judge>", True), ("The answer is correct.", None), (None, None), ("", None)],
+)
+def test_judge_reply_parsing(reply: str | None, verdict: bool | None) -> None:
+    from hulumed.eval.judge import judge_prompt, parse_judgement
+
+    assert parse_judgement(reply) is verdict
+    prompt = judge_prompt("What organ?", "liver", "the liver")
+    assert "The question is: What organ?" in prompt and "The standard answer: liver" in prompt
+    assert "The user's answer: the liver" in prompt and "<judge>{0/1}</judge>" in prompt
+
+
+def test_category_averaged_overall_for_3d() -> None:
+    from hulumed.eval.benchmarks import get_benchmark
+    from hulumed.eval.runner import aggregate
+
+    # Plane: 3 of 4 right; Organ: 0 of 1 right -> plain 3/5, category-averaged (0.75 + 0) / 2
+    records = [{"kind": "3d_close", "group": "Plane", "parsed": "a", "correct": c, "metrics": {}}
+               for c in (True, True, True, False)]
+    records.append({"kind": "3d_open", "group": "Organ", "parsed": "x", "correct": False,
+                    "metrics": {"bleu1": 0.5}})
+    m3d = get_benchmark("M3D")
+    fixed, upstream = aggregate(records, m3d, "fixed"), aggregate(records, m3d, "upstream")
+    assert fixed["accuracy"] == fixed["accuracy_plain"] == pytest.approx(0.6)
+    assert fixed["accuracy_category_averaged"] == pytest.approx(0.375) and fixed["accuracy_averaging"] == "plain"
+    assert upstream["accuracy"] == pytest.approx(0.375) and upstream["accuracy_plain"] == pytest.approx(0.6)
+    assert upstream["accuracy_averaging"] == "category"
+    assert upstream["metrics_category_averaged"] == {"bleu1": pytest.approx(0.5)}
+    assert "accuracy_plain" not in aggregate(records, get_benchmark("SLAKE"), "upstream")

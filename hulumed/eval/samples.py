@@ -1,0 +1,126 @@
+"""What a benchmark loader produces: ``Sample`` (one question, ready to become a conversation) and the prompt
+templates of MedUniEval's ``question_formats.py`` (UPSTREAM.md §9.2) shared by every loader.
+
+A sample's ``kind`` picks its judge in runner.score (``KINDS``). Media are image files or encoded image bytes
+(parquet cells), a folder of slices (3-D, read as frames as upstream does) or a NIfTI volume (read as a ``3d``
+part).
+"""
+
+from __future__ import annotations
+
+import ast
+import hashlib
+import io
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..conversation import Conversation
+from .data_files import DataError
+
+MC_INSTRUCTION = "Answer with the option's letter from the given choices directly."
+CLOSED_INSTRUCTION = "Answer the question using a single word or phrase."
+OPEN_INSTRUCTION = "Please answer the question concisely."
+REPORT_PROMPT = (
+    "You are a helpful assistant. Please generate a report for the given images, including both findings and "
+    "impressions. Return the report in the following format: Findings: {} Impression: {}."
+)
+KINDS = ("mc", "mmmu_mc", "closed", "judgement", "open", "3d_close", "3d_open", "report")
+NIFTI_SUFFIXES = (".nii", ".nii.gz")
+
+
+@dataclass
+class Sample:
+    """One benchmark question, ready to become a conversation."""
+
+    id: str
+    kind: str  # one of KINDS: which judge scores it
+    prompt: str
+    answer: str
+    choices: list[str] = field(default_factory=list)  # multiple choice: option strings as shown
+    images: list[str | bytes] = field(default_factory=list)  # image files, or encoded image bytes (parquet)
+    frames: str | None = None  # a folder of slices (3-D benchmarks, read as frames as upstream does)
+    volume: str | None = None  # a NIfTI file (3-D benchmarks released as volumes)
+    group: str | None = None  # category for per-group metrics
+    question: str | None = None  # the bare question, for the LLM judge (defaults to the prompt)
+
+    def conversation(self, blank_images: bool = False) -> Conversation:
+        """The user turn: images (or a frame folder / volume) first, then the prompt (upstream's order)."""
+        from PIL import Image
+
+        content: list[dict[str, Any]] = []
+        for image in self.images:
+            picture = Image.open(io.BytesIO(image) if isinstance(image, bytes) else image).convert("RGB")
+            if blank_images:
+                picture = Image.new("RGB", picture.size, (0, 0, 0))
+            content.append({"type": "image", "image": {"image_path": picture}})
+        if self.frames is not None:
+            content.append({"type": "video", "video": {"video_path": self.frames, "fps": 1, "max_frames": 1800}})
+        if self.volume is not None:
+            content.append({"type": "3d", "3d": {"image_path": self.volume, "nii_axis": 2}})
+        content.append({"type": "text", "text": self.prompt})
+        return [{"role": "user", "content": content}]
+
+    def prompt_hash(self) -> str:
+        """sha256 of the prompt and the media it shows (first 16 hex digits)."""
+        digest = hashlib.sha256(self.prompt.encode())
+        for image in self.images:
+            digest.update(image if isinstance(image, bytes) else str(image).encode())
+        digest.update(str(self.frames).encode())
+        if self.volume is not None:
+            digest.update(self.volume.encode())
+        return digest.hexdigest()[:16]
+
+
+# ------------------------------------------------------------------------------------------------ prompts
+def mc_prompt(question: str, options: list[str]) -> str:
+    return "\nQuestion: " + question + "\nOptions: \n" + "\n".join(options) + "\n" + MC_INSTRUCTION
+
+
+def closed_prompt(question: str) -> str:
+    return question + "\n" + CLOSED_INSTRUCTION
+
+
+def open_prompt(question: str) -> str:
+    return question + "\n" + OPEN_INSTRUCTION
+
+
+def lettered(options: list[str], separator: str = ". ") -> list[str]:
+    return [f"{chr(ord('A') + i)}{separator}{text}" for i, text in enumerate(options)]
+
+
+def image_cell(value: Any, root: Path) -> str | bytes:
+    """A parquet image cell ({'bytes', 'path'}) or a path relative to ``root``."""
+    if isinstance(value, dict):
+        if value.get("bytes"):
+            return value["bytes"]
+        value = value.get("path")
+    if not value:
+        raise DataError(f"a row under {root} has no image")
+    return str(root / value)
+
+
+def option_list(value: Any) -> list[str]:
+    """Options stored as a list, a JSON / Python-literal list string, or a {letter: text} dict (in letter order)."""
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except ValueError:
+            value = ast.literal_eval(value)
+    if isinstance(value, dict):
+        return [str(value[k]) for k in sorted(value) if value[k] is not None]
+    return [str(v) for v in value]
+
+
+def letter_of(answer: Any, options: list[str]) -> str:
+    """The reference as an upper-case letter: a letter, a 0-based index, or the option text itself."""
+    if isinstance(answer, int) or (isinstance(answer, str) and answer.strip().isdigit()):
+        return chr(ord("A") + int(answer))
+    text = str(answer).strip()
+    if len(text) == 1 and text.isalpha():
+        return text.upper()
+    for i, option in enumerate(options):
+        if option.strip().lower() == text.lower():
+            return chr(ord("A") + i)
+    raise DataError(f"answer {answer!r} is neither a letter, an index nor one of the options {options}")

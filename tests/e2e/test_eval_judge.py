@@ -1,0 +1,99 @@
+"""The optional LLM judge against a stub OpenAI-compatible server on 127.0.0.1 (started here, never remote)."""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import ClassVar
+
+import pytest
+
+import hulumed
+from hulumed.cli import main
+from hulumed.eval.benchmarks import get_benchmark
+from hulumed.eval.judge import JudgeClient
+from hulumed.eval.runner import RunOptions, run_benchmark
+from hulumed.generation import GenerationParams
+from tests.conftest import GOLDEN
+from tests.unit.test_eval_benchmarks import write_release
+
+
+class _Judge(BaseHTTPRequestHandler):
+    """Answers <judge>0</judge> (correct) when the standard answer is 'liver', else <judge>1</judge>."""
+
+    requests: ClassVar[list[tuple[str, dict, str | None]]] = []
+
+    def do_POST(self) -> None:
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        _Judge.requests.append((self.path, body, self.headers.get("Authorization")))
+        prompt = body["messages"][0]["content"]
+        verdict = "0" if "The standard answer: liver" in prompt else "1"
+        reply = {"choices": [{"message": {"role": "assistant",
+                                          "content": f"<think>compared</think>\n<judge>{verdict}</judge>"}}]}
+        data = json.dumps(reply).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture(scope="module")
+def judge_url() -> Iterator[str]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Judge)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/v1"
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture(scope="module")
+def engine():
+    return hulumed.load(GOLDEN / "tiny-qwen2", device="cpu", batch_size=4)
+
+
+def _lines(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_judge_rescores_open_questions_only_on_vqa_rad(engine, judge_url: str, tmp_path: Path) -> None:
+    _Judge.requests.clear()
+    write_release(tmp_path / "data", "VQA_RAD")  # yes / liver / no
+    options = RunOptions(judge=JudgeClient(judge_url, "judge-x", api_key="secret"))
+    metrics = run_benchmark(engine, get_benchmark("VQA_RAD"), tmp_path / "data", tmp_path / "out",
+                            GenerationParams.greedy(3), options)
+    records = _lines(tmp_path / "out" / "VQA_RAD" / "predictions.jsonl")
+    judged = [r for r in records if "judge" in r]
+    assert [r["answer"] for r in judged] == ["liver"]  # VQA-RAD: only the open question goes to the judge
+    assert judged[0]["judge"] is True and judged[0]["correct"] is True and "rule_correct" in judged[0]
+    assert "<judge>0</judge>" in judged[0]["judge_reply"]
+    [(path, body, auth)] = _Judge.requests
+    assert path == "/v1/chat/completions" and auth == "Bearer secret"
+    assert body["model"] == "judge-x" and body["temperature"] == 0
+    assert "The question is: what organ?" in body["messages"][0]["content"]
+    assert metrics["judge"] == {"url": judge_url, "model": "judge-x"}
+
+
+def test_cli_judge_all_on_slake_and_unreachable_judge(judge_url: str, tmp_path: Path) -> None:
+    _Judge.requests.clear()
+    write_release(tmp_path / "data", "SLAKE")
+    code = main(["eval", "--model", str(GOLDEN / "tiny-qwen2"), "--benchmarks", "slake", "--data-dir",
+                 str(tmp_path / "data"), "--output", str(tmp_path / "out"), "--max-new-tokens", "2", "--device",
+                 "cpu", "--judge-url", judge_url, "--judge-model", "m"])
+    assert code == 0
+    records = _lines(tmp_path / "out" / "SLAKE" / "predictions.jsonl")
+    assert len(_Judge.requests) == 3 and all(r["judge"] is False for r in records)  # SLAKE: every question
+
+    with socket.socket() as probe:  # a port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{probe.getsockname()[1]}/v1"
+    client = JudgeClient(dead, "m", retries=1, timeout=2)
+    assert client.judge([("q", "a", "r")]) == [(None, None)]
