@@ -6,7 +6,7 @@
     judge.py        optional LLM judge (OpenAI-compatible endpoint)
     data_files.py   parquet / JSON / JSONL / CSV rows of a split
     scoring.py      answer parsing and judges (``fixed`` default, ``upstream`` for comparability)
-    text_metrics.py BLEU, ROUGE, word F1 (pure Python)
+    text_metrics.py BLEU (nltk), ROUGE (rouge package), word F1
     runner.py       generation through the engine, predictions.jsonl, metrics.json, resume, shards, summary
     commands.py     the CLI verb
 """

@@ -66,17 +66,17 @@ BENCHMARKS: tuple[Benchmark, ...] = (
     Benchmark("MedXpertQA-Text", "1", "text", "TsinghuaC3I/MedXpertQA: Text/test.jsonl; question (cut at 'Answer "
               "Choices:'), options {A..}, label, question_type", media.load_medxpertqa_text),
     # ---------------------------------------------------------------------------------------- 2-D VQA
-    Benchmark("VQA_RAD", "1", "2d", "flaviagiammarino/vqa-rad: data/test-*.parquet; image {bytes,path}, question, "
+    Benchmark("VQA_RAD", "2", "2d", "flaviagiammarino/vqa-rad: data/test-*.parquet; image {bytes,path}, question, "
               "answer (yes/no -> closed prompt, else open)", media.load_vqa_rad, judge="open"),
-    Benchmark("SLAKE", "1", "2d", "BoKelvin/SLAKE: test.json + imgs/; img_name, question, answer, answer_type, "
+    Benchmark("SLAKE", "2", "2d", "BoKelvin/SLAKE: test.json + imgs/; img_name, question, answer, answer_type, "
               "q_lang (zh skipped)", media.load_slake, judge="all"),
-    Benchmark("PATH_VQA", "1", "2d", "flaviagiammarino/path-vqa: data/test-*.parquet; image, question, answer "
+    Benchmark("PATH_VQA", "2", "2d", "flaviagiammarino/path-vqa: data/test-*.parquet; image, question, answer "
               "(yes/no -> closed prompt, else open)", media.load_vqa_rad, judge="all"),
     Benchmark("PMC_VQA", "1", "2d", "RadGenome/PMC-VQA: test_2.csv (Figure_path, Question, Choice A-D, Answer) + "
               "figures/", media.load_pmc_vqa),
     Benchmark("OmniMedVQA", "1", "2d", "OmniMedVQA: QA_information/Open-access/*.json (image_path, question, "
               "gt_answer, option_A..D, question_type, modality_type) + the image folders", media.load_omnimedvqa),
-    Benchmark("MMMU-Medical-val", "1", "2d", "MMMU/MMMU: <Subject>/validation-*.parquet for Basic_Medical_Science, "
+    Benchmark("MMMU-Medical-val", "2", "2d", "MMMU/MMMU: <Subject>/validation-*.parquet for Basic_Medical_Science, "
               "Clinical_Medicine, Diagnostics_and_Laboratory_Medicine, Pharmacy, Public_Health; question, options, "
               "answer, question_type, image_1", media.load_mmmu_medical_val),
     Benchmark("MedXpertQA-MM", "1", "2d", "TsinghuaC3I/MedXpertQA: MM/test.jsonl + images/ (images.zip extracted); "
@@ -84,20 +84,20 @@ BENCHMARKS: tuple[Benchmark, ...] = (
     Benchmark("MedFrameQA", "1", "2d", "SuhaoYu1020/MedFrameQA: data/test-*.parquet; question, options, "
               "correct_answer, image_1..image_5, modality", media.load_medframeqa),
     # -------------------------------------------------------------------------------------------- 3-D
-    Benchmark("M3D", "2", "3d", "M3D_test.json (conversations, video: [slice folder or .nii/.nii.gz], "
+    Benchmark("M3D", "3", "3d", "M3D_test.json (conversations, video: [slice folder or .nii/.nii.gz], "
               "Question_Type CLOSE/OPEN, type 1-5) + the slice folders or volumes", media.load_m3d,
               category_average=True),
-    Benchmark("3DRad", "1", "3d", "Rad3D_test.json (conversations, video: [slice folder or .nii/.nii.gz], "
+    Benchmark("3DRad", "2", "3d", "Rad3D_test.json (conversations, video: [slice folder or .nii/.nii.gz], "
               "Question_Type, type, sub-type) + the slice folders or volumes", media.load_3drad,
               category_average=True),
-    Benchmark("Amos", "1", "3d", "3D-AMOS-MM amos_val.json (video: [slice folder or .nii/.nii.gz], conversations[1] "
+    Benchmark("Amos", "2", "3d", "3D-AMOS-MM amos_val.json (video: [slice folder or .nii/.nii.gz], conversations[1] "
               "= report) + the slice folders or volumes", media.load_amos),
     # ---------------------------------------------------------------------------------------- reports
-    Benchmark("IU_XRAY", "1", "report", "iu_xray_test.json (image: [paths], conversations with the report) + images",
+    Benchmark("IU_XRAY", "2", "report", "iu_xray_test.json (image: [paths], conversations with the report) + images",
               media.load_iu_xray),
-    Benchmark("MIMIC_CXR", "1", "report", "mimic_test.json (image: [paths], conversations with the report) + images",
+    Benchmark("MIMIC_CXR", "2", "report", "mimic_test.json (image: [paths], conversations with the report) + images",
               media.load_mimic_cxr),
-    Benchmark("CheXpert_Plus", "1", "report", "chexpert_val.json (image: [paths], first one used; conversations "
+    Benchmark("CheXpert_Plus", "2", "report", "chexpert_val.json (image: [paths], first one used; conversations "
               "with the report) + images", media.load_chexpert_plus),
 )
 

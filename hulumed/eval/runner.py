@@ -255,20 +255,37 @@ def write_summary(output: Path) -> Path:
     """Write ``O/summary.md`` (and ``O/summary.png`` when matplotlib is installed); return the markdown path."""
     path = output / "summary.md"
     path.write_text(summary_table(output), encoding="utf-8")
-    try:
-        import matplotlib
+    write_chart(output)
+    return path
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+
+def write_chart(output: Path) -> Path | None:
+    """``O/summary.png``: one bar per benchmark with an accuracy (report benchmarks have none).
+
+    Uses matplotlib's object API on a plain ``Figure`` (Agg canvas, no pyplot state, no display needed).
+    Returns None, writing nothing, when matplotlib is not installed or no benchmark has an accuracy.
+    """
+    try:
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
     except ImportError:
-        return path
+        return None
     rows = [json.loads(p.read_text()) for p in sorted(output.glob("*/metrics.json"))]
     rows = [r for r in rows if "accuracy" in r]
-    if rows:
-        figure, axes = plt.subplots(figsize=(max(4, len(rows)), 3))
-        axes.bar([r["benchmark"] for r in rows], [100 * r["accuracy"] for r in rows])
-        axes.set_ylabel("accuracy (%)")
-        figure.autofmt_xdate()
-        figure.savefig(output / "summary.png", dpi=100, bbox_inches="tight")
-        plt.close(figure)
+    if not rows:
+        return None
+    names, values = [r["benchmark"] for r in rows], [100 * r["accuracy"] for r in rows]
+    figure = Figure(figsize=(max(4.0, 0.8 * len(rows) + 1), 3.5))
+    FigureCanvasAgg(figure)
+    axes = figure.add_subplot()
+    bars = axes.bar(names, values, color="tab:blue")
+    axes.bar_label(bars, fmt="%.1f", fontsize=8)
+    axes.set_ylim(0, 105)
+    axes.set_ylabel("accuracy (%)")
+    axes.set_title("hulumed eval: accuracy per benchmark", fontsize=10)
+    axes.tick_params(axis="x", labelrotation=45)
+    for label in axes.get_xticklabels():
+        label.set_horizontalalignment("right")
+    path = output / "summary.png"
+    figure.savefig(path, dpi=100, bbox_inches="tight")
     return path

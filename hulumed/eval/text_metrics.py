@@ -1,17 +1,29 @@
-"""Text-overlap metrics for open VQA and report generation: BLEU, ROUGE-N/L, set-of-words F1, exact match.
+"""Text-overlap metrics for open VQA and report generation: BLEU, ROUGE-1/2/L, set-of-words F1, exact match.
 
-Pure Python so that scoring needs no downloads: ``bleu`` equals ``nltk.translate.bleu_score.sentence_bleu`` with
-one reference (no smoothing, or ``SmoothingFunction().method1``; a unit test checks it against nltk where nltk is
-installed); ``rouge_n`` / ``rouge_l`` are the standard F-measures on whitespace tokens (upstream uses the ``rouge``
-package, which splits sentences for ROUGE-L — identical on single-sentence answers). METEOR needs WordNet data and
-is not computed.
+The one place that computes text metrics. BLEU and ROUGE come from the libraries upstream MedUniEval uses
+(``pip install 'hulumed[eval]'``), so the numbers are theirs:
+
+* BLEU: ``nltk.translate.bleu_score.sentence_bleu`` with one reference, cumulative uniform weights 1/n, no
+  smoothing (nltk's default: a zero higher-order precision gives a score of ~1e-154, effectively 0) or
+  ``SmoothingFunction().method1`` (M3D / 3D-RAD); tokens from :func:`upstream_tokens`.
+* ROUGE-1/2/L F: the ``rouge`` package (pltrdy, PyPI ``rouge``), ``Rouge().get_scores(hypothesis, reference)``.
+  It splits sentences on "." (ROUGE-L is summary-level LCS), counts *distinct* n-grams, and adds 1e-8 to the
+  F denominator (an exact match scores 0.99999999…). It raises ``ValueError`` on an empty hypothesis or
+  reference (also one of only dots/whitespace); that pair scores 0 for all three, as an empty answer should.
+
+METEOR (nltk's ``meteor_score``) needs the WordNet corpus, a separate download, and is not computed.
 """
 
 from __future__ import annotations
 
-import math
-from collections import Counter
+import warnings
 from collections.abc import Sequence
+
+ROUGE_KEYS = {"rouge1": "rouge-1", "rouge2": "rouge-2", "rougel": "rouge-l"}
+
+
+def _missing(package: str, error: ImportError) -> ImportError:
+    return ImportError(f"text metrics need {package}: pip install 'hulumed[eval]' ({error})")
 
 
 def upstream_tokens(text: str) -> list[str]:
@@ -19,61 +31,35 @@ def upstream_tokens(text: str) -> list[str]:
     return text.lower().replace(".", " .").split(" ")
 
 
-def _ngrams(tokens: Sequence[str], n: int) -> Counter[tuple[str, ...]]:
-    return Counter(tuple(tokens[i : i + n]) for i in range(len(tokens) - n + 1))
-
-
 def bleu(reference: Sequence[str], hypothesis: Sequence[str], n: int = 4, smoothing: str | None = None) -> float:
-    """Cumulative BLEU-n of one hypothesis against one reference (uniform weights 1/n).
+    """Cumulative BLEU-n of one hypothesis against one reference: nltk ``sentence_bleu``, weights 1/n.
 
-    ``smoothing=None`` is nltk's default (a zero n-gram precision makes the score 0); ``"method1"`` adds
-    epsilon 0.1 to zero numerators (nltk ``SmoothingFunction().method1``).
+    ``smoothing=None`` is nltk's default; ``"method1"`` is ``SmoothingFunction().method1`` (epsilon 0.1).
     """
     if smoothing not in (None, "method1"):
         raise ValueError(f"smoothing must be None or 'method1', not {smoothing!r}")
-    hyp_len, ref_len = len(hypothesis), len(reference)
-    numerators, denominators = [], []
-    for order in range(1, n + 1):
-        hyp, ref = _ngrams(hypothesis, order), _ngrams(reference, order)
-        numerators.append(sum(min(count, ref[gram]) for gram, count in hyp.items()))
-        denominators.append(max(1, sum(hyp.values())))
-    if numerators[0] == 0:
-        return 0.0
-    if smoothing is None and any(num == 0 for num in numerators):
-        return 0.0
-    precisions = [(num if num else 0.1) / den for num, den in zip(numerators, denominators)]
-    brevity = 1.0 if hyp_len > ref_len else (math.exp(1 - ref_len / hyp_len) if hyp_len else 0.0)
-    return brevity * math.exp(sum(math.log(p) / n for p in precisions))
+    try:
+        from nltk.translate.bleu_score import SmoothingFunction, sentence_bleu
+    except ImportError as error:
+        raise _missing("nltk", error) from error
+    function = SmoothingFunction().method1 if smoothing == "method1" else None
+    with warnings.catch_warnings():  # nltk warns on every zero n-gram overlap
+        warnings.simplefilter("ignore")
+        return float(sentence_bleu([list(reference)], list(hypothesis), weights=[1 / n] * n,
+                                   smoothing_function=function))
 
 
-def _f_measure(overlap: int, hyp_count: int, ref_count: int) -> float:
-    if overlap == 0 or hyp_count == 0 or ref_count == 0:
-        return 0.0
-    precision, recall = overlap / hyp_count, overlap / ref_count
-    return 2 * precision * recall / (precision + recall)
-
-
-def rouge_n(reference: Sequence[str], hypothesis: Sequence[str], n: int) -> float:
-    """ROUGE-n F-measure (clipped n-gram overlap)."""
-    hyp, ref = _ngrams(hypothesis, n), _ngrams(reference, n)
-    overlap = sum((hyp & ref).values())
-    return _f_measure(overlap, sum(hyp.values()), sum(ref.values()))
-
-
-def lcs_length(a: Sequence[str], b: Sequence[str]) -> int:
-    """Length of the longest common subsequence (O(len a · len b) time, O(len b) memory)."""
-    previous = [0] * (len(b) + 1)
-    for x in a:
-        current = [0]
-        for j, y in enumerate(b):
-            current.append(previous[j] + 1 if x == y else max(previous[j + 1], current[j]))
-        previous = current
-    return previous[-1]
-
-
-def rouge_l(reference: Sequence[str], hypothesis: Sequence[str]) -> float:
-    """ROUGE-L F-measure (beta 1) from the longest common subsequence."""
-    return _f_measure(lcs_length(reference, hypothesis), len(hypothesis), len(reference))
+def rouge(prediction: str, reference: str) -> dict[str, float]:
+    """ROUGE-1/2/L F-measures from the ``rouge`` package: ``{"rouge1", "rouge2", "rougel"}``; 0 when either is empty."""
+    try:
+        from rouge import Rouge
+    except ImportError as error:
+        raise _missing("rouge", error) from error
+    try:
+        scores = Rouge().get_scores(prediction, reference)[0]
+    except ValueError:  # "Hypothesis is empty." / "Reference is empty."
+        return dict.fromkeys(ROUGE_KEYS, 0.0)
+    return {ours: float(scores[theirs]["f"]) for ours, theirs in ROUGE_KEYS.items()}
 
 
 def word_f1(prediction: str, ground_truth: str) -> tuple[float, float, float]:
@@ -87,12 +73,8 @@ def word_f1(prediction: str, ground_truth: str) -> tuple[float, float, float]:
 
 
 def overlap_metrics(prediction: str, reference: str, *, smoothing: str | None = None) -> dict[str, float]:
-    """BLEU-1..4 (upstream tokenisation) and ROUGE-1/2/L (lowercase whitespace tokens) of one pair."""
+    """BLEU-1..4 (upstream tokenisation) and ROUGE-1/2/L (``rouge`` package, lowercased text) of one pair."""
     hyp, ref = upstream_tokens(prediction), upstream_tokens(reference)
     scores = {f"bleu{n}": bleu(ref, hyp, n, smoothing) for n in (1, 2, 3, 4)}
-    hyp_words, ref_words = prediction.lower().split(), reference.lower().split()
-    scores.update(
-        rouge1=rouge_n(ref_words, hyp_words, 1), rouge2=rouge_n(ref_words, hyp_words, 2),
-        rougel=rouge_l(ref_words, hyp_words),
-    )
+    scores.update(rouge(prediction.lower(), reference.lower()))
     return scores

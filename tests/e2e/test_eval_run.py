@@ -45,6 +45,11 @@ def test_every_benchmark_runs_and_scores(engine, tmp_path: Path) -> None:
             assert "bleu1" in metrics["metrics"]
     table = write_summary(out).read_text()
     assert all(f"| {b.name} |" in table for b in BENCHMARKS)
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        return
+    assert (out / "summary.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_killed_run_resumes_without_loss_or_duplicates(engine, tmp_path: Path) -> None:

@@ -16,7 +16,7 @@ from hulumed.eval.scoring import (
     judge_report,
     parse_response,
 )
-from hulumed.eval.text_metrics import bleu, lcs_length, rouge_l, rouge_n, word_f1
+from hulumed.eval.text_metrics import bleu, overlap_metrics, rouge, word_f1
 
 CHOICES = ["Aspirin", "Heparin", "Warfarin", "Insulin"]
 
@@ -112,48 +112,55 @@ def test_report_strips_labels() -> None:
     assert judge_report("Findings: x", "").parsed is None
 
 
-# ------------------------------------------------------------------ text metrics, hand-computed
+# ------------------------------------------------------------------ text metrics (nltk / rouge), hand-checked
 REF = ["the", "cat", "sat", "on", "the", "mat"]
 HYP = ["the", "cat", "sat", "on", "mat"]
 
 
 def test_bleu_hand_computed() -> None:
+    """nltk sentence_bleu: clipped n-gram precisions 5/5, 3/4, 2/3, 1/2 and brevity exp(1 - 6/5)."""
     brevity = math.exp(1 - 6 / 5)
     assert bleu(REF, HYP, 1) == pytest.approx(brevity)
     assert bleu(REF, HYP, 2) == pytest.approx(brevity * math.sqrt(0.75))
-    # 3-grams 2/3 match, 4-grams 1/2
     assert bleu(REF, HYP, 4) == pytest.approx(brevity * (1 * 0.75 * (2 / 3) * 0.5) ** 0.25)
-    assert bleu(["a", "b"], ["a", "c"], 2) == 0.0  # no bigram match, no smoothing
+    assert bleu(REF, REF, 4) == pytest.approx(1.0)
+    # no bigram match, no smoothing: nltk's sys.float_info.min precision, i.e. effectively 0
+    assert bleu(["a", "b"], ["a", "c"], 2) == pytest.approx(0.0, abs=1e-100)
     assert bleu(["a", "b"], ["a", "c"], 2, "method1") == pytest.approx(math.sqrt(0.5 * 0.1))  # epsilon 0.1
+    assert bleu(["a"], ["b"], 1) == 0.0  # no unigram match
+    with pytest.raises(ValueError, match="smoothing"):
+        bleu(REF, HYP, 2, "method7")
 
 
 def test_rouge_hand_computed() -> None:
-    assert lcs_length(REF, HYP) == 5
-    assert rouge_l(REF, HYP) == pytest.approx(10 / 11)
-    assert rouge_n(REF, HYP, 1) == pytest.approx(10 / 11)
-    assert rouge_n(REF, HYP, 2) == pytest.approx(2 / 3)
+    """The rouge package counts distinct n-grams and adds 1e-8 to the F denominator."""
+    scores = rouge("the cat sat on mat", "the cat sat on the mat")
+    assert scores["rouge1"] == pytest.approx(1.0)  # {the, cat, sat, on, mat} on both sides
+    assert scores["rouge2"] == pytest.approx(2 / 3)  # 3 of 4 hyp bigrams, 3 of 5 ref bigrams: P 3/4, R 3/5
+    assert scores["rougel"] == pytest.approx(1.0)  # LCS "the cat sat on mat" covers every distinct word
+    partial = rouge("liver", "the liver")
+    assert partial["rouge1"] == pytest.approx(2 / 3) and partial["rouge2"] == 0.0  # P 1, R 1/2
+    # ROUGE-L is summary-level: sentences split on "." are matched separately (whole-text LCS would give 0.5)
+    assert rouge("the cat. the dog", "the dog. the cat")["rougel"] == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("prediction, reference", [("", "x"), ("...", "x"), ("   ", "x"), ("x", ""), ("x", "..")])
+def test_rouge_empty_side_scores_zero(prediction: str, reference: str) -> None:
+    """``Rouge().get_scores`` raises ValueError on an empty hypothesis/reference; that pair scores 0."""
+    assert rouge(prediction, reference) == {"rouge1": 0.0, "rouge2": 0.0, "rougel": 0.0}
+
+
+def test_report_of_only_dots_scores_zero_rouge() -> None:
+    """A non-empty report the rouge package sees as empty ("...") scores 0 instead of raising."""
+    metrics = judge_report("Findings: the heart is normal.", "...").metrics
+    assert (metrics["rouge1"], metrics["rouge2"], metrics["rougel"]) == (0.0, 0.0, 0.0)
+
+
+def test_overlap_metrics_combines_libraries() -> None:
+    scores = overlap_metrics("The cat sat on mat", "the cat sat on the mat")  # lowercased for both metrics
+    assert scores["bleu1"] == pytest.approx(math.exp(1 - 6 / 5))
+    assert scores["rouge2"] == pytest.approx(2 / 3)
     assert word_f1("", "x") == (0.0, 0.0, 0.0)
-
-
-def test_bleu_matches_nltk() -> None:
-    nltk_bleu = pytest.importorskip("nltk.translate.bleu_score")
-    import random
-    import warnings
-
-    rng = random.Random(0)
-    words = ["a", "b", "c", "d", "e", "f"]
-    for _ in range(200):
-        ref = [rng.choice(words) for _ in range(rng.randint(1, 9))]
-        hyp = [rng.choice(words) for _ in range(rng.randint(1, 9))]
-        for n in (1, 2, 3, 4):
-            weights = [1 / n] * n
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                plain = nltk_bleu.sentence_bleu([ref], hyp, weights=weights)
-                smooth = nltk_bleu.sentence_bleu([ref], hyp, weights=weights,
-                                                 smoothing_function=nltk_bleu.SmoothingFunction().method1)
-            assert bleu(ref, hyp, n) == pytest.approx(plain, abs=1e-9)
-            assert bleu(ref, hyp, n, "method1") == pytest.approx(smooth, abs=1e-9)
 
 
 # ------------------------------------------------------------------ MMMU parser, LLM judge parsing, 3-D averages
