@@ -67,3 +67,17 @@ def test_quickstart_other_modalities(media):
     )
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip()
+
+
+def test_fine_tuning_command_from_readme_runs(tmp_path):
+    line = next(x for x in README.splitlines() if x.startswith('pip install -e ".[train]"'))
+    steps = [step.strip() for step in line.split("&&")[1:]]
+    assert steps[0].startswith("hulumed data check") and steps[1].startswith("hulumed train")
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    for step in steps:
+        args = [str(ROOT / a) if a.startswith(("tests/", "examples/")) else a for a in step.split()[1:]]
+        args = [str(tmp_path / a) if a.startswith("runs/") else a for a in args]
+        done = subprocess.run([sys.executable, "-m", "hulumed", *args], cwd=tmp_path, capture_output=True, text=True,
+                              timeout=600, env=env)
+        assert done.returncode == 0, done.stderr[-2000:]
+    assert (tmp_path / "runs" / "tiny-lora").is_dir()
