@@ -63,8 +63,8 @@ BENCHMARKS: tuple[Benchmark, ...] = (
               "options), answer_idx", text.load_medbullets),
     Benchmark("SuperGPQA", "1", "text", "m-a-p/SuperGPQA: SuperGPQA-all.jsonl (or train split), rows with "
               "discipline == Medicine; question, options, answer_letter, field", text.load_supergpqa),
-    Benchmark("MedXpertQA-Text", "1", "text", "TsinghuaC3I/MedXpertQA: Text/test.jsonl; question (cut at 'Answer "
-              "Choices:'), options {A..}, label, question_type", media.load_medxpertqa_text),
+    Benchmark("MedXpertQA-Text", "2", "text", "TsinghuaC3I/MedXpertQA: Text/test.jsonl; question (cut at 'Answer "
+              "Choices:'), options {A..}, label, question_type, medical_task", media.load_medxpertqa_text),
     # ---------------------------------------------------------------------------------------- 2-D VQA
     Benchmark("VQA_RAD", "2", "2d", "flaviagiammarino/vqa-rad: data/test-*.parquet; image {bytes,path}, question, "
               "answer (yes/no -> closed prompt, else open)", media.load_vqa_rad, judge="open"),
@@ -74,15 +74,15 @@ BENCHMARKS: tuple[Benchmark, ...] = (
               "(yes/no -> closed prompt, else open)", media.load_vqa_rad, judge="all"),
     Benchmark("PMC_VQA", "1", "2d", "RadGenome/PMC-VQA: test_2.csv (Figure_path, Question, Choice A-D, Answer) + "
               "figures/", media.load_pmc_vqa),
-    Benchmark("OmniMedVQA", "1", "2d", "OmniMedVQA: QA_information/Open-access/*.json (image_path, question, "
-              "gt_answer, option_A..D, question_type, modality_type) + the image folders", media.load_omnimedvqa),
-    Benchmark("MMMU-Medical-val", "2", "2d", "MMMU/MMMU: <Subject>/validation-*.parquet for Basic_Medical_Science, "
+    Benchmark("OmniMedVQA", "2", "2d", "OmniMedVQA: QA_information/Open-access/*.json (image_path, question, "
+              "gt_answer, option_A..D, question_type, modality_type) + the image folders; per question_type and modality_type", media.load_omnimedvqa),
+    Benchmark("MMMU-Medical-val", "3", "2d", "MMMU/MMMU: <Subject>/validation-*.parquet for Basic_Medical_Science, "
               "Clinical_Medicine, Diagnostics_and_Laboratory_Medicine, Pharmacy, Public_Health; question, options, "
               "answer, question_type, image_1", media.load_mmmu_medical_val),
-    Benchmark("MedXpertQA-MM", "1", "2d", "TsinghuaC3I/MedXpertQA: MM/test.jsonl + images/ (images.zip extracted); "
-              "question, options {A..E}, label, images", media.load_medxpertqa_mm),
-    Benchmark("MedFrameQA", "1", "2d", "SuhaoYu1020/MedFrameQA: data/test-*.parquet; question, options, "
-              "correct_answer, image_1..image_5, modality", media.load_medframeqa),
+    Benchmark("MedXpertQA-MM", "2", "2d", "TsinghuaC3I/MedXpertQA: MM/test.jsonl + images/ (images.zip extracted); "
+              "question, options {A..E}, label, images, question_type, medical_task", media.load_medxpertqa_mm),
+    Benchmark("MedFrameQA", "2", "2d", "SuhaoYu1020/MedFrameQA: data/test-*.parquet; question, options, "
+              "correct_answer, image_1..image_5, modality; per modality and frame count", media.load_medframeqa),
     # -------------------------------------------------------------------------------------------- 3-D
     Benchmark("M3D", "3", "3d", "M3D_test.json (conversations, video: [slice folder or .nii/.nii.gz], "
               "Question_Type CLOSE/OPEN, type 1-5) + the slice folders or volumes", media.load_m3d,

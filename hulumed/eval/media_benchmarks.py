@@ -80,7 +80,8 @@ def load_omnimedvqa(root: Path) -> list[Sample]:
             samples.append(Sample(str(row.get("question_id", len(samples))), "mc",
                                   mc_prompt(row["question"], lettered(texts)), letter_of(row["gt_answer"], texts),
                                   choices=texts, images=[str(root / row["image_path"])],
-                                  group=row.get("question_type")))
+                                  groups={"question_type": row.get("question_type"),
+                                          "modality_type": row.get("modality_type")}))
     return samples
 
 
@@ -90,7 +91,10 @@ MMMU_MEDICAL = ("Basic_Medical_Science", "Clinical_Medicine", "Diagnostics_and_L
 
 
 def load_mmmu_medical_val(root: Path) -> list[Sample]:
-    """MMMU/MMMU ``<Subject>/validation-*.parquet`` for the five medical subjects; only ``image_1`` is shown."""
+    """MMMU/MMMU ``<Subject>/validation-*.parquet`` for the five medical subjects; only ``image_1`` is shown.
+
+    Multiple choice is scored with MMMU's ``parse_multi_choice_response``, open questions with MMMU's open-answer
+    parsing and matching (scoring.judge_mmmu_open; accuracy only)."""
     samples = []
     for subject in MMMU_MEDICAL:
         for row in read_split(root / subject, "validation"):
@@ -100,7 +104,7 @@ def load_mmmu_medical_val(root: Path) -> list[Sample]:
                 samples.append(Sample(str(row["id"]), "mmmu_mc", mc_prompt(row["question"], lettered(texts)),
                                       str(row["answer"]).strip(), choices=texts, images=image, group=subject))
             else:
-                samples.append(Sample(str(row["id"]), "open", closed_prompt(row["question"]), str(row["answer"]),
+                samples.append(Sample(str(row["id"]), "mmmu_open", closed_prompt(row["question"]), str(row["answer"]),
                                       images=image, group=subject, question=row["question"]))
     return samples
 
@@ -114,7 +118,8 @@ def _load_medxpertqa(root: Path, subset: str) -> list[Sample]:
         images = [str(root / "images" / name) for name in row.get("images") or []]
         samples.append(Sample(str(row.get("id", i)), "mc", mc_prompt(question, lettered(texts)),
                               letter_of(row["label"], texts), choices=texts, images=images,
-                              group=row.get("question_type")))
+                              groups={"question_type": row.get("question_type"),
+                                      "medical_task": row.get("medical_task")}))
     return samples
 
 
@@ -134,7 +139,8 @@ def load_medframeqa(root: Path) -> list[Sample]:
         prompt = row["question"] + "\n" + "\n".join(lettered(texts, ".")) + "\n" + MC_INSTRUCTION
         images = [image_cell(row[f"image_{k}"], root) for k in range(1, 6) if row.get(f"image_{k}")]
         samples.append(Sample(str(row.get("question_id", i)), "mc", prompt, letter_of(row["correct_answer"], texts),
-                              choices=texts, images=images, group=row.get("modality")))
+                              choices=texts, images=images, group=row.get("modality"),
+                              groups={"modality": row.get("modality"), "frames": str(len(images))}))
     return samples
 
 

@@ -4,7 +4,9 @@ Per benchmark, ``O/<name>/`` holds ``predictions.jsonl`` (one line per sample: i
 parsed answer, correct, metrics) and ``metrics.json`` (benchmark version, scoring mode, model, generation
 params, seed, counts of unparsable answers). A shard ``i/n`` (samples with ``index % n == i``, as upstream)
 writes ``predictions.shard-i-of-n.jsonl``; ``merge`` joins the shards. Lines are appended and flushed per batch,
-so a killed run resumes where it stopped: finished ids are skipped and a torn last line is dropped.
+so a killed run resumes where it stopped: finished ids are skipped and a torn last line is dropped. Resumed
+with the LLM judge on, finished records of judged samples that have no verdict yet are judged and the file is
+rewritten atomically (a temporary file, then ``os.replace``).
 ``O/summary.md`` tabulates every benchmark's ``metrics.json``.
 """
 
@@ -26,6 +28,7 @@ from .scoring import (
     judge_close_end_vqa,
     judge_judgement,
     judge_mmmu_multi_choice,
+    judge_mmmu_open,
     judge_multi_choice,
     judge_open_end_vqa,
     judge_report,
@@ -50,7 +53,8 @@ def score(sample: Sample, response: str, mode: str) -> Verdict:
         return judge_multi_choice(sample.choices, sample.answer, response, mode)
     if sample.kind == "mmmu_mc":
         return judge_mmmu_multi_choice(sample.choices, sample.answer, response, mode)
-    judges = {"closed": judge_close_end_vqa, "judgement": judge_judgement, "open": judge_open_end_vqa,
+    judges = {"mmmu_open": judge_mmmu_open, "closed": judge_close_end_vqa, "judgement": judge_judgement,
+              "open": judge_open_end_vqa,
               "3d_close": judge_3d_close, "3d_open": judge_3d_open, "report": judge_report}
     return judges[sample.kind](sample.answer, response, mode)
 
@@ -113,6 +117,8 @@ def run_benchmark(engine: Any, benchmark: Benchmark, data_dir: Path, output: Pat
     stale = [i for i, record in done.items() if i in hashes and record["prompt_hash"] != hashes[i]]
     if stale:
         raise ValueError(f"{path} was written with other prompts (e.g. sample {stale[0]}); use a new --output")
+    if options.judge is not None:
+        _judge_finished(options.judge, benchmark, samples, path, options.scoring)
     todo = [s for s in samples if s.id not in done]
     with path.open("a", encoding="utf-8") as handle:
         for start in range(0, len(todo), engine.batch_size):
@@ -127,6 +133,8 @@ def run_benchmark(engine: Any, benchmark: Benchmark, data_dir: Path, output: Pat
                                 "group": sample.group, "answer": sample.answer, "response": raw,
                                 "parsed": verdict.parsed, "correct": verdict.correct, "metrics": verdict.metrics,
                                 "finish_reason": result.finish_reason, "_scored": scored})
+                if sample.groups:
+                    records[-1]["groups"] = sample.groups
             if options.judge is not None:
                 _apply_judge(options.judge, benchmark, batch, records)
             for record in records:
@@ -135,6 +143,11 @@ def run_benchmark(engine: Any, benchmark: Benchmark, data_dir: Path, output: Pat
             handle.flush()
             os.fsync(handle.fileno())
     records = read_predictions(path)
+    by_id = {s.id: s for s in samples}
+    for record in records:  # lines written before a benchmark had several dimensions: fill them in (in memory)
+        sample = by_id.get(record["id"])
+        if "groups" not in record and sample is not None and sample.groups:
+            record["groups"] = sample.groups
     info = run_info(engine, benchmark, params, options)
     metrics = {**info, **aggregate(records, benchmark, options.scoring)}
     name = "metrics.json" if options.shard[1] == 1 else path.name.replace("predictions", "metrics").replace(
@@ -153,6 +166,40 @@ def _apply_judge(client: JudgeClient, benchmark: Benchmark, batch: list[Sample],
                           judge_reply=reply)
 
 
+def _scored_text(record: dict[str, Any], scoring: str) -> str:
+    """The text a finished record was scored on: the raw response (upstream) or the answer after the think block."""
+    raw = record["response"]
+    if scoring == "upstream" or not raw.startswith("<think>") or "</think>\n\n" not in raw:
+        return raw
+    return raw.split("</think>\n\n", 1)[1]  # _raw_response's inverse
+
+
+def _judge_finished(client: JudgeClient, benchmark: Benchmark, samples: list[Sample], path: Path,
+                    scoring: str) -> int:
+    """Resume with the judge on: finished records of judged samples without a verdict (never judged, or the judge
+    did not answer) are judged now and the file is rewritten atomically. Returns how many were judged."""
+    records = read_predictions(path)
+    by_id = {s.id: s for s in samples}
+    chosen = [k for k, r in enumerate(records)
+              if r["id"] in by_id and judged(benchmark, by_id[r["id"]]) and r.get("judge") is None]
+    if not chosen:
+        return 0
+    batch = [by_id[records[k]["id"]] for k in chosen]
+    pending = [{**records[k], "correct": records[k].get("rule_correct", records[k]["correct"]),
+                "_scored": _scored_text(records[k], scoring)} for k in chosen]
+    _apply_judge(client, benchmark, batch, pending)
+    for k, record in zip(chosen, pending):
+        del record["_scored"]
+        records[k] = record
+    temporary = path.with_name(path.name + ".tmp")
+    with temporary.open("w", encoding="utf-8") as handle:
+        handle.write("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(temporary, path)
+    return len(chosen)
+
+
 def run_info(engine: Any, benchmark: Benchmark, params: Any, options: RunOptions) -> dict[str, Any]:
     model_path = Path(str(getattr(engine, "path", "") or ""))
     revision = model_path.name if model_path.parent.name == "snapshots" else None  # hub cache: commit hash
@@ -166,6 +213,9 @@ def run_info(engine: Any, benchmark: Benchmark, params: Any, options: RunOptions
 
 def aggregate(records: list[dict[str, Any]], benchmark: Benchmark, scoring: str = "fixed") -> dict[str, Any]:
     """Counts, accuracy (overall and per group), unparsable answers and the mean of every continuous metric.
+
+    ``accuracy_by_group`` is per the record's ``group``; when records carry ``groups`` ({dimension: value}, the
+    benchmarks upstream reports along several dimensions) ``groups`` is ``{dimension: {value: {count, accuracy}}}``.
 
     For benchmarks whose upstream overall is an average over categories (M3D, 3D-RAD) both averages are given:
     ``accuracy_plain`` (over questions) and ``accuracy_category_averaged`` (over categories, each category's
@@ -187,6 +237,13 @@ def aggregate(records: list[dict[str, Any]], benchmark: Benchmark, scoring: str 
                 groups[str(r["group"])].append(bool(r["correct"]))
         if groups:
             out["accuracy_by_group"] = {g: sum(v) / len(v) for g, v in sorted(groups.items())}
+        dimensions: dict[str, dict[str, list[bool]]] = defaultdict(lambda: defaultdict(list))
+        for r in scored:
+            for dimension, value in (r.get("groups") or {}).items():
+                dimensions[dimension][str(value)].append(bool(r["correct"]))
+        if dimensions:
+            out["groups"] = {d: {g: {"count": len(v), "accuracy": sum(v) / len(v)} for g, v in sorted(values.items())}
+                             for d, values in dimensions.items()}
     sums: dict[str, list[float]] = defaultdict(list)
     for r in records:
         for key, value in r.get("metrics", {}).items():

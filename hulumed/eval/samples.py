@@ -26,7 +26,7 @@ REPORT_PROMPT = (
     "You are a helpful assistant. Please generate a report for the given images, including both findings and "
     "impressions. Return the report in the following format: Findings: {} Impression: {}."
 )
-KINDS = ("mc", "mmmu_mc", "closed", "judgement", "open", "3d_close", "3d_open", "report")
+KINDS = ("mc", "mmmu_mc", "mmmu_open", "closed", "judgement", "open", "3d_close", "3d_open", "report")
 NIFTI_SUFFIXES = (".nii", ".nii.gz")
 
 
@@ -42,8 +42,16 @@ class Sample:
     images: list[str | bytes] = field(default_factory=list)  # image files, or encoded image bytes (parquet)
     frames: str | None = None  # a folder of slices (3-D benchmarks, read as frames as upstream does)
     volume: str | None = None  # a NIfTI file (3-D benchmarks released as volumes)
-    group: str | None = None  # category for per-group metrics
+    group: str | None = None  # category for per-group metrics (metrics.json accuracy_by_group)
     question: str | None = None  # the bare question, for the LLM judge (defaults to the prompt)
+    #: every grouping dimension upstream reports, {dimension: value} (metrics.json ``groups``); None values are
+    #: dropped. ``group`` defaults to the first dimension's value.
+    groups: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.groups = {str(k): str(v) for k, v in self.groups.items() if v is not None and v != ""}
+        if self.group is None and self.groups:
+            self.group = next(iter(self.groups.values()))
 
     def conversation(self, blank_images: bool = False) -> Conversation:
         """The user turn: images (or a frame folder / volume) first, then the prompt (upstream's order)."""

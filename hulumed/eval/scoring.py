@@ -302,3 +302,108 @@ def judge_mmmu_multi_choice(choices: list[str], answer: str, response: str, mode
             return Verdict(None, guess == gold)
         return Verdict(None, False)
     return Verdict(parsed.lower(), parsed == gold)
+
+
+# ---------------------------------------------------------------------------------------- MMMU open questions
+# MMMU's open-answer evaluation (its ``parse_open_response`` / ``eval_open``), written from the algorithm:
+# split the response into sentences, keep the shortest text after a key phrase in each, add every number found,
+# normalise (numbers -> float rounded to 2 places, text -> lowercase) and call it correct when a normalised
+# reference number equals a predicted number, or a normalised reference string occurs inside a predicted string.
+_MMMU_INDICATORS = ("could be ", "so ", "is ", "thus ", "therefore ", "final ", "answer ", "result ")
+_MMMU_SENTENCES = re.compile(r"\.\s(?=[A-Z])|\n")
+_NUMBER_COMMAS = re.compile(r"-?\b\d{1,3}(?:,\d{3})+\b")
+_NUMBER_SCIENTIFIC = re.compile(r"-?\d+(?:\.\d+)?[eE][+-]?\d+")
+_NUMBER_PLAIN = re.compile(r"-?(?:\d+\.\d+|\.\d+|\d+)(?![eE][+-]?\d+)(?![,\d])")
+_PUNCTUATION = (":", ",", ".", "!", "?", ";", "'")
+
+
+def mmmu_is_number(text: str) -> bool:
+    try:
+        float(text.replace(",", ""))
+    except ValueError:
+        return False
+    return True
+
+
+def mmmu_normalize(text: str) -> list[str | float]:
+    """A number -> [its value rounded to 2 places]; text -> [lowercase] (one letter -> [" x", "x "], as MMMU)."""
+    text = text.strip()
+    if mmmu_is_number(text):
+        return [round(float(text.replace(",", "")), 2)]
+    text = text.lower()
+    return [" " + text, text + " "] if len(text) == 1 else [text]
+
+
+def mmmu_numbers(text: str) -> list[str]:
+    """Every number written in ``text``: with thousands commas, in scientific notation, or plain."""
+    return _NUMBER_COMMAS.findall(text) + _NUMBER_SCIENTIFIC.findall(text) + _NUMBER_PLAIN.findall(text)
+
+
+def mmmu_key_responses(response: str) -> list[str]:
+    """Per sentence the shortest text after a key phrase ('is', 'therefore', ...; '=' too in the last sentence);
+    the whole response when no sentence has one."""
+    response = response.strip().strip(".").lower()
+    sentences = _MMMU_SENTENCES.split(response)
+    keys = []
+    for index, sentence in enumerate(sentences):
+        indicators = _MMMU_INDICATORS + (("=",) if index == len(sentences) - 1 else ())
+        shortest = None
+        for indicator in indicators:
+            if indicator in sentence:
+                candidate = sentence.split(indicator)[-1].strip()
+                if shortest is None or len(candidate) < len(shortest):
+                    shortest = candidate
+        if shortest and shortest not in _PUNCTUATION:
+            keys.append(shortest)
+    return keys or [response]
+
+
+def mmmu_parse_open(response: str) -> list[str | float]:
+    """MMMU's open-response predictions: key sub-responses and the numbers in them, normalised, deduplicated."""
+    keys = mmmu_key_responses(response)
+    found: list[str] = list(keys)
+    for key in keys:
+        found.extend(mmmu_numbers(key))
+    out: list[str | float] = []
+    for item in found:
+        for value in mmmu_normalize(item):
+            if value not in out:
+                out.append(value)
+    return out
+
+
+def _mmmu_references(answer: str) -> list[str]:
+    """The reference(s): MMMU stores several acceptable answers as a list literal, e.g. "['1.5', '3/2']"."""
+    text = answer.strip()
+    if text.startswith("[") and text.endswith("]"):
+        try:
+            import ast
+
+            value = ast.literal_eval(text)
+        except (ValueError, SyntaxError):
+            value = None
+        if isinstance(value, list) and value:
+            return [str(v) for v in value]
+    return [text]
+
+
+def mmmu_eval_open(answer: str, predictions: list[str | float]) -> bool:
+    """MMMU's ``eval_open``: a predicted string containing a normalised reference string, or equal numbers."""
+    references = [n for ref in _mmmu_references(answer) for n in mmmu_normalize(ref)]
+    for prediction in predictions:
+        if isinstance(prediction, str):
+            if any(isinstance(ref, str) and ref in prediction for ref in references):
+                return True
+        elif prediction in references:
+            return True
+    return False
+
+
+def judge_mmmu_open(answer: str, response: str, mode: str = "fixed") -> Verdict:
+    """MMMU open question: MMMU's open parsing and matching; ``parsed`` is the first key sub-response."""
+    _check_mode(mode)
+    text = response if mode == "upstream" else strip_think(response)
+    if not text.strip():
+        return Verdict(None, False)
+    predictions = mmmu_parse_open(text)
+    return Verdict(mmmu_key_responses(text)[0], mmmu_eval_open(answer, predictions))

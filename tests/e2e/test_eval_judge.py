@@ -82,6 +82,41 @@ def test_judge_rescores_open_questions_only_on_vqa_rad(engine, judge_url: str, t
     assert metrics["judge"] == {"url": judge_url, "model": "judge-x"}
 
 
+def test_resume_with_judge_judges_finished_records(engine, judge_url: str, tmp_path: Path) -> None:
+    _Judge.requests.clear()
+    data, out = tmp_path / "data", tmp_path / "out"
+    write_release(data, "SLAKE")  # judge "all": every question is judged
+    benchmark, params = get_benchmark("SLAKE"), GenerationParams.greedy(3)
+    run_benchmark(engine, benchmark, data, out, params, RunOptions(limit=2))  # judge off
+    path = out / "SLAKE" / "predictions.jsonl"
+    before = _lines(path)
+    assert len(before) == 2 and not any("judge" in r for r in before) and not _Judge.requests
+    metrics = run_benchmark(engine, benchmark, data, out, params, RunOptions(judge=JudgeClient(judge_url, "m")))
+    after = _lines(path)
+    assert metrics["count"] == len(after) == 3 and len(_Judge.requests) == 3  # 2 finished + 1 new, none skipped
+    assert [r["id"] for r in after[:2]] == [r["id"] for r in before]  # rewritten in place, order kept
+    for old, new in zip(before, after):
+        assert new["response"] == old["response"] and new["rule_correct"] == old["correct"]
+        assert new["judge"] is (old["answer"] == "liver") and new["correct"] is new["judge"]
+    assert not list((out / "SLAKE").glob("*.tmp"))
+    # a record whose judge did not answer is judged again on the next resume; judged ones are left alone
+    after[0].update(judge=None, correct=False)
+    path.write_text("".join(json.dumps(r) + "\n" for r in after))
+    _Judge.requests.clear()
+    run_benchmark(engine, benchmark, data, out, params, RunOptions(judge=JudgeClient(judge_url, "m")))
+    assert len(_Judge.requests) == 1 and _lines(path)[0]["judge"] is not None
+    assert _lines(path)[0]["rule_correct"] == before[0]["correct"]
+
+
+def test_scored_text_of_a_finished_record() -> None:
+    from hulumed.eval.runner import _scored_text
+
+    record = {"response": "<think>hmm</think>\n\nthe liver"}
+    assert _scored_text(record, "fixed") == "the liver"
+    assert _scored_text(record, "upstream") == record["response"]
+    assert _scored_text({"response": "plain"}, "fixed") == "plain"
+
+
 def test_cli_judge_all_on_slake_and_unreachable_judge(judge_url: str, tmp_path: Path) -> None:
     _Judge.requests.clear()
     write_release(tmp_path / "data", "SLAKE")

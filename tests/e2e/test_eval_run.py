@@ -102,3 +102,18 @@ def test_m3d_upstream_headline_is_the_category_average(engine, tmp_path: Path) -
     groups = metrics["accuracy_by_group"]
     assert metrics["accuracy_category_averaged"] == sum(groups.values()) / len(groups)
     assert "accuracy_plain" in metrics and "metrics_category_averaged" in metrics
+
+
+def test_metrics_group_along_every_dimension(engine, tmp_path: Path) -> None:
+    data, out = tmp_path / "data", tmp_path / "out"
+    write_release(data, "OmniMedVQA")
+    metrics = run_benchmark(engine, get_benchmark("OmniMedVQA"), data, out, PARAMS, RunOptions())
+    assert set(metrics["groups"]) == {"question_type", "modality_type"}
+    assert metrics["groups"]["modality_type"]["Fundus Photography"]["count"] == 2
+    assert set(metrics["accuracy_by_group"]) == {"Disease Diagnosis"}
+    path = out / "OmniMedVQA" / "predictions.jsonl"
+    assert all(r["groups"]["modality_type"] == "Fundus Photography" for r in _lines(path))
+    # a file written before the dimensions existed: the dimensions come from the samples on resume
+    path.write_text("".join(json.dumps({k: v for k, v in r.items() if k != "groups"}) + "\n" for r in _lines(path)))
+    again = run_benchmark(engine, get_benchmark("OmniMedVQA"), data, out, PARAMS, RunOptions())
+    assert again["groups"] == metrics["groups"]

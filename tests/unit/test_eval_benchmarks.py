@@ -385,9 +385,13 @@ def test_new_benchmark_prompts_and_answers(tmp_path: Path) -> None:
     write_release(tmp_path, "OmniMedVQA")
     omni = get_benchmark("OmniMedVQA").loader(tmp_path / "OmniMedVQA")[0]
     assert omni.answer == "B" and omni.choices == ["Normal", "Glaucoma"]
+    assert omni.groups == {"question_type": "Disease Diagnosis", "modality_type": "Fundus Photography"}
+    assert omni.group == "Disease Diagnosis"
+    assert frame.groups == {"modality": "CT", "frames": "2"} and frame.group == "CT"
+    assert xpert.groups == {"question_type": "Reasoning", "medical_task": "Diagnosis"}
     write_release(tmp_path, "MMMU-Medical-val")
     kinds = {s.kind for s in get_benchmark("MMMU-Medical-val").loader(tmp_path / "MMMU-Medical-val")}
-    assert kinds == {"mmmu_mc", "open"}
+    assert kinds == {"mmmu_mc", "mmmu_open"}
 
 
 def test_3d_items_accept_nifti_volumes(tmp_path: Path) -> None:

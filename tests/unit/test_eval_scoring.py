@@ -225,3 +225,63 @@ def test_category_averaged_overall_for_3d() -> None:
     assert upstream["accuracy_averaging"] == "category"
     assert upstream["metrics_category_averaged"] == {"bleu1": pytest.approx(0.5)}
     assert "accuracy_plain" not in aggregate(records, get_benchmark("SLAKE"), "upstream")
+
+
+def test_groups_per_dimension() -> None:
+    from hulumed.eval.benchmarks import get_benchmark
+    from hulumed.eval.runner import aggregate
+
+    rows = [("Diagnosis", "CT", True), ("Diagnosis", "MR", False), ("Anatomy", "CT", True), ("Anatomy", "CT", False)]
+    records = [{"kind": "mc", "group": q, "groups": {"question_type": q, "modality_type": m}, "parsed": "a",
+                "correct": c, "metrics": {}} for q, m, c in rows]
+    out = aggregate(records, get_benchmark("OmniMedVQA"))
+    assert out["accuracy_by_group"] == {"Anatomy": 0.5, "Diagnosis": 0.5}  # the primary group, as before
+    assert out["groups"] == {
+        "question_type": {"Anatomy": {"count": 2, "accuracy": 0.5}, "Diagnosis": {"count": 2, "accuracy": 0.5}},
+        "modality_type": {"CT": {"count": 3, "accuracy": pytest.approx(2 / 3)}, "MR": {"count": 1, "accuracy": 0.0}},
+    }
+    assert "groups" not in aggregate([{**r, "groups": {}} for r in records], get_benchmark("OmniMedVQA"))
+
+
+@pytest.mark.parametrize(
+    "answer, response, correct",
+    [
+        ("5", "5", True),
+        ("5", "The dose is 5 mg.", True),  # key sub-response after "is", number 5 extracted
+        ("5", "5.00", True),  # numbers compare as floats rounded to 2 places
+        ("1200", "Therefore the total is 1,200", True),  # thousands commas
+        ("0.5", "x = 0.50", True),  # "=" in the last sentence
+        ("5", "The dose is 50 mg.", False),
+        ("3.14", "approximately 3.141", True),  # rounding to 2 places: 3.14
+        ("Mitochondria", "The organelle is the mitochondria", True),  # lowercase, reference inside the prediction
+        ("mitochondria", "ribosome", False),
+        ("B", "so the answer is b.", True),  # one letter -> " b" / "b " on both sides
+        ("B", "the label is ab", False),  # ... so a letter inside a word does not match
+        ("['24', '24.0 hours']", "It takes 24 hours", True),  # several references (a list literal)
+        ("7", "", False),
+        ("7", "<think>it is 3</think>It is 7", True),  # fixed mode scores without the think block
+    ],
+)
+def test_mmmu_open(answer: str, response: str, correct: bool) -> None:
+    from hulumed.eval.scoring import judge_mmmu_open
+
+    assert judge_mmmu_open(answer, response).correct is correct
+
+
+def test_mmmu_open_parsing_steps() -> None:
+    from hulumed.eval.scoring import mmmu_key_responses, mmmu_normalize, mmmu_numbers, mmmu_parse_open
+
+    assert mmmu_normalize(" 1,234.567 ") == [1234.57] and mmmu_normalize("A") == [" a", "a "]
+    assert mmmu_normalize("Liver") == ["liver"]
+    # the three patterns run independently, as MMMU's: "000" and "3" come along (harmless after normalising)
+    assert mmmu_numbers("1,000 and 2e3 and -4.5") == ["1,000", "2e3", "000", "3", "-4.5"]
+    assert mmmu_key_responses("first line\nso it is 12") == ["12"]  # shortest text after a key phrase
+    assert mmmu_key_responses("no key phrase here") == ["no key phrase here"]
+    assert mmmu_parse_open("the answer is 3 cm") == ["3 cm", 3.0]
+    assert judge_mmmu_open_parsed("The dose is 5 mg.") == "5 mg"
+
+
+def judge_mmmu_open_parsed(response: str) -> str | None:
+    from hulumed.eval.scoring import judge_mmmu_open
+
+    return judge_mmmu_open("5", response).parsed
