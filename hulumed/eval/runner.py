@@ -105,6 +105,15 @@ def _raw_response(result: Any) -> str:
     return result.text
 
 
+def run_key(benchmark: Benchmark, params: Any, options: RunOptions) -> str:
+    """What must not change inside one predictions file: benchmark version, scoring, generation, ablation."""
+    import hashlib
+
+    settings = {"version": benchmark.version, "scoring": options.scoring, "generation": asdict(params),
+                "blank_images": options.blank_images}
+    return hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
 def run_benchmark(engine: Any, benchmark: Benchmark, data_dir: Path, output: Path, params: Any,
                   options: RunOptions) -> dict[str, Any]:
     """Generate and score every selected sample not already in the predictions file; write metrics.json."""
@@ -117,6 +126,13 @@ def run_benchmark(engine: Any, benchmark: Benchmark, data_dir: Path, output: Pat
     stale = [i for i, record in done.items() if i in hashes and record["prompt_hash"] != hashes[i]]
     if stale:
         raise ValueError(f"{path} was written with other prompts (e.g. sample {stale[0]}); use a new --output")
+    key = run_key(benchmark, params, options)
+    mixed = [i for i, record in done.items() if record.get("run_key") != key]
+    if mixed:
+        raise ValueError(
+            f"{path} was written by another benchmark version, scoring mode, generation setting or image ablation "
+            f"(e.g. sample {mixed[0]}); resume with the same settings or use a new --output"
+        )
     if options.judge is not None:
         _judge_finished(options.judge, benchmark, samples, path, options.scoring)
     todo = [s for s in samples if s.id not in done]
@@ -129,7 +145,7 @@ def run_benchmark(engine: Any, benchmark: Benchmark, data_dir: Path, output: Pat
                 raw = _raw_response(result)
                 scored = raw if options.scoring == "upstream" else result.text
                 verdict = score(sample, scored, options.scoring)
-                records.append({"id": sample.id, "prompt_hash": hashes[sample.id], "kind": sample.kind,
+                records.append({"id": sample.id, "prompt_hash": hashes[sample.id], "run_key": key, "kind": sample.kind,
                                 "group": sample.group, "answer": sample.answer, "response": raw,
                                 "parsed": verdict.parsed, "correct": verdict.correct, "metrics": verdict.metrics,
                                 "finish_reason": result.finish_reason, "_scored": scored})

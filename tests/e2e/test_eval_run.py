@@ -117,3 +117,15 @@ def test_metrics_group_along_every_dimension(engine, tmp_path: Path) -> None:
     path.write_text("".join(json.dumps({k: v for k, v in r.items() if k != "groups"}) + "\n" for r in _lines(path)))
     again = run_benchmark(engine, get_benchmark("OmniMedVQA"), data, out, PARAMS, RunOptions())
     assert again["groups"] == metrics["groups"]
+
+
+def test_resume_refuses_other_settings(engine, tmp_path: Path) -> None:
+    data, out = tmp_path / "data", tmp_path / "out"
+    benchmark = get_benchmark("MedQA_USMLE")
+    write_release(data, benchmark.name)
+    run_benchmark(engine, benchmark, data, out, PARAMS, RunOptions(limit=1))
+    run_benchmark(engine, benchmark, data, out, PARAMS, RunOptions(limit=2))  # same settings: resumes
+    with pytest.raises(ValueError, match="same settings"):
+        run_benchmark(engine, benchmark, data, out, GenerationParams.greedy(5), RunOptions(limit=3))
+    with pytest.raises(ValueError, match="same settings"):
+        run_benchmark(engine, benchmark, data, out, PARAMS, RunOptions(limit=3, scoring="upstream"))
