@@ -40,6 +40,7 @@ import logging
 import math
 import os
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -189,6 +190,23 @@ def _open_container(path: Path) -> Any:
     return container
 
 
+@contextmanager
+def _decoding(path: Path) -> Iterator[Any]:
+    """An open container for the block; a decoder failure inside comes out as MediaError; always closed."""
+    container = _open_container(path)
+    try:
+        yield container
+    except MediaError:
+        raise
+    except Exception as err:
+        raise MediaError(
+            f"Cannot decode video {path}: {type(err).__name__}: {err}. The file is corrupt or uses an unsupported "
+            "codec."
+        ) from err
+    finally:
+        container.close()
+
+
 def _rgb(frame: Any) -> np.ndarray:
     return frame.to_ndarray(format="rgb24").transpose(2, 0, 1)  # (H, W, 3) -> (3, H, W)
 
@@ -227,8 +245,7 @@ def _decode_selected(path: Path, wanted: list[int], keyframes: list[int]) -> dic
     targets = sorted(set(wanted))
     target_set = set(targets)
     found: dict[int, np.ndarray] = {}
-    container = _open_container(path)
-    try:
+    with _decoding(path) as container:
         stream = container.streams.video[0]
         frames: Optional[Iterator[Any]] = None
         last: Optional[int] = None
@@ -248,15 +265,6 @@ def _decode_selected(path: Path, wanted: list[int], keyframes: list[int]) -> dic
                     found[last] = _rgb(frame)
                 if last >= target:
                     break
-    except MediaError:
-        raise
-    except Exception as err:
-        raise MediaError(
-            f"Cannot decode video {path}: {type(err).__name__}: {err}. The file is corrupt or uses an unsupported "
-            "codec."
-        ) from err
-    finally:
-        container.close()
     return found
 
 
@@ -286,14 +294,9 @@ def _container_frames_by_index(
             frames = _stack_check([decoded[p] for p in wanted], path)
             return Clip(frames, [i / vid_fps for i in indices])
         logger.info("Seeking in %s missed frames; decoding the whole clip instead.", path)
-    container = _open_container(path)
-    try:
+    with _decoding(path) as container:
         stream = container.streams.video[0]
         decoded_all = [frame.to_ndarray(format="rgb24") for frame in container.decode(stream)]  # (H, W, 3) each
-    except Exception as err:
-        raise MediaError(f"Cannot decode video {path}: {type(err).__name__}: {err}.") from err
-    finally:
-        container.close()
     indices = sample_frame_indices(len(decoded_all), vid_fps, start_time, end_time, fps, max_frames)
     frames = _stack_check([decoded_all[i].transpose(2, 0, 1) for i in indices], path)
     return Clip(frames, [i / vid_fps for i in indices])
@@ -435,8 +438,7 @@ def _load_container_decode_all(
 ) -> Clip:
     """Emulation of upstream's ffmpeg path that decodes the whole clip and keeps every output frame before
     subsampling to `max_frames` (module docstring, 2). The reference for `_load_container_seek`."""
-    container = _open_container(path)
-    try:
+    with _decoding(path) as container:
         stream = container.streams.video[0]
         time_base = stream.time_base
         trim = _trim(container, path, start_time, end_time)
@@ -476,15 +478,6 @@ def _load_container_decode_all(
                     current = _rgb(current_raw)
                 frames.append(current)
                 next_tick += 1
-    except MediaError:
-        raise
-    except Exception as err:
-        raise MediaError(
-            f"Cannot decode video {path}: {type(err).__name__}: {err}. The file is corrupt or uses an unsupported "
-            "codec."
-        ) from err
-    finally:
-        container.close()
 
     frames = _stack_check(frames, path)
     timestamps = _timestamps(trim, len(frames), fps)

@@ -360,6 +360,17 @@ def slice_volume(
 # ----------------------------------------------------------------------------------------- entry points
 
 
+def _sliced(read: Callable[[], Volume], path: PathLike, num_slices: Optional[int], axis: int,
+            window_center: Optional[float], window_width: Optional[float], window: Optional[WindowSpec],
+            normalize: str, orientation: str, slice_spacing: Optional[float]) -> list[np.ndarray]:
+    """Check the options, read the volume with `read` and slice it; every failure comes out as a MediaError."""
+    orientation = orientation.lower() if isinstance(orientation, str) else orientation
+    _check_options(num_slices, axis, window_center, window_width, window, normalize, orientation, slice_spacing)
+    return _typed(lambda: slice_volume(
+        read(), num_slices, axis, window_center, window_width, window, normalize, orientation, slice_spacing,
+    ), path)
+
+
 def _typed(load: Callable[[], list[np.ndarray]], path: PathLike) -> list[np.ndarray]:
     """Run `load`; a failure that was not turned into a MediaError where it happened still comes out typed."""
     try:
@@ -388,12 +399,8 @@ def load_nifti(
     path = Path(path)
     if not path.exists():
         raise MediaError(f"NIfTI file {path} does not exist. Check the path.")
-    orientation = orientation.lower() if isinstance(orientation, str) else orientation
-    _check_options(num_slices, axis, window_center, window_width, window, normalize, orientation, slice_spacing)
-    return _typed(lambda: slice_volume(
-        read_nifti(path, time_index=time_index),
-        num_slices, axis, window_center, window_width, window, normalize, orientation, slice_spacing,
-    ), path)
+    return _sliced(lambda: read_nifti(path, time_index=time_index), path, num_slices, axis, window_center,
+                   window_width, window, normalize, orientation, slice_spacing)
 
 
 def load_volume(
@@ -414,9 +421,5 @@ def load_volume(
     A DICOM series is read as `(rows, columns, slices)` HU voxels sorted along the slice normal, so the default
     `axis=2` gives the images as stored; `series_uid` picks one series of a folder that holds several.
     """
-    orientation = orientation.lower() if isinstance(orientation, str) else orientation
-    _check_options(num_slices, axis, window_center, window_width, window, normalize, orientation, slice_spacing)
-    return _typed(lambda: slice_volume(
-        read_volume(path, time_index=time_index, series_uid=series_uid),
-        num_slices, axis, window_center, window_width, window, normalize, orientation, slice_spacing,
-    ), path)
+    return _sliced(lambda: read_volume(path, time_index=time_index, series_uid=series_uid), path, num_slices, axis,
+                   window_center, window_width, window, normalize, orientation, slice_spacing)
