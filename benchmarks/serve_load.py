@@ -15,7 +15,6 @@ import argparse
 import base64
 import json
 import platform
-import socket
 import statistics
 import threading
 import time
@@ -26,22 +25,6 @@ import httpx
 
 ROOT = Path(__file__).resolve().parents[1]
 IMAGE = ROOT / "tests" / "fixtures" / "golden" / "inputs" / "image_a.png"
-
-
-def _server(engine, settings):
-    import uvicorn
-
-    from hulumed.serve.app import create_app
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(create_app(engine, settings), host="127.0.0.1", port=port, log_level="error"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    while not server.started:
-        time.sleep(0.02)
-    return server, thread, f"http://127.0.0.1:{port}"
 
 
 def _bodies(n: int, max_tokens: int) -> list[dict]:
@@ -92,6 +75,7 @@ def main() -> None:
     import torch
 
     import hulumed
+    from hulumed.serve.background import serving
     from hulumed.serve.settings import ServerSettings
 
     engine = hulumed.load(args.model, device=args.device, batch_size=16)
@@ -100,13 +84,12 @@ def main() -> None:
     for batching in ("on", "off"):
         settings = ServerSettings(model_name="bench", max_batch_size=16 if batching == "on" else 1,
                                   max_wait_ms=10 if batching == "on" else 0, max_queue=256)
-        server, thread, url = _server(engine, settings)
-        _run(url, _bodies(4, args.max_tokens), 2)  # warm-up
-        for concurrency in [int(c) for c in args.concurrency.split(",")]:
-            row = {"batching": batching, "concurrency": concurrency, **_run(url, _bodies(args.requests, args.max_tokens), concurrency)}
-            rows.append(row)
-        server.should_exit = True
-        thread.join()
+        with serving(engine, settings) as url:
+            _run(url, _bodies(4, args.max_tokens), 2)  # warm-up
+            for concurrency in [int(c) for c in args.concurrency.split(",")]:
+                row = {"batching": batching, "concurrency": concurrency,
+                       **_run(url, _bodies(args.requests, args.max_tokens), concurrency)}
+                rows.append(row)
     print(f"server load, {args.requests} requests x {args.max_tokens} tokens (text / image), {Path(args.model).name}, {device_name}")
     print(f"{'batching':>8} {'conc':>5} | {'req/s':>7} {'p50 s':>7} {'p95 s':>7} {'errors':>6}")
     for r in rows:

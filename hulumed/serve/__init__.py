@@ -6,5 +6,6 @@ media.py     OpenAI message parts -> hulumed conversation parts (data: URIs, med
 batcher.py   gathers concurrent requests into engine batches; bounded queue
 metrics.py   Prometheus counters, gauges and the latency histogram
 app.py       the FastAPI application (routes, auth, errors, streaming)
+background.py  ``serving(engine, settings)``: the server in a thread on a free loopback port
 commands.py  the ``serve`` CLI verb
 """

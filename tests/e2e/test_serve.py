@@ -6,10 +6,7 @@ import base64
 import concurrent.futures
 import json
 import os
-import socket
-import threading
 import time
-from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -21,7 +18,7 @@ openai = pytest.importorskip("openai")
 import hulumed  # noqa: E402
 from hulumed.conversation import user_turn  # noqa: E402
 from hulumed.generation import GenerationParams  # noqa: E402
-from hulumed.serve.app import create_app  # noqa: E402
+from hulumed.serve.background import serving  # noqa: E402
 from hulumed.serve.settings import ServerSettings  # noqa: E402
 from tests.conftest import GOLDEN  # noqa: E402
 
@@ -30,26 +27,6 @@ INPUTS = GOLDEN / "inputs"
 
 def _data_uri(path: Path, media_type: str) -> str:
     return f"data:{media_type};base64," + base64.b64encode(path.read_bytes()).decode()
-
-
-@contextmanager
-def running(engine, settings: ServerSettings):
-    import uvicorn
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(create_app(engine, settings), host="127.0.0.1", port=port, log_level="error"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.time() + 30
-    while not server.started and time.time() < deadline:
-        time.sleep(0.02)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=30)
 
 
 @pytest.fixture(scope="module")
@@ -73,7 +50,7 @@ def media_root(tmp_path_factory) -> Path:
 def server(engine, media_root):
     settings = ServerSettings(model_name="tiny", media_root=media_root, max_body_bytes=2 * 2**20, max_media_parts=3,
                               max_tokens_limit=64, max_visual_tokens=100)
-    with running(engine, settings) as url:
+    with serving(engine, settings) as url:
         yield url
 
 
@@ -114,13 +91,15 @@ def test_volume_by_data_uri_and_by_media_root_path(server, engine, media_root):
         assert reply.usage.prompt_tokens_details.model_dump()["visual_tokens"] == 4 * 16
 
 
-def test_think_mode_returns_reasoning_field(server):
-    body = {"model": "tiny", "messages": [{"role": "user", "content": "Why?"}], "max_tokens": 4, "temperature": 0,
-            "think": True}
-    reply = httpx.post(f"{server}/v1/chat/completions", json=body, timeout=60)
-    assert reply.status_code == 200
-    message = reply.json()["choices"][0]["message"]
-    assert "content" in message  # a random tiny model emits no <think> block, so no "reasoning" key is required
+def test_think_mode_reaches_the_engine(server, engine):
+    body = {"model": "tiny", "messages": [{"role": "user", "content": "Why?"}], "max_tokens": 4, "temperature": 0}
+    plain = httpx.post(f"{server}/v1/chat/completions", json=body, timeout=60).json()
+    thinking = httpx.post(f"{server}/v1/chat/completions", json={**body, "think": True}, timeout=60).json()
+    expected = engine.generate([{"role": "user", "content": "Why?"}], GenerationParams.greedy(4, think=True))[0]
+    # the reasoning instruction is appended to the prompt, exactly as the engine does it
+    assert thinking["usage"]["prompt_tokens"] == expected.prompt_tokens > plain["usage"]["prompt_tokens"]
+    assert thinking["choices"][0]["message"]["content"] == expected.text
+    assert ("reasoning" in thinking["choices"][0]["message"]) == (expected.reasoning is not None)
 
 
 def _post(url: str, body, headers=None, raw: bytes | None = None) -> httpx.Response:
@@ -189,13 +168,13 @@ def test_oversize_body_is_413(server):
 
 
 def test_local_media_refused_without_media_root(engine):
-    with running(engine, ServerSettings(model_name="tiny")) as url:
+    with serving(engine, ServerSettings(model_name="tiny")) as url:
         reply = _post(url, {"model": "tiny", "messages": [{"role": "user", "content": [_image_part("/etc/hosts")]}]})
         assert reply.status_code == 403 and reply.json()["error"]["code"] == "local_media_disabled"
 
 
 def test_api_key(engine):
-    with running(engine, ServerSettings(model_name="tiny", api_key="s3cret")) as url:
+    with serving(engine, ServerSettings(model_name="tiny", api_key="s3cret")) as url:
         with pytest.raises(openai.AuthenticationError):
             _client(url, "wrong").chat.completions.create(model="tiny", messages=[{"role": "user", "content": "hi"}],
                                                           max_tokens=2)
@@ -206,7 +185,7 @@ def test_api_key(engine):
 
 
 def test_full_queue_is_429_and_a_disconnected_stream_frees_its_slot(engine):
-    with running(engine, ServerSettings(model_name="tiny", max_queue=1, max_tokens_limit=4096)) as url:
+    with serving(engine, ServerSettings(model_name="tiny", max_queue=1, max_tokens_limit=4096)) as url:
         body = {"model": "tiny", "messages": [{"role": "user", "content": "Tell me everything."}], "max_tokens": 4000,
                 "stream": True, "temperature": 0, "ignore_eos": True}
         with httpx.Client(timeout=60) as client:
