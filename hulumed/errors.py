@@ -21,3 +21,7 @@ class MediaError(HulumedError, ValueError):
 
 class RequestTooLarge(HulumedError, ValueError):
     """A request needs more than a configured limit allows (e.g. visual tokens); make it smaller."""
+
+
+class MediaAccessError(MediaError):
+    """A media path the caller may not open: it resolves outside the allowed media root (HTTP 403)."""

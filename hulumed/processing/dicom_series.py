@@ -33,7 +33,7 @@ from typing import Any, Optional, Union
 import numpy as np
 
 from hulumed.errors import MediaError
-from hulumed.processing import dicom
+from hulumed.processing import dicom, safe_files
 from hulumed.processing.dicom import (
     check_pixel_count,
     decode_pixels,
@@ -74,13 +74,7 @@ class _Instance:
 def _entries(path: Path) -> Iterator[tuple[str, Union[Path, bytes]]]:
     """(name, path or bytes) of every candidate file of a folder, a zip, or one file."""
     if path.is_dir():
-        files = []
-        for root, _dirs, names in os.walk(path):
-            for file_name in names:
-                files.append(Path(root) / file_name)
-                if len(files) > MAX_FILES:
-                    raise MediaError(f"{path} holds more than {MAX_FILES:,} files. Pass the folder of one series.")
-        for file in sorted(files):
+        for file in safe_files.folder_files(path, recursive=True):  # regular files only, sorted, <= MAX_FILES
             if file.name.upper() != "DICOMDIR" and not file.name.startswith("."):
                 yield str(file), file
         return

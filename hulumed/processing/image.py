@@ -37,19 +37,19 @@ ImageSource = Union[PathLike, Image.Image, np.ndarray, Sequence[Union[PathLike, 
 
 
 def list_folder(folder: PathLike) -> list[Path]:
-    """Entries of `folder` in `sorted(os.listdir())` order, as upstream lists image and frame folders."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise MediaError(f"{folder} is not a folder. Pass an existing folder of image files.")
-    try:
-        names = sorted(os.listdir(folder))
-    except OSError as err:
-        raise MediaError(f"Cannot list folder {folder}: {err}. Check that it exists and is readable.") from err
-    if not names:
+    """Entries of `folder` in `sorted(os.listdir())` order, as upstream lists image and frame folders.
+
+    Every entry must be a regular file (`safe_files.folder_files`): a pipe or device among the frames would
+    block the read, so it is refused.
+    """
+    from hulumed.processing.safe_files import folder_files
+
+    entries = folder_files(folder, recursive=False)
+    if not entries:
         raise MediaError(
             f"Folder {folder} is empty. Put the image files (frames or slices) in it, or pass another path."
         )
-    return [folder / name for name in names]
+    return entries
 
 
 def load_image(path: PathLike) -> Image.Image:

@@ -2,22 +2,25 @@
 
 Where media may come from:
 * ``data:`` URIs (base64): decoded into a per-request scratch folder (deleted after the request);
-* local paths (plain or ``file://``): only when the server has a ``media_root``, only below it after resolving
-  symlinks and ``..`` (no traversal, no symlink escape); folders are allowed (frame folders, DICOM series);
-* ``http(s)://``: only with ``allow_remote_media``, with a time limit and the media byte limit.
-Limits: bytes per part, pixels per image (decompression bombs), number of media parts. Every refusal is a
-``MediaRejected`` carrying the HTTP status and an OpenAI-style error code.
+* local paths (plain or ``file://``): only when the server has a ``media_root``, by the rules of ``guard.py``
+  (inside the root after resolving symlinks and ``..``, regular files only, sub-folders only for frames and DICOM
+  series, every file of a folder checked too);
+* ``http(s)://``: only with ``allow_remote_media``, with a total deadline and the media byte limit.
+Options of a part: only those ``guard.part_options`` lists (others, and the reserved path keys, are a 400).
+Limits: bytes per part, pixels per image / GIF canvas / frame (decompression bombs), number of media parts.
+Every refusal is a ``MediaRejected`` carrying the HTTP status and an OpenAI-style error code.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
-import os
+import time
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlparse
 
+from .guard import MediaRejected, check_pixels, local_media, part_options
 from .settings import ServerSettings
 
 _EXTENSIONS = {
@@ -25,16 +28,6 @@ _EXTENSIONS = {
     "image/tiff": ".tif", "image/gif": ".gif", "video/mp4": ".mp4", "video/webm": ".webm", "video/quicktime": ".mov",
     "video/x-msvideo": ".avi", "application/dicom": ".dcm", "application/x-nifti": ".nii", "application/nifti": ".nii",
 }
-_VOLUME_KEYS = {"slices": "nii_num_slices", "axis": "nii_axis"}
-
-
-class MediaRejected(Exception):
-    """A media part the server will not take; ``status`` is the HTTP code to answer with."""
-
-    def __init__(self, message: str, status: int = 400, code: str = "invalid_media") -> None:
-        super().__init__(message)
-        self.status = status
-        self.code = code
 
 
 class MediaResolver:
@@ -73,36 +66,20 @@ class MediaResolver:
             spec = {"url": spec}
         if not isinstance(spec, dict) or not isinstance(spec.get("url"), str):
             raise MediaRejected(f"content part {index}: {kind} needs a 'url'", code="invalid_part")
+        options = part_options(kind, spec, index)
         self.parts += 1
         if self.parts > self.settings.max_media_parts:
             raise MediaRejected(
                 f"too many media parts: at most {self.settings.max_media_parts} per request", code="too_many_media"
             )
         path = self._materialize(spec["url"], kind)
+        if path.is_file() and (kind == "image_url" or path.suffix.lower() == ".gif"):
+            check_pixels(path, self.settings.max_pixels)
         if kind == "image_url":
-            self._check_pixels(path)
             return {"type": "image", "image": {"image_path": str(path)}}
         if kind == "video_url":
-            options = {k: v for k, v in spec.items() if k in ("fps", "max_frames", "start_time", "end_time")}
-            return {"type": "video", "video": {"video_path": str(path), **options}}
-        options = {_VOLUME_KEYS.get(k, k): v for k, v in spec.items() if k not in ("url", "detail")}
-        return {"type": "3d", "3d": {"image_path": str(path), **options}}
-
-    def _check_pixels(self, path: Path) -> None:
-        from PIL import Image, UnidentifiedImageError
-
-        if path.is_dir():
-            raise MediaRejected("an image_url must be one image file, not a folder")
-        try:
-            with Image.open(path) as image:  # reads the header only
-                width, height = image.size
-        except (UnidentifiedImageError, OSError, Image.DecompressionBombError, ValueError):
-            return  # not a PIL image (e.g. DICOM): the loader decides and reports
-        if width * height > self.settings.max_pixels:
-            raise MediaRejected(
-                f"image of {width}x{height} pixels is over the limit of {self.settings.max_pixels}", status=413,
-                code="image_too_large",
-            )
+            return {"type": "video", "video": {**options, "video_path": str(path)}}
+        return {"type": "3d", "3d": {**options, "image_path": str(path)}}
 
     # ------------------------------------------------------------------ sources
     def _materialize(self, url: str, kind: str) -> Path:
@@ -112,10 +89,10 @@ class MediaResolver:
         if scheme in ("http", "https"):
             return self._from_remote(url, kind)
         if scheme == "file":
-            return self._from_local(unquote(urlparse(url).path))
+            return self._from_local(unquote(urlparse(url).path), kind)
         if scheme and len(scheme) > 1:
             raise MediaRejected(f"unsupported URL scheme {scheme!r}; use data:, a path under the media root or http(s)")
-        return self._from_local(url)
+        return self._from_local(url, kind)
 
     def _scratch_file(self, data: bytes, media_type: str, kind: str) -> Path:
         extension = _EXTENSIONS.get(media_type.lower(), "")
@@ -137,7 +114,8 @@ class MediaResolver:
             raise MediaRejected("malformed data: URI (no comma)", code="invalid_data_uri")
         media_type = header.split(";")[0]
         if ";base64" not in header:
-            raise MediaRejected("data: URIs must be base64-encoded (data:<type>;base64,<data>)", code="invalid_data_uri")
+            raise MediaRejected("data: URIs must be base64-encoded (data:<type>;base64,<data>)",
+                                code="invalid_data_uri")
         if len(payload) * 3 // 4 > self.settings.max_media_bytes:
             raise MediaRejected(
                 f"media part larger than {self.settings.max_media_bytes} bytes", status=413, code="media_too_large"
@@ -150,26 +128,14 @@ class MediaResolver:
             raise MediaRejected("empty media part", code="invalid_media")
         return self._scratch_file(data, media_type, kind)
 
-    def _from_local(self, raw: str) -> Path:
+    def _from_local(self, raw: str, kind: str) -> Path:
         root = self.settings.media_root
         if root is None:
             raise MediaRejected(
                 "local media paths are disabled on this server (start it with --media-root DIR)", status=403,
                 code="local_media_disabled",
             )
-        root = root.resolve()
-        candidate = Path(raw) if os.path.isabs(raw) else root / raw
-        try:
-            resolved = candidate.resolve(strict=True)
-        except (FileNotFoundError, RuntimeError, OSError):
-            raise MediaRejected(f"media not found under the media root: {raw}", status=400, code="media_not_found")
-        if os.path.commonpath([str(resolved), str(root)]) != str(root):
-            raise MediaRejected("media path is outside the media root", status=403, code="path_outside_media_root")
-        if resolved.is_file() and resolved.stat().st_size > self.settings.max_media_bytes:
-            raise MediaRejected(
-                f"media file larger than {self.settings.max_media_bytes} bytes", status=413, code="media_too_large"
-            )
-        return resolved
+        return local_media(raw, root, kind, self.settings.max_media_bytes, self.settings.max_pixels)
 
     def _from_remote(self, url: str, kind: str) -> Path:
         if not self.settings.allow_remote_media:
@@ -180,15 +146,22 @@ class MediaResolver:
         import httpx
 
         limit = self.settings.max_media_bytes
+        budget = self.settings.remote_timeout_s
+        deadline = time.monotonic() + budget  # total, not per read: a trickling server cannot hold the request
         try:
-            with httpx.stream("GET", url, timeout=self.settings.remote_timeout_s, follow_redirects=True) as response:
+            with httpx.stream("GET", url, timeout=budget, follow_redirects=True) as response:
                 if response.status_code != 200:
-                    raise MediaRejected(f"fetching {url} answered HTTP {response.status_code}", code="remote_fetch_failed")
+                    raise MediaRejected(f"fetching {url} answered HTTP {response.status_code}",
+                                        code="remote_fetch_failed")
                 data = bytearray()
                 for block in response.iter_bytes():
                     data.extend(block)
                     if len(data) > limit:
-                        raise MediaRejected(f"remote media larger than {limit} bytes", status=413, code="media_too_large")
+                        raise MediaRejected(f"remote media larger than {limit} bytes", status=413,
+                                            code="media_too_large")
+                    if time.monotonic() > deadline:
+                        raise MediaRejected(f"fetching {url} took longer than {budget:g} s", status=408,
+                                            code="remote_fetch_timeout")
                 media_type = response.headers.get("content-type", "").split(";")[0]
         except httpx.HTTPError as error:
             raise MediaRejected(f"fetching {url} failed: {type(error).__name__}", code="remote_fetch_failed") from error

@@ -1,0 +1,124 @@
+"""What a request's media part may name and carry: the server's file-access and option rules in one place.
+
+* `part_options(kind, spec)`: the options of an ``image_url`` / ``video_url`` / ``volume_url`` part, mapped to the
+  processor's keys. Only the listed keys are accepted; ``image_path`` / ``video_path`` (the processor's own path
+  keys) are reserved, so only the checked ``url`` ever reaches the loaders (400 otherwise).
+* `local_media(raw, root, kind, ...)`: a path (plain or from a ``file://`` URL) below the media root. It must resolve
+  (symlinks, ``..``) inside the root -- checked before its existence, so outside paths get the same 403 whether
+  they exist or not -- and be a regular file, or a strict sub-folder of the root for a ``video_url`` (frames) or a
+  ``volume_url`` (DICOM series), every file of which must be a regular file resolving inside the root too
+  (`processing.safe_files`). Files and folders count against the media byte limit; images, GIF canvases and
+  frame-folder images against the pixel limit (header only).
+Refusals are `MediaRejected` with the HTTP status and an error code.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from ..errors import MediaAccessError, MediaError
+from ..processing import safe_files
+
+VIDEO_OPTIONS = ("fps", "max_frames", "start_time", "end_time")
+VOLUME_OPTIONS = {  # request key -> processor key of a `3d` item
+    "slices": "nii_num_slices", "axis": "nii_axis", "nii_num_slices": "nii_num_slices", "nii_axis": "nii_axis",
+    "window": "window", "window_center": "window_center", "window_width": "window_width",
+    "orientation": "orientation", "normalize": "normalize", "slice_spacing": "slice_spacing",
+    "time_index": "time_index", "series_uid": "series_uid",
+}
+IGNORED = ("url", "detail")  # "detail" is OpenAI's image hint; it has no meaning here
+RESERVED = ("image_path", "video_path")
+
+
+class MediaRejected(Exception):
+    """A media part the server will not take; ``status`` is the HTTP code to answer with."""
+
+    def __init__(self, message: str, status: int = 400, code: str = "invalid_media") -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+
+
+def part_options(kind: str, spec: dict[str, Any], index: int) -> dict[str, Any]:
+    """The processor options of one media part; unknown or reserved keys are a 400."""
+    allowed: dict[str, str] = {}
+    if kind == "video_url":
+        allowed = {k: k for k in VIDEO_OPTIONS}
+    elif kind == "volume_url":
+        allowed = dict(VOLUME_OPTIONS)
+    for key in spec:
+        if key in RESERVED:
+            raise MediaRejected(f"content part {index}: {kind} option {key!r} is reserved; name the media with 'url'",
+                                code="invalid_option")
+        if key not in allowed and key not in IGNORED:
+            known = sorted({*allowed, "url"})
+            raise MediaRejected(f"content part {index}: unknown {kind} option {str(key)[:40]!r} (known: {known})",
+                                code="invalid_option")
+    return {allowed[k]: v for k, v in spec.items() if k in allowed}
+
+
+def check_pixels(path: Path, max_pixels: int) -> None:
+    """413 when a PIL-readable image (or GIF canvas) declares more than `max_pixels`; reads the header only."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with safe_files.open_regular(path) as stream, Image.open(stream) as image:
+            width, height = image.size
+    except (UnidentifiedImageError, OSError, Image.DecompressionBombError, ValueError, SyntaxError):
+        return  # not a PIL image (e.g. DICOM, NIfTI, mp4): its loader checks its own limits
+    if width * height > max_pixels:
+        raise MediaRejected(f"image of {width}x{height} pixels is over the limit of {max_pixels}", status=413,
+                            code="image_too_large")
+
+
+def local_media(raw: str, root: Path, kind: str, max_bytes: int, max_pixels: int) -> Path:
+    """The resolved path of a local media part, after every rule of the module docstring."""
+    if "\x00" in raw:
+        raise MediaRejected("a media path must not contain a NUL byte", code="invalid_path")
+    root = root.resolve()
+    candidate = Path(raw) if os.path.isabs(raw) else root / raw
+    try:
+        where = candidate.resolve()  # non-strict: outside paths are refused whether or not they exist
+    except (OSError, RuntimeError, ValueError):
+        raise MediaRejected(f"invalid media path: {raw[:200]}", code="invalid_path") from None
+    if where != root and root not in where.parents:
+        raise MediaRejected("media path is outside the media root", status=403, code="path_outside_media_root")
+    try:
+        resolved = candidate.resolve(strict=True)
+        mode = resolved.stat().st_mode
+    except (OSError, RuntimeError, ValueError):
+        raise MediaRejected(f"media not found under the media root: {raw[:200]}", code="media_not_found") from None
+    if resolved == root:
+        raise MediaRejected("the media root itself is not a media item; name a file or a sub-folder",
+                            code="folder_not_allowed")
+    import stat
+
+    try:
+        if stat.S_ISDIR(mode):
+            return _folder(resolved, root, kind, max_bytes, max_pixels)
+        safe_files.regular_file(resolved, root, name=raw[:200])
+    except MediaAccessError:
+        raise MediaRejected("media path is outside the media root", status=403,
+                            code="path_outside_media_root") from None
+    except MediaError as error:
+        raise MediaRejected(str(error), code="invalid_media") from None
+    if resolved.stat().st_size > max_bytes:
+        raise MediaRejected(f"media file larger than {max_bytes} bytes", status=413, code="media_too_large")
+    return resolved  # the caller checks the pixels of images and GIFs (whatever their source)
+
+
+def _folder(folder: Path, root: Path, kind: str, max_bytes: int, max_pixels: int) -> Path:
+    if kind == "image_url":
+        raise MediaRejected("an image_url must be one image file, not a folder", code="folder_not_allowed")
+    files = safe_files.folder_files(folder, root, recursive=kind == "volume_url")
+    if not files:
+        raise MediaRejected("the media folder holds no files", code="invalid_media")
+    total = sum(f.stat().st_size for f in files)
+    if total > max_bytes:
+        raise MediaRejected(f"media folder holds more than {max_bytes} bytes", status=413, code="media_too_large")
+    if kind == "video_url":
+        for frame in files:
+            check_pixels(frame, max_pixels)
+    return folder
