@@ -1,9 +1,12 @@
 """The FastAPI application: /v1/chat/completions (streamed and not), /v1/models, /health, /metrics.
 
-Order of checks for a completion request: API key (401) -> admission (429 + Retry-After when the queue is
-full) -> body size (413) -> JSON (400) -> schema (400) -> model name (404) -> max_tokens limit (400) ->
-media rules (400 / 403 / 413, see media.py) -> conversation shape (400) -> media decoding and the visual-token
-limit (400; for streams before the 200, for batched requests inside the engine call) -> generation. Every error is OpenAI-style JSON (``{"error": {"message", "type", "param", "code"}}``) and never
+Order of checks for a completion request: API key (401) -> body size (413) and body deadline (408; no queue
+slot is held while the body arrives) -> admission (429 + Retry-After when the queue is full) -> JSON (400,
+also for nesting deeper than 32, lone surrogates, over-long integers) -> schema (400) -> model name (404) ->
+max_tokens / stop limits (400) -> prompt text tokens (400) -> media rules (400 / 403 / 413, see media.py and
+guard.py) -> conversation shape (400) -> media decoding and the visual-token limit (400; for streams before the
+200, for batched requests inside the engine call) -> generation.
+Every error is OpenAI-style JSON (``{"error": {"message", "type", "param", "code"}}``) and never
 carries a stack trace; those go to the server log. The log has one JSON line per request (id, status, timings,
 token counts) and the message text only with ``log_content``.
 """
@@ -114,6 +117,15 @@ def create_app(engine: Any, settings: ServerSettings) -> FastAPI:
     async def chat_completions(request: Request) -> Response:
         started = time.monotonic()
         _authorize(request)
+        try:  # the body first: a client that never finishes its upload holds no queue slot, and times out
+            body = await asyncio.wait_for(_read_body(request, settings.max_body_bytes), settings.body_timeout_s)
+        except (ApiError, asyncio.TimeoutError) as error:
+            if not isinstance(error, ApiError):
+                error = ApiError(408, f"the request body did not arrive within {settings.body_timeout_s:g} s",
+                                 "body_timeout")
+            metrics.requests.labels(status=str(error.status)).inc()
+            metrics.errors.labels(code=error.code).inc()
+            return _error(error.status, error.message, error.code, error.kind)
         if not admission.try_enter():
             metrics.requests.labels(status="429").inc()
             metrics.errors.labels(code="queue_full").inc()
@@ -123,13 +135,13 @@ def create_app(engine: Any, settings: ServerSettings) -> FastAPI:
         handed_to_stream = False
         status = 500
         try:
-            body = await _read_body(request, settings.max_body_bytes)
             payload = _parse(body)
             if payload.model != settings.model_name:
                 raise ApiError(404, f"model {payload.model!r} not found; this server serves {settings.model_name!r}",
                                "model_not_found")
             params = _params(payload, settings)
             loop = asyncio.get_running_loop()
+            await loop.run_in_executor(stream_executor, _check_prompt, payload, engine, settings)
             conversation = await loop.run_in_executor(
                 stream_executor, _conversation, payload, settings, scratch
             )
@@ -200,6 +212,11 @@ def _parse(body: bytes) -> ChatCompletionRequest:
         raw = json.loads(body)
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise ApiError(400, f"malformed JSON: {error}", "invalid_json") from error
+    except RecursionError:
+        raise ApiError(400, f"JSON nested deeper than {MAX_JSON_DEPTH} levels", "invalid_json") from None
+    except ValueError as error:  # e.g. an integer of more than 4300 digits
+        raise ApiError(400, f"malformed JSON: {str(error)[:120]}", "invalid_json") from None
+    _check_json(raw)
     try:
         return ChatCompletionRequest.model_validate(raw)
     except ValidationError as error:
@@ -208,20 +225,79 @@ def _parse(body: bytes) -> ChatCompletionRequest:
         raise ApiError(400, f"invalid request: {where}: {first.get('msg')}", "invalid_request") from error
 
 
+MAX_JSON_DEPTH = 32  # the chat format needs about 6 levels
+
+
+def _check_json(raw: Any) -> None:
+    """400 for JSON nested deeper than MAX_JSON_DEPTH (anywhere, ignored fields too) or holding strings that are
+    not valid Unicode (lone surrogates such as "\\ud800", which no tokenizer, log or response can encode)."""
+    stack: list[tuple[Any, int]] = [(raw, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, str):
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError:
+                raise ApiError(400, "a string in the request is not valid Unicode (lone surrogate)",
+                               "invalid_json") from None
+            continue
+        if not isinstance(value, (dict, list)):
+            continue
+        if depth > MAX_JSON_DEPTH:
+            raise ApiError(400, f"JSON nested deeper than {MAX_JSON_DEPTH} levels", "invalid_json")
+        items = list(value.items()) if isinstance(value, dict) else [(None, v) for v in value]
+        for key, item in items:
+            if key is not None:
+                stack.append((key, depth))
+            stack.append((item, depth + 1))
+
+
 def _params(payload: ChatCompletionRequest, settings: ServerSettings) -> GenerationParams:
     max_tokens = payload.max_completion_tokens or payload.max_tokens or min(settings.default_max_tokens, settings.max_tokens_limit)
     if max_tokens > settings.max_tokens_limit:
         raise ApiError(400, f"max_tokens {max_tokens} is over this server's limit of {settings.max_tokens_limit}",
                        "max_tokens_too_large")
     stop = [payload.stop] if isinstance(payload.stop, str) else list(payload.stop or [])
+    if len(stop) > settings.max_stop or any(not s or len(s) > settings.max_stop_chars for s in stop):
+        raise ApiError(400, f"stop: at most {settings.max_stop} non-empty strings of at most "
+                       f"{settings.max_stop_chars} characters", "invalid_stop")
+    temperature = payload.temperature
+    if temperature is not None and temperature < SAMPLING_EPS:
+        temperature = 0.0  # as vLLM: a temperature this close to 0 is greedy (dividing by it overflows)
     try:
         return GenerationParams(
-            max_new_tokens=max_tokens, temperature=payload.temperature, top_p=payload.top_p, top_k=payload.top_k,
+            max_new_tokens=max_tokens, temperature=temperature, top_p=payload.top_p, top_k=payload.top_k,
             repetition_penalty=payload.repetition_penalty, stop=stop, seed=payload.seed, think=payload.think,
             ignore_eos=payload.ignore_eos,
         )
     except ValueError as error:
         raise ApiError(400, str(error), "invalid_request") from error
+
+
+SAMPLING_EPS = 1e-5
+PROMPT_CHUNK_CHARS = 4096  # text is tokenised in pieces of this size, stopping once over the limit
+
+
+def _check_prompt(payload: ChatCompletionRequest, engine: Any, settings: ServerSettings) -> None:
+    """400 when the text of the messages is over ``max_prompt_tokens``, found without tokenising all of it."""
+    limit = settings.max_prompt_tokens
+    texts: list[str] = []
+    for message in payload.messages:
+        content = message.content
+        if isinstance(content, str):
+            texts.append(content)
+        elif isinstance(content, list):
+            texts.extend(p["text"] for p in content if isinstance(p, dict) and isinstance(p.get("text"), str))
+    tokenizer = getattr(engine, "tokenizer", None)
+    count = 0
+    for text in texts:
+        for start in range(0, len(text), PROMPT_CHUNK_CHARS):
+            piece = text[start:start + PROMPT_CHUNK_CHARS]
+            # without a tokenizer, assume 1 token per 4 characters (the usual English average)
+            count += len(tokenizer(piece, add_special_tokens=False)["input_ids"]) if tokenizer else len(piece) // 4
+            if count > limit:
+                raise ApiError(400, f"the messages hold more than {limit} text tokens, this server's limit "
+                               "(max_prompt_tokens); shorten them", "prompt_too_long")
 
 
 def _conversation(payload: ChatCompletionRequest, settings: ServerSettings, scratch: Path) -> list[dict[str, Any]]:

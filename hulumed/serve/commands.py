@@ -27,6 +27,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
         api_key=args.api_key or os.environ.get("HULUMED_API_KEY") or None,
         media_root=Path(args.media_root) if args.media_root else None,
         allow_remote_media=args.allow_remote_media,
+        remote_timeout_s=args.remote_timeout_s,
+        body_timeout_s=args.body_timeout_s,
+        max_pixels=args.max_pixels,
+        max_prompt_tokens=args.max_prompt_tokens,
+        max_stop=args.max_stop,
         max_body_bytes=args.max_body_mb * 2**20,
         max_media_bytes=args.max_media_mb * 2**20,
         max_media_parts=args.max_media_parts,
@@ -55,7 +60,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--api-key", help="require 'Authorization: Bearer KEY' (or set HULUMED_API_KEY)")
     p.add_argument("--media-root", help="allow local media paths below this folder")
     p.add_argument("--allow-remote-media", action="store_true", help="fetch http(s) media URLs")
+    p.add_argument("--remote-timeout-s", type=float, default=10.0, help="total time for one remote media fetch")
     p.add_argument("--max-body-mb", type=int, default=64)
+    p.add_argument("--body-timeout-s", type=float, default=30.0, help="the request body must arrive within this")
+    p.add_argument("--max-pixels", type=int, default=40_000_000, help="pixels of one image, GIF canvas or frame")
+    p.add_argument("--max-prompt-tokens", type=int, default=32768, help="text tokens of one request")
+    p.add_argument("--max-stop", type=int, default=16, help="stop strings per request")
     p.add_argument("--max-media-mb", type=int, default=32)
     p.add_argument("--max-media-parts", type=int, default=16)
     p.add_argument("--max-visual-tokens", type=int, default=32768)

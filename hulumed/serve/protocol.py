@@ -42,10 +42,10 @@ class ChatCompletionRequest(BaseModel):
     max_completion_tokens: int | None = Field(default=None, ge=1)
     temperature: float | None = Field(default=None, ge=0, le=2)
     top_p: float | None = Field(default=None, gt=0, le=1)
-    top_k: int | None = Field(default=None, ge=1)
-    repetition_penalty: float | None = Field(default=None, gt=0)
+    top_k: int | None = Field(default=None, ge=1, le=2**31 - 1)
+    repetition_penalty: float | None = Field(default=None, ge=0.01, le=100)
     stop: str | list[str] | None = None
-    seed: int | None = None
+    seed: int | None = Field(default=None, ge=-(2**63), le=2**64 - 1)  # what torch.manual_seed takes
     n: int = Field(default=1, ge=1, le=1)
     think: bool = False
     ignore_eos: bool = False  # vLLM's extension: always generate max_tokens (benchmarks, load tests)
@@ -96,4 +96,5 @@ def chunk(request_id: str, model: str, delta: dict[str, Any], finish: str | None
 
 def error_body(message: str, kind: str = "invalid_request_error", code: str | None = None,
                param: str | None = None) -> dict[str, Any]:
+    message = message.encode("utf-8", "replace").decode("utf-8")  # never fail to encode an error
     return {"error": {"message": message, "type": kind, "param": param, "code": code}}

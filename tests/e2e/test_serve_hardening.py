@@ -177,3 +177,149 @@ def test_loader_guard_refuses_fifo_and_outside_links(tree):
         safe_files.folder_files(tree["root"], recursive=False)
     files = safe_files.folder_files(tree["root"] / "series_ok", root=tree["root"], recursive=True)
     assert len(files) == 3 and all(np.char.endswith(str(f), ".dcm") for f in files)
+
+
+def _hi(**extra) -> dict:
+    return {"model": "tiny", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 2, **extra}
+
+
+def _raw(text: str) -> bytes:
+    return text.encode()
+
+
+RAW_BAD = {
+    "lone surrogate in text": _raw('{"model": "tiny", "max_tokens": 2, "messages": [{"role": "user", '
+                                   '"content": "a\\ud800b"}]}'),
+    "lone surrogate in a text part": _raw('{"model": "tiny", "max_tokens": 2, "messages": [{"role": "user", '
+                                          '"content": [{"type": "text", "text": "\\udfff"}]}]}'),
+    "lone surrogate, streamed": _raw('{"model": "tiny", "max_tokens": 2, "stream": true, "messages": '
+                                     '[{"role": "user", "content": "\\ud800"}]}'),
+    "lone surrogate in a media url": _raw('{"model": "tiny", "max_tokens": 2, "messages": [{"role": "user", '
+                                          '"content": [{"type": "image_url", "image_url": '
+                                          '{"url": "a\\ud800.png"}}]}]}'),
+    "deep arrays in an ignored field": _raw('{"model": "tiny", "max_tokens": 2, "messages": [{"role": "user", '
+                                            '"content": "hi"}], "junk": ' + "[" * 10_000 + "]" * 10_000 + "}"),
+    "deep objects in an ignored field": _raw('{"model": "tiny", "max_tokens": 2, "messages": [{"role": "user", '
+                                             '"content": "hi"}], "junk": ' + '{"a":' * 10_000 + "1" + "}" * 10_000
+                                             + "}"),
+    "deep arrays in content": _raw('{"model": "tiny", "max_tokens": 2, "messages": [{"role": "user", '
+                                   '"content": [{"type": "text", "text": "x", "y": ' + "[" * 10_000 + "]" * 10_000
+                                   + "}]}]}"),
+    "5000-digit max_tokens": _raw('{"model": "tiny", "max_tokens": ' + "9" * 5000 + ', "messages": '
+                                  '[{"role": "user", "content": "hi"}]}'),
+    "5000-digit seed": _raw('{"model": "tiny", "max_tokens": 2, "seed": ' + "9" * 5000 + ', "messages": '
+                            '[{"role": "user", "content": "hi"}]}'),
+    "4000-digit seed": _raw('{"model": "tiny", "max_tokens": 2, "seed": ' + "9" * 4000 + ', "messages": '
+                            '[{"role": "user", "content": "hi"}]}'),
+    "NUL byte in text": _raw('{"model": "tiny", "max_tokens": 2, "messages": [{"role": "user", '
+                             '"content": "a\\u0000b"}]}'),
+}
+JSON_BAD = {
+    "tiny repetition_penalty with sampling": _hi(repetition_penalty=1e-300, temperature=0.7),
+    "huge repetition_penalty with sampling": _hi(repetition_penalty=1e300, temperature=0.7),
+    "tiny temperature": _hi(temperature=1e-300),
+    "huge top_k": _hi(top_k=10**30, temperature=0.7),
+    "negative huge seed": _hi(seed=-(10**30)),
+}
+
+
+@pytest.mark.parametrize("name", sorted(RAW_BAD) + sorted(JSON_BAD))
+def test_malformed_requests_are_4xx_not_500(server, name):
+    if name in RAW_BAD:
+        reply = httpx.post(f"{server}/v1/chat/completions", content=RAW_BAD[name], timeout=30,
+                           headers={"content-type": "application/json"})
+    else:
+        reply = _post(server, JSON_BAD[name])
+    if name in ("NUL byte in text", "tiny temperature"):
+        assert reply.status_code == 200, reply.text  # harmless: NUL is text, temperature ~0 is greedy (as vLLM)
+    else:
+        assert 400 <= reply.status_code < 500, reply.text
+        assert reply.json()["error"]["message"] and "Traceback" not in reply.text
+    _still_serving(server)
+
+
+def _timed_post(url: str, body: dict, limit_s: float) -> httpx.Response:
+    import time
+
+    began = time.monotonic()
+    reply = _post(url, body, timeout=limit_s + 30)
+    assert time.monotonic() - began < limit_s, f"took {time.monotonic() - began:.1f} s"
+    return reply
+
+
+def test_huge_prompts_and_stop_lists_are_refused_quickly(server):
+    megabyte = "lorem ipsum dolor sit amet " * (2**20 // 27)
+    one_part = {"model": "tiny", "max_tokens": 2, "messages": [{"role": "user", "content": megabyte}]}
+    many_parts = {"model": "tiny", "max_tokens": 2, "messages": [{"role": "user", "content": [
+        {"type": "text", "text": megabyte[:1024]}] * 1024}]}
+    for body in (one_part, many_parts):
+        reply = _timed_post(server, body, 10)
+        assert reply.status_code == 400 and reply.json()["error"]["code"] == "prompt_too_long", reply.text
+    stops = _timed_post(server, _hi(stop=[f"s{i}" for i in range(10_000)]), 10)
+    assert stops.status_code == 400 and stops.json()["error"]["code"] == "invalid_stop"
+    long_stop = _timed_post(server, _hi(stop=["x" * 10_000]), 10)
+    assert long_stop.status_code == 400
+    _timed_post(server, _hi(), 10)
+
+
+def test_unfinished_uploads_hold_no_slot_and_time_out(engine):
+    import socket
+    import time
+
+    settings = ServerSettings(model_name="tiny", max_queue=4, body_timeout_s=2.0, max_tokens_limit=4)
+    with serving(engine, settings) as url:
+        host, port = url.removeprefix("http://").split(":")
+        sockets = []
+        try:
+            for _ in range(12):  # three times the queue, each stuck half way through its body
+                sock = socket.create_connection((host, int(port)), timeout=10)
+                sock.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                             b"Content-Length: 1000\r\n\r\n{\"model\": \"tiny\", ")
+                sockets.append(sock)
+            time.sleep(0.3)
+            ok = _post(url, _hi())
+            assert ok.status_code == 200, ok.text
+            sockets[0].settimeout(10)
+            answer = sockets[0].recv(4096).decode(errors="replace")  # the deadline passes: 408
+            assert answer.startswith("HTTP/1.1 408"), answer[:200]
+        finally:
+            for sock in sockets:
+                sock.close()
+        assert httpx.get(f"{url}/health").json()["in_flight"] == 0
+        _still_serving(url)
+
+
+def test_trickling_remote_fetch_hits_a_total_deadline(engine):
+    import http.server
+    import time
+
+    class Trickle(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 - http.server's name
+            self.send_response(200)
+            self.send_header("Content-Type", "image/png")
+            self.send_header("Content-Length", "1000")
+            self.end_headers()
+            try:
+                for _ in range(1000):
+                    self.wfile.write(b"x")
+                    self.wfile.flush()
+                    time.sleep(0.1)
+            except OSError:
+                pass
+
+        def log_message(self, *args):
+            pass
+
+    remote = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Trickle)
+    threading.Thread(target=remote.serve_forever, daemon=True).start()
+    try:
+        settings = ServerSettings(model_name="tiny", allow_remote_media=True, remote_timeout_s=1.0,
+                                  max_tokens_limit=4)
+        with serving(engine, settings) as url:
+            began = time.monotonic()
+            reply = _post(url, _media("image_url", {"url": f"http://127.0.0.1:{remote.server_port}/x.png"}))
+            assert time.monotonic() - began < 5
+            assert reply.status_code == 408 and reply.json()["error"]["code"] == "remote_fetch_timeout"
+            _still_serving(url)
+    finally:
+        remote.shutdown()
