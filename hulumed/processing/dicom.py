@@ -14,7 +14,11 @@ Rules:
   images are returned in RGB. A multi-frame file is not an image: pass it as a `3d` item.
 - Patient data never appears in messages or logs: errors name the file and the problem only, and any text
   coming from pydicom is scrubbed of the dataset's patient/study identifiers.
-- Limit against corrupt headers and bombs: `MAX_PIXELS` decoded values per file (and per series).
+- Limits against corrupt headers and bombs (`limits.py`): `MAX_PIXELS` decoded values per file (and per
+  series), `MAX_FRAME_PIXELS` per frame, both checked on the header before decoding; a Deflated-syntax file is
+  inflated once in blocks, counting, and refused above `MAX_DEFLATED_BYTES` before pydicom inflates it; data
+  that starts with a zero tag (e.g. all zeros, which pydicom would parse as millions of empty elements) is
+  refused as not DICOM at once.
 
 Every failure is a `MediaError` saying what is wrong and what to do.
 """
@@ -35,12 +39,16 @@ import numpy as np
 from PIL import Image
 
 from hulumed.errors import MediaError
+from hulumed.processing import limits, safe_files
 from hulumed.processing.windowing import WindowSpec, resolve_window, windowed_rgb
 
 PathLike = Union[str, os.PathLike]
 
 DICOM_SUFFIXES = (".dcm", ".dicom", ".dic", ".ima")
-MAX_PIXELS = 2**30  # decoded values per file and per series
+MAX_PIXELS = limits.MAX_VOXELS  # decoded values per file and per series (float64: the per-item budget)
+MAX_FRAME_PIXELS = limits.MAX_FRAME_PIXELS  # rows x columns of one frame
+MAX_DEFLATED_BYTES = limits.MAX_DEFLATED_DICOM_BYTES  # the inflated dataset of a Deflated-syntax file
+DEFLATED_SYNTAX = b"1.2.840.10008.1.2.1.99"
 
 # identifying attributes whose values are scrubbed from any text that leaves this module
 _PRIVATE_KEYWORDS = (
@@ -138,6 +146,58 @@ def _modality(dataset: Any) -> str:
     return value if _MODALITY.fullmatch(value) else "object"
 
 
+def _dataset_start(head: bytes) -> int:
+    """Offset of the first data element: after the preamble and the file meta group (explicit VR little endian)."""
+    if head[128:132] != b"DICM":
+        return 0
+    offset = 132
+    while offset + 8 <= len(head) and head[offset:offset + 2] == b"\x02\x00":  # group 0002 elements
+        vr = head[offset + 4:offset + 6]
+        if vr in (b"OB", b"OW", b"OF", b"SQ", b"UT", b"UN"):
+            length = int.from_bytes(head[offset + 8:offset + 12], "little")
+            offset += 12 + length
+        else:
+            length = int.from_bytes(head[offset + 6:offset + 8], "little")
+            offset += 8 + length
+    return offset
+
+
+def _precheck(source: Union[Path, bytes], name: str) -> None:
+    """Refuse, without parsing, data whose first element has tag (0000,0000) -- zeros, which pydicom's forced read
+    would walk as millions of empty elements -- and Deflated-syntax data that inflates past `MAX_DEFLATED_BYTES`."""
+    import zlib
+
+    if isinstance(source, bytes):
+        stream: Any = io.BytesIO(source)
+    else:
+        stream = safe_files.open_regular(source)
+    with stream:
+        head = stream.read(1 << 16)
+        start = _dataset_start(head)
+        if head[start:start + 4] == b"\x00\x00\x00\x00" and len(head) >= start + 8:
+            raise MediaError(f"Cannot read {name} as DICOM: no DICOM attributes were found (the data starts with "
+                             "zeros). The file is corrupt, truncated or not DICOM.")
+        if DEFLATED_SYNTAX not in head[132:start]:
+            return
+        stream.seek(start)
+        inflater, total = zlib.decompressobj(-zlib.MAX_WBITS), 0
+        try:
+            while True:
+                block = inflater.unconsumed_tail or stream.read(1 << 16)
+                if not block:
+                    return
+                total += len(inflater.decompress(block, 1 << 20))
+                if total > MAX_DEFLATED_BYTES:
+                    raise MediaError(
+                        f"{name} is Deflated DICOM that inflates to more than {MAX_DEFLATED_BYTES:,} bytes, over the "
+                        "per-item memory budget (decompression bomb guard). Re-export it uncompressed."
+                    )
+                if inflater.eof:
+                    return
+        except zlib.error as err:
+            raise MediaError(f"Cannot read {name}: its deflated data is corrupt ({err}).") from err
+
+
 def read_dataset(source: Union[Path, bytes], name: str, header_only: bool = False) -> Any:
     """pydicom `dcmread` (force: files without preamble are accepted), warnings silenced, errors typed."""
     pydicom = _pydicom()
@@ -147,6 +207,7 @@ def read_dataset(source: Union[Path, bytes], name: str, header_only: bool = Fals
         raise MediaError(f"Cannot read {name}: {err}. Check that the file exists and is readable.") from err
     if empty:
         raise MediaError(f"{name} is an empty file (0 bytes). Copy or export it again.")
+    _precheck(source, name)
     try:
         with _quiet():
             fp = io.BytesIO(source) if isinstance(source, bytes) else str(source)
@@ -200,6 +261,12 @@ def check_pixel_count(dataset: Any, name: str) -> int:
     samples = max(get_int(dataset, "SamplesPerPixel", 1), 1)
     if rows <= 0 or columns <= 0:
         raise MediaError(f"{name} has an empty image (Rows {rows}, Columns {columns}). The file holds no pixels.")
+    if rows * columns > MAX_FRAME_PIXELS:
+        raise MediaError(
+            f"{name} declares frames of {rows} x {columns} pixels, more than the limit of {MAX_FRAME_PIXELS:,} "
+            "(decompression bomb guard). The header is corrupt or the image is too large; raise "
+            "hulumed.processing.dicom.MAX_FRAME_PIXELS if it is genuine."
+        )
     count = rows * columns * frames * samples
     if count > MAX_PIXELS:
         raise MediaError(

@@ -33,7 +33,7 @@ from typing import Any, Optional, Union
 import numpy as np
 
 from hulumed.errors import MediaError
-from hulumed.processing import dicom, safe_files
+from hulumed.processing import dicom, limits, safe_files
 from hulumed.processing.dicom import (
     check_pixel_count,
     decode_pixels,
@@ -50,7 +50,7 @@ logger = logging.getLogger(__name__)
 
 PathLike = Union[str, os.PathLike]
 
-MAX_ZIP_BYTES = 2**32  # uncompressed bytes read from one zip
+MAX_ZIP_BYTES = limits.MAX_INFLATED_BYTES  # uncompressed bytes read from one zip (held in memory)
 MAX_FILES = 20_000  # files looked at in one folder
 POSITION_TOLERANCE_MM = 1e-3  # two slices closer than this along the normal are duplicates
 
@@ -89,11 +89,15 @@ def _entries(path: Path) -> Iterator[tuple[str, Union[Path, bytes]]]:
                     )
                 if len(members) > MAX_FILES:
                     raise MediaError(f"{path} holds more than {MAX_FILES:,} files. Zip one series only.")
+                left = MAX_ZIP_BYTES  # the directory's sizes may lie: count what really comes out
                 for member in sorted(members, key=lambda m: m.filename):
                     base = member.filename.rsplit("/", 1)[-1]
                     if base.upper() == "DICOMDIR" or base.startswith(".") or member.filename.startswith("__MACOSX"):
                         continue
-                    yield f"{path}:{member.filename}", archive.read(member)
+                    with archive.open(member) as stream:
+                        data = safe_files.read_capped(stream, left, f"{path}", "unpacks to")
+                    left -= len(data)
+                    yield f"{path}:{member.filename}", data
         except MediaError:
             raise
         except Exception as err:  # BadZipFile, zlib.error, CRC errors, NotImplementedError (encryption), ...
@@ -139,6 +143,7 @@ def _collect(path: Path) -> list[_Instance]:
                 check_pixel_count(dataset, name)  # raises the empty-image message
             skipped += 1
             continue
+        check_pixel_count(dataset, name)  # declared frame size and pixel count, before any pixel is decoded
         instances.append(_instance(name, source, dataset))
     if not instances:
         raise MediaError(
@@ -355,7 +360,8 @@ def read_series(path: PathLike, series_uid: Optional[str] = None) -> Volume:
     total = sum(i.rows * i.columns for i in instances)
     if total > dicom.MAX_PIXELS:
         raise MediaError(
-            f"{label} holds {total:,} voxels, more than the limit of {dicom.MAX_PIXELS:,}. Pass fewer slices."
+            f"{label} holds {total:,} voxels, more than the limit of {dicom.MAX_PIXELS:,} (the per-item memory "
+            "budget; decompression bomb guard). Pass fewer slices."
         )
     orientations = [i.orientation for i in instances]
     have_geometry = all(o is not None for o in orientations) and all(i.position is not None for i in instances)

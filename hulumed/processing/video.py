@@ -39,6 +39,7 @@ import bisect
 import logging
 import math
 import os
+import warnings
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -50,13 +51,14 @@ import numpy as np
 from PIL import Image
 
 from hulumed.errors import MediaError
+from hulumed.processing import limits, safe_files
 from hulumed.processing.image import list_folder, load_image, to_rgb_array
 
 logger = logging.getLogger(__name__)
 
 FOLDER_FPS = 3  # upstream's assumed frame rate of a folder of frames
 GIF_FPS = 25  # upstream's assumed frame rate of a GIF
-MAX_FRAME_PIXELS = 2**26  # larger frames are refused before decoding (corrupt headers, bombs)
+MAX_FRAME_PIXELS = limits.MAX_FRAME_PIXELS  # larger frames, GIF canvases and frame images are refused before decoding
 MAX_OUTPUT_FRAMES = 2_000_000  # fps-filter output frames (before max_frames); more means corrupt timestamps
 
 PathLike = Union[str, os.PathLike]
@@ -106,9 +108,28 @@ def sample_frame_indices(
     return [frame_indices[i] for i in picks]
 
 
+def _check_frame_size(width: int, height: int, source: object) -> None:
+    if width * height > MAX_FRAME_PIXELS:
+        raise MediaError(
+            f"{source} declares {width} x {height} frames, more than {MAX_FRAME_PIXELS:,} pixels per frame "
+            "(decompression bomb guard). Downscale the frames first."
+        )
+
+
+def _check_frame_file(path: PathLike) -> None:
+    """Refuse a frame image whose header declares more than `MAX_FRAME_PIXELS`, before decoding it."""
+    try:
+        with safe_files.open_regular(path) as stream, Image.open(stream) as image:
+            width, height = image.size
+    except Exception:  # not a PIL image (e.g. DICOM, which checks its own frame size) or unreadable: load_image says
+        return
+    _check_frame_size(width, height, path)
+
+
 def _channels_first(frame: Frame) -> np.ndarray:
     """One frame (path, PIL or array) as a `(3, H, W)` uint8 RGB array."""
     if isinstance(frame, (str, os.PathLike)):
+        _check_frame_file(frame)
         frame = load_image(frame)
     return to_rgb_array(frame).transpose(2, 0, 1)  # (H, W, 3) -> (3, H, W)
 
@@ -138,11 +159,18 @@ def _read_gif(path: Path, indices: list[int]) -> list[np.ndarray]:
 
 
 def _gif_length(path: Path) -> int:
+    """The GIF's frame count, after checking its canvas against `MAX_FRAME_PIXELS` (header only)."""
     try:
-        with Image.open(path) as gif:
-            return int(getattr(gif, "n_frames", 1))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # PIL's DecompressionBombWarning: the canvas is checked here
+            with Image.open(path) as gif:
+                size = gif.size
+                if size[0] * size[1] <= MAX_FRAME_PIXELS:
+                    return int(getattr(gif, "n_frames", 1))
     except Exception as err:
         raise MediaError(f"Cannot read GIF {path}: {err}. The file is corrupt or not a GIF.") from err
+    _check_frame_size(size[0], size[1], path)
+    return 0
 
 
 def _import_av() -> Any:

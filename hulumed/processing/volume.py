@@ -33,6 +33,7 @@ bad options) is a `MediaError` whose message says what to do.
 from __future__ import annotations
 
 import gzip
+import io
 import os
 import struct
 import warnings
@@ -43,6 +44,7 @@ from typing import Any, Callable, Optional, Union
 import numpy as np
 
 from hulumed.errors import MediaError
+from hulumed.processing import limits, safe_files
 from hulumed.processing.windowing import WindowSpec, resolve_window, windowed_rgb
 
 PathLike = Union[str, os.PathLike]
@@ -63,7 +65,8 @@ VOLUME_ITEM_KEYS = (
     "time_index",
     "series_uid",
 )
-MAX_VOXELS = 2**30  # refuse larger volumes before reading them (decompression bombs, corrupt headers)
+MAX_VOXELS = limits.MAX_VOXELS  # refuse larger volumes before reading them (decompression bombs, corrupt headers)
+MAX_PLANE_PIXELS = limits.MAX_FRAME_PIXELS  # one slice of the requested axis
 
 
 @dataclass
@@ -97,18 +100,32 @@ def sniff_nifti(path: Path) -> bool:
     return _nifti_magic(head)
 
 
-def _check_size(path: Path, image: Any) -> None:
-    """Refuse huge or truncated volumes before nibabel allocates or memory-maps them."""
-    shape = tuple(int(s) for s in image.shape)
+def _check_shape(path: Path, shape: tuple[int, ...], axis: Optional[int] = None) -> int:
+    """The declared voxel count, refused (before anything is read) above `MAX_VOXELS`, or when one slice along
+    `axis` would be over `MAX_PLANE_PIXELS`."""
     if any(s < 0 for s in shape):
         raise MediaError(f"{path} has a corrupt header (negative dimension in shape {shape}). Re-export the volume.")
     voxels = int(np.prod(shape, dtype=np.float64)) if shape else 1
     if voxels > MAX_VOXELS:
         raise MediaError(
-            f"{path} declares {voxels:,} voxels (shape {shape}), more than the limit of {MAX_VOXELS:,}: the header "
-            "is corrupt or the volume is too large (decompression bomb guard). Crop or downsample it first, or raise "
-            "hulumed.processing.volume.MAX_VOXELS."
+            f"{path} declares {voxels:,} voxels (shape {shape}), more than the limit of {MAX_VOXELS:,} (2 GiB as "
+            "float64, the per-item memory budget): the header is corrupt or the volume is too large (decompression "
+            "bomb guard). Crop or downsample it first, or raise hulumed.processing.volume.MAX_VOXELS."
         )
+    if axis in (0, 1, 2) and len(shape) >= 3:
+        plane = int(np.prod([n for i, n in enumerate(shape[:3]) if i != axis], dtype=np.float64))
+        if plane > MAX_PLANE_PIXELS:
+            raise MediaError(
+                f"{path} declares slices of {plane:,} pixels along axis {axis} (shape {shape}), more than the limit "
+                f"of {MAX_PLANE_PIXELS:,} (decompression bomb guard). Downsample the volume first."
+            )
+    return voxels
+
+
+def _check_size(path: Path, image: Any, axis: Optional[int] = None) -> None:
+    """Refuse huge or truncated volumes before nibabel allocates or memory-maps them."""
+    shape = tuple(int(s) for s in image.shape)
+    voxels = _check_shape(path, shape, axis)
     header = image.header
     try:
         needed = int(header.get_data_offset()) + voxels * header.get_data_dtype().itemsize
@@ -139,15 +156,24 @@ def _open_nifti(path: Path) -> Any:
     except nibabel.filebasedimages.ImageFileError:
         if not sniff_nifti(path):
             raise
-    raw = path.read_bytes()  # a NIfTI file with an unusual extension
-    if raw[:2] == b"\x1f\x8b":
-        raw = gzip.decompress(raw)
+    # a NIfTI file with an unusual extension: read the header first, then at most the bytes it declares
+    with safe_files.open_regular(path) as raw_stream:
+        gzipped = raw_stream.read(2) == b"\x1f\x8b"
+        raw_stream.seek(0)
+        stream = gzip.GzipFile(fileobj=raw_stream) if gzipped else raw_stream
+        head = stream.read(548)
+        header_class = nibabel.Nifti2Header if head[4:7] in (b"n+2", b"ni2") else nibabel.Nifti1Header
+        header = header_class.from_fileobj(io.BytesIO(head))
+        voxels = _check_shape(path, tuple(int(n) for n in header.get_data_shape()))
+        needed = int(header.get_data_offset()) + voxels * header.get_data_dtype().itemsize
+        raw = head + safe_files.read_capped(stream, max(needed - len(head), 0), str(path), "holds")
     image_class = nibabel.Nifti2Image if raw[4:7] in (b"n+2", b"ni2") else nibabel.Nifti1Image
     return image_class.from_bytes(raw)
 
 
-def read_nifti(path: PathLike, time_index: Optional[int] = None) -> Volume:
-    """A NIfTI (or other nibabel) volume as float64 voxels `(D0, D1, D2)` with its affine."""
+def read_nifti(path: PathLike, time_index: Optional[int] = None, axis: Optional[int] = None) -> Volume:
+    """A NIfTI (or other nibabel) volume as float64 voxels `(D0, D1, D2)` with its affine; with `axis`, a volume
+    whose slices along it would be over the plane limit is refused before reading."""
     path = Path(path)
     if not path.exists():
         raise MediaError(f"NIfTI file {path} does not exist. Check the path.")
@@ -159,7 +185,7 @@ def read_nifti(path: PathLike, time_index: Optional[int] = None) -> Volume:
         raise MediaError("Reading NIfTI volumes needs nibabel: pip install nibabel.") from err
     try:
         image = _open_nifti(path)
-        _check_size(path, image)
+        _check_size(path, image, axis)
         kind = np.dtype(image.get_data_dtype()).kind
         if kind not in "biuf":
             raise MediaError(
@@ -200,7 +226,8 @@ def read_nifti(path: PathLike, time_index: Optional[int] = None) -> Volume:
     return Volume(volume, affine, positions, f"NIfTI file {path}")  # type: ignore[arg-type]
 
 
-def read_volume(path: PathLike, time_index: Optional[int] = None, series_uid: Optional[str] = None) -> Volume:
+def read_volume(path: PathLike, time_index: Optional[int] = None, series_uid: Optional[str] = None,
+                axis: Optional[int] = None) -> Volume:
     """Any supported volume: a DICOM folder / zip / file (by content, or `.dcm`), else NIfTI via nibabel."""
     path = Path(path)
     if not path.exists():
@@ -213,7 +240,7 @@ def read_volume(path: PathLike, time_index: Optional[int] = None, series_uid: Op
         return dicom_series.read_series(path, series_uid=series_uid)
     if series_uid is not None:
         raise MediaError(f"series_uid applies to DICOM input only; {path} is not DICOM.")
-    return read_nifti(path, time_index=time_index)
+    return read_nifti(path, time_index=time_index, axis=axis)
 
 
 # ----------------------------------------------------------------------------------------- geometry
@@ -399,7 +426,7 @@ def load_nifti(
     path = Path(path)
     if not path.exists():
         raise MediaError(f"NIfTI file {path} does not exist. Check the path.")
-    return _sliced(lambda: read_nifti(path, time_index=time_index), path, num_slices, axis, window_center,
+    return _sliced(lambda: read_nifti(path, time_index=time_index, axis=axis), path, num_slices, axis, window_center,
                    window_width, window, normalize, orientation, slice_spacing)
 
 
@@ -421,5 +448,6 @@ def load_volume(
     A DICOM series is read as `(rows, columns, slices)` HU voxels sorted along the slice normal, so the default
     `axis=2` gives the images as stored; `series_uid` picks one series of a folder that holds several.
     """
-    return _sliced(lambda: read_volume(path, time_index=time_index, series_uid=series_uid), path, num_slices, axis,
+    return _sliced(lambda: read_volume(path, time_index=time_index, series_uid=series_uid, axis=axis), path,
+                   num_slices, axis,
                    window_center, window_width, window, normalize, orientation, slice_spacing)
