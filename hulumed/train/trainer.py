@@ -15,7 +15,8 @@ and set ``deepspeed`` / ``fsdp`` in the recipe. What this file adds to ``Trainer
 
 Resume: ``resume: auto`` continues from the newest complete ``checkpoint-N`` in the output folder (one that
 has ``trainer_state.json``, written last) with its optimizer, scheduler, RNG and data position, so a killed
-run rerun with the same command ends where an uninterrupted one would.
+run rerun with the same command ends where an uninterrupted one would. A run that already finished (the output's
+final ``trainer_state.json`` reached ``max_steps`` / its epochs) is left as it is when rerun: no step, no save.
 """
 
 from __future__ import annotations
@@ -312,6 +313,23 @@ def resolve_resume(recipe: TrainRecipe) -> str | None:
     return recipe.resume
 
 
+def finished_state(recipe: TrainRecipe) -> dict[str, Any] | None:
+    """The final ``trainer_state.json`` of the output folder when that run already reached the recipe's end
+    (``max_steps``, or the planned steps of the same number of epochs), else None."""
+    path = Path(recipe.output) / "trainer_state.json"  # written by save_state() after the last step
+    if not path.is_file():
+        return None
+    try:
+        state = json.loads(path.read_text())
+        step, planned = int(state["global_step"]), int(state.get("max_steps") or 0)
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if recipe.max_steps > 0:
+        return state if step >= recipe.max_steps else None
+    same_epochs = float(state.get("num_train_epochs") or 0) == float(math.ceil(recipe.epochs))
+    return state if planned > 0 and step >= planned and same_epochs else None
+
+
 @dataclass
 class TrainResult:
     """What a finished run reports."""
@@ -355,6 +373,17 @@ def run_training(recipe: TrainRecipe, callbacks: Sequence[TrainerCallback] = (),
     """Train (resuming when asked), save the final model / adapter, optionally merge; returns a summary."""
     trainer = build_trainer(recipe, callbacks, model)
     resume = resolve_resume(recipe)
+    finished = finished_state(recipe) if resume is not None else None
+    if finished is not None:  # a rerun of a finished run leaves it as it is: no step, no save
+        return TrainResult(
+            output=str(recipe.output),
+            global_step=int(finished["global_step"]),
+            losses=[entry["loss"] for entry in finished.get("log_history", []) if "loss" in entry],
+            seconds_per_step=math.nan,
+            resumed_from=resume,
+            trainable=trainable_summary(trainer.model),
+            trainer=trainer,
+        )
     start = time.perf_counter()
     start_step = 0
     if resume is not None:
