@@ -15,6 +15,7 @@ Refusals are `MediaRejected` with the HTTP status and an error code.
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -64,9 +65,14 @@ def check_pixels(path: Path, max_pixels: int) -> None:
     from PIL import Image, UnidentifiedImageError
 
     try:
-        with safe_files.open_regular(path) as stream, Image.open(stream) as image:
-            width, height = image.size
-    except (UnidentifiedImageError, OSError, Image.DecompressionBombError, ValueError, SyntaxError):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # DecompressionBombWarning: the limit is checked below
+            with safe_files.open_regular(path) as stream, Image.open(stream) as image:
+                width, height = image.size
+    except Image.DecompressionBombError:
+        raise MediaRejected(f"image over PIL's decompression-bomb limit; this server allows {max_pixels} pixels",
+                            status=413, code="image_too_large") from None
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, MediaError):
         return  # not a PIL image (e.g. DICOM, NIfTI, mp4): its loader checks its own limits
     if width * height > max_pixels:
         raise MediaRejected(f"image of {width}x{height} pixels is over the limit of {max_pixels}", status=413,

@@ -323,3 +323,33 @@ def test_trickling_remote_fetch_hits_a_total_deadline(engine):
             _still_serving(url)
     finally:
         remote.shutdown()
+
+
+BAD = Path(__file__).resolve().parents[1] / "fixtures" / "bad"
+
+
+def _data(path: Path, media_type: str) -> str:
+    import base64
+
+    return f"data:{media_type};base64," + base64.b64encode(path.read_bytes()).decode()
+
+
+def test_bombs_over_http_are_refused_and_the_server_keeps_serving(server, tree):
+    frames = tree["root"] / "frames_huge"
+    frames.mkdir(exist_ok=True)
+    shutil.copy(INPUTS / "video_frames" / "frame_000.png", frames / "a.png")
+    shutil.copy(BAD / "img_bomb.png", frames / "b.png")  # header: 60000 x 60000
+    cases = [
+        ("volume_url", {"url": _data(BAD / "nii_declares_8gb.nii.gz", "application/gzip")}, 400),
+        ("volume_url", {"url": _data(BAD / "nii_huge_slice.nii.gz", "application/gzip")}, 400),
+        ("volume_url", {"url": _data(BAD / "dcm_huge_frame.dcm", "application/dicom")}, 400),
+        ("video_url", {"url": _data(BAD / "vid_gif_huge_canvas.gif", "image/gif")}, 413),
+        ("video_url", {"url": "frames_huge"}, 413),
+        ("image_url", {"url": _data(BAD / "img_bomb.png", "image/png")}, 413),
+    ]
+    for kind, spec, status in cases:
+        for stream in (False, True):
+            reply = _post(server, {**_media(kind, spec), "stream": stream})
+            assert reply.status_code == status, (kind, stream, reply.text[:300])
+            assert "Traceback" not in reply.text
+    _still_serving(server)
