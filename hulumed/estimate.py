@@ -31,9 +31,7 @@ from .processing.visual_tokens import visual_tokens
 
 def parameter_count(config: Any) -> dict[str, int]:
     """Exact parameter counts per part, from a model instantiated on the meta device (no memory)."""
-    from .model.modeling import HulumedQwen2ForCausalLM, HulumedQwen3ForCausalLM
-
-    cls = HulumedQwen3ForCausalLM if config.model_type == "hulumed_qwen3" else HulumedQwen2ForCausalLM
+    cls = _family(config).causal_lm_class
     with torch.device("meta"):
         model = cls(config)
     counts = {"vision_encoder": 0, "mm_projector": 0, "language_model": 0}
@@ -64,6 +62,12 @@ def count_parameters(model: Any) -> dict[str, int]:
         counts[part] += numel
     counts["total"] = sum(counts.values())
     return counts
+
+
+def _family(config: Any) -> Any:
+    from .model.modeling import family_of
+
+    return family_of(config)
 
 
 def _dtype_bytes(dtype: torch.dtype) -> int:
@@ -146,7 +150,7 @@ def describe_model(
         "path": str(path) if path is not None else None,
         "architecture": (config.architectures or ["?"])[0],
         "model_type": config.model_type,
-        "decoder": "Qwen3" if config.model_type == "hulumed_qwen3" else "Qwen2.5",
+        "decoder": _family(config).decoder,
         "parameters": counts["total"],
         "parameters_billions": round(counts["total"] / 1e9, 3),
         "parameters_by_part": {k: v for k, v in counts.items() if k != "total"},
