@@ -9,17 +9,14 @@ a part is one of
     {"type": "3d", "3d": {"image_path": "ct.nii.gz", "nii_num_slices": 64, "nii_axis": 2}}
 
 ``user_turn`` builds a turn from a prompt plus media paths (CLI, batch files, server); ``validate`` checks the
-shape with messages that name the offending message and part; ``with_think_instruction`` appends upstream's
-reasoning instruction to the last user turn.
+shape with messages that name the offending message and part (``think.with_think_instruction`` appends
+upstream's reasoning instruction to the last user turn).
 """
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Sequence
 from typing import Any
-
-from .generation import THINK_INSTRUCTION
 
 Conversation = list[dict[str, Any]]
 _ROLES = {"system", "user", "assistant", "stream"}
@@ -88,21 +85,3 @@ def validate(conversation: Any) -> Conversation:
     if conversation[-1]["role"] == "assistant":
         raise ValueError("the last message is the assistant's; end with a user message to get an answer")
     return conversation
-
-
-def with_think_instruction(conversation: Conversation) -> Conversation:
-    """A copy with upstream's reasoning instruction appended (on a new line) to the last user turn."""
-    conversation = copy.deepcopy(conversation)
-    for message in reversed(conversation):
-        if message["role"] != "user":
-            continue
-        if isinstance(message["content"], str):
-            message["content"] = f"{message['content']}\n{THINK_INSTRUCTION}"
-        else:
-            texts = [part for part in message["content"] if isinstance(part, dict) and part.get("type") == "text"]
-            if texts:
-                texts[-1]["text"] = f"{texts[-1]['text']}\n{THINK_INSTRUCTION}"
-            else:
-                message["content"].append({"type": "text", "text": THINK_INSTRUCTION})
-        return conversation
-    raise ValueError("think mode needs a user message")

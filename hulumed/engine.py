@@ -35,12 +35,13 @@ from typing import Any
 import torch
 from transformers.generation.streamers import BaseStreamer
 
-from .conversation import Conversation, has_media, validate, with_think_instruction
+from .conversation import Conversation, has_media, validate
 from .errors import RequestTooLarge
-from .generation import GenerationParams, GenerationResult, cut_at_stop, reasoning_of
+from .generation import GenerationParams, GenerationResult, cut_at_stop
 from .interface import LoadOptions, Prepared, StreamDelta, StreamEvent, StreamFinal
 from .loading import load, pick_device, pick_dtype
 from .processing.visual_tokens import keep_mask, visual_tokens
+from .think import reasoning_of, strip_think, visible_prefix, with_think_instruction
 
 __all__ = ["HFEngine", "load", "pick_device", "pick_dtype"]
 
@@ -379,7 +380,7 @@ class HFEngine:
         if stopped:
             finish = "stop"
         return GenerationResult(
-            text=_postprocess(raw),
+            text=strip_think(raw),
             reasoning=reasoning_of(raw),
             token_ids=ids,
             prompt_tokens=row.prompt_tokens,
@@ -414,7 +415,7 @@ class _BatchStreamer(BaseStreamer):
             if row.events is None:
                 continue
             raw = self.engine.tokenizer.decode(row.ids, skip_special_tokens=True)
-            visible = _visible_prefix(raw, self.params.stop)
+            visible = visible_prefix(raw, self.params.stop)
             if visible.startswith(row.shown) and len(visible) > len(row.shown):
                 row.events.put(StreamDelta(visible[len(row.shown) :]))
                 row.shown = visible
@@ -441,26 +442,3 @@ def _collate(rows: list[dict[str, Any]], pad_id: int) -> dict[str, Any]:
         out["merge_sizes"] = torch.cat([r["merge_sizes"] for r in visual])  # (items,)
         out["modals"] = [m for r in visual for m in r["modals"]]
     return out
-
-
-def _postprocess(raw: str) -> str:
-    """Upstream's ``batch_decode(use_think=False)`` on an already decoded string."""
-    from .processing.processor import strip_think
-
-    return strip_think(raw)
-
-
-def _visible_prefix(raw: str, stop: Sequence[str]) -> str:
-    """The part of a partial answer that can no longer change: think blocks removed, an open <think> and a
-    possible start of a stop string held back, blank-line runs collapsed, trailing whitespace held back."""
-    text, _ = cut_at_stop(raw, list(stop))
-    open_think = text.rfind("<think>")
-    if open_think >= 0 and text.find("</think>", open_think) < 0:
-        text = text[:open_think]
-    text = _postprocess(text) if text.strip() else ""
-    for marker in ["<think>", *stop]:  # hold back a tail that may become a marker
-        for k in range(min(len(marker) - 1, len(text)), 0, -1):
-            if marker and text.endswith(marker[:k]):
-                text = text[:-k]
-                break
-    return text.rstrip()

@@ -23,10 +23,11 @@ from typing import Any
 
 import torch
 
-from .conversation import Conversation, validate, with_think_instruction
+from .conversation import Conversation, validate
 from .generation import GenerationParams
 from .interface import ReductionOptions
 from .processing.visual_tokens import visual_tokens
+from .think import with_think_instruction
 
 
 def parameter_count(config: Any) -> dict[str, int]:

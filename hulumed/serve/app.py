@@ -30,22 +30,16 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from ..errors import HulumedError, MediaError, RequestTooLarge
+from ..errors import ApiError, HulumedError, MediaError, RequestTooLarge
 from ..generation import GenerationParams
 from ..interface import Engine, Prepared, StreamDelta, StreamFinal
 from .batcher import Admission, Batcher
-from .media import MediaRejected, MediaResolver
+from .media import MediaResolver
 from .metrics import CONTENT_TYPE, ServerMetrics
 from .protocol import ChatCompletionRequest, chunk, completion_id, completion_response, error_body, usage_block
 from .settings import ServerSettings
 
 log = logging.getLogger("hulumed.serve")
-
-
-class ApiError(Exception):
-    def __init__(self, status: int, message: str, code: str, kind: str = "invalid_request_error") -> None:
-        super().__init__(message)
-        self.status, self.message, self.code, self.kind = status, message, code, kind
 
 
 def _error(status: int, message: str, code: str, kind: str = "invalid_request_error",
@@ -159,14 +153,10 @@ def create_app(engine: Engine, settings: ServerSettings) -> FastAPI:
                 request_id, settings.model_name, result.text, result.reasoning if payload.think else None,
                 result.finish_reason, usage,
             ))
-        except ApiError as error:
+        except ApiError as error:  # MediaRejected included
             status = error.status
             metrics.errors.labels(code=error.code).inc()
             return _error(error.status, error.message, error.code, error.kind)
-        except MediaRejected as error:
-            status = error.status
-            metrics.errors.labels(code=error.code).inc()
-            return _error(error.status, str(error), error.code)
         finally:
             if not handed_to_stream:
                 metrics.requests.labels(status=str(status)).inc()

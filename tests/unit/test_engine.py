@@ -6,11 +6,12 @@ import pytest
 import torch
 
 import hulumed
-from hulumed.conversation import user_turn, validate, with_think_instruction
-from hulumed.engine import HFEngine, _visible_prefix
+from hulumed.conversation import user_turn, validate
+from hulumed.engine import HFEngine
 from hulumed.estimate import parameter_count
-from hulumed.generation import THINK_INSTRUCTION, GenerationParams, cut_at_stop, reasoning_of
+from hulumed.generation import GenerationParams, cut_at_stop
 from hulumed.interface import Engine, Prepared, ReductionOptions, StreamDelta, StreamFinal, text_deltas
+from hulumed.think import THINK_INSTRUCTION, reasoning_of, visible_prefix, with_think_instruction
 from tests.conftest import GOLDEN, golden_cases, load_case
 
 INPUTS = GOLDEN / "inputs"
@@ -139,9 +140,9 @@ def test_reasoning_and_visible_prefix_rules():
     raw = "<think>step 1\n\n\nstep 2</think>\n\nThe answer is B."
     assert reasoning_of(raw) == "step 1\n\n\nstep 2"
     assert reasoning_of("no think") is None
-    assert _visible_prefix("<think>partial reasoning", []) == ""
-    assert _visible_prefix("Answer <thi", []) == "Answer"
-    assert _visible_prefix("The answer is B. STO", ["STOP"]) == "The answer is B."
+    assert visible_prefix("<think>partial reasoning", []) == ""
+    assert visible_prefix("Answer <thi", []) == "Answer"
+    assert visible_prefix("The answer is B. STO", ["STOP"]) == "The answer is B."
     assert cut_at_stop("a STOP b", ["STOP"]) == ("a ", True)
 
 
