@@ -39,11 +39,8 @@ from .conversation import Conversation, has_media, validate
 from .errors import RequestTooLarge
 from .generation import GenerationParams, GenerationResult, cut_at_stop
 from .interface import LoadOptions, Prepared, StreamDelta, StreamEvent, StreamFinal
-from .loading import load, pick_device, pick_dtype
 from .processing.visual_tokens import keep_mask, visual_tokens
 from .think import reasoning_of, strip_think, visible_prefix, with_think_instruction
-
-__all__ = ["HFEngine", "load", "pick_device", "pick_dtype"]
 
 #: How long the scheduler waits for more requests to join a batch that is not full.
 GATHER_SECONDS = 0.005
