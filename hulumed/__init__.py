@@ -15,9 +15,11 @@ work on official HF-Version folders, and gives the engine:
 
 from __future__ import annotations
 
-from .engine import Engine, load
+from .engine import HFEngine
 from .errors import CheckpointError, HulumedError, MediaError
 from .generation import GenerationParams, GenerationResult
+from .interface import Engine, LoadOptions, Prepared, ReductionOptions, StreamDelta, StreamFinal
+from .loading import load
 from .model.configuration import HulumedQwen2Config, HulumedQwen3Config, HulumedVisionEncoderConfig
 from .model.modeling import (
     HulumedQwen2ForCausalLM,
@@ -25,7 +27,6 @@ from .model.modeling import (
     HulumedQwen3ForCausalLM,
     HulumedQwen3Model,
 )
-from .model.token_reduction import TokenReductionSettings
 from .model.vision_encoder import HulumedVisionEncoder
 from .registration import register_auto_classes
 
@@ -38,6 +39,7 @@ __all__ = [
     "Engine",
     "GenerationParams",
     "GenerationResult",
+    "HFEngine",
     "HulumedError",
     "HulumedQwen2Config",
     "HulumedQwen2ForCausalLM",
@@ -47,8 +49,12 @@ __all__ = [
     "HulumedQwen3Model",
     "HulumedVisionEncoder",
     "HulumedVisionEncoderConfig",
+    "LoadOptions",
     "MediaError",
-    "TokenReductionSettings",
+    "Prepared",
+    "ReductionOptions",
+    "StreamDelta",
+    "StreamFinal",
     "load",
     "register_auto_classes",
 ]

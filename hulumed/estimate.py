@@ -2,8 +2,8 @@
 
 ``estimate_request`` runs only the processor (media are read, no weights are touched) and returns
 
-* ``prompt_tokens``, ``visual_tokens`` (before inter-frame reduction: an upper bound when it is on), ``frames``
-  and ``patches``;
+* ``prompt_tokens`` and ``visual_tokens`` after inter-frame reduction (exact: the same function the model
+  uses, ``processing.visual_tokens``), ``visual_tokens_before_reduction``, ``frames`` and ``patches``;
 * ``weights_bytes``: parameter count (from a meta-device instance of the model, exact) x dtype size;
 * ``kv_cache_bytes`` = 2 x layers x kv_heads x head_dim x (prompt + max_new_tokens) x dtype size;
 * ``vision_peak_bytes`` ~ patches of the largest encoder pass x (6 x C + I) x dtype size: the residual stream,
@@ -23,15 +23,16 @@ from typing import Any
 
 import torch
 
-from .conversation import Conversation, validate, with_think_instruction
+from .conversation import Conversation, validate
 from .generation import GenerationParams
+from .interface import ReductionOptions
+from .processing.visual_tokens import visual_tokens
+from .think import with_think_instruction
 
 
 def parameter_count(config: Any) -> dict[str, int]:
     """Exact parameter counts per part, from a model instantiated on the meta device (no memory)."""
-    from .model.modeling import HulumedQwen2ForCausalLM, HulumedQwen3ForCausalLM
-
-    cls = HulumedQwen3ForCausalLM if config.model_type == "hulumed_qwen3" else HulumedQwen2ForCausalLM
+    cls = _family(config).causal_lm_class
     with torch.device("meta"):
         model = cls(config)
     counts = {"vision_encoder": 0, "mm_projector": 0, "language_model": 0}
@@ -40,10 +41,34 @@ def parameter_count(config: Any) -> dict[str, int]:
         if id(parameter) in seen:
             continue  # a tied lm_head is the embedding
         seen.add(id(parameter))
-        part = "vision_encoder" if ".vision_encoder." in name else "mm_projector" if ".mm_projector." in name else "language_model"
+        part = (
+            "vision_encoder" if ".vision_encoder." in name
+            else "mm_projector" if ".mm_projector." in name else "language_model"
+        )
         counts[part] += parameter.numel()
     counts["total"] = sum(counts.values())
     return counts
+
+
+def count_parameters(model: Any) -> dict[str, int]:
+    """Parameter counts per part of a loaded model (a 4-bit weight counts its unpacked size)."""
+    counts = {"vision_encoder": 0, "mm_projector": 0, "language_model": 0}
+    for name, parameter in model.named_parameters():
+        state = getattr(parameter, "quant_state", None)
+        numel = int(torch.Size(state.shape).numel()) if state is not None else parameter.numel()
+        part = (
+            "vision_encoder" if ".vision_encoder." in name
+            else "mm_projector" if ".mm_projector." in name else "language_model"
+        )
+        counts[part] += numel
+    counts["total"] = sum(counts.values())
+    return counts
+
+
+def _family(config: Any) -> Any:
+    from .model.modeling import family_of
+
+    return family_of(config)
 
 
 def _dtype_bytes(dtype: torch.dtype) -> int:
@@ -59,7 +84,12 @@ def estimate_request(
     dtype: torch.dtype = torch.bfloat16,
     add_system_prompt: bool = True,
     frame_chunk_size: int | None = None,
+    reduction: ReductionOptions | None = None,
+    vision_dtype: torch.dtype | None = None,
+    parameters: dict[str, int] | None = None,
 ) -> dict[str, Any]:
+    """Token counts and a memory plan for one conversation; ``vision_dtype`` (default ``dtype``) is the dtype the
+    vision encoder runs in, in which the reduction's keep-mask is computed."""
     conversation = validate(conversation)
     if params.think:
         conversation = with_think_instruction(conversation)
@@ -67,9 +97,16 @@ def estimate_request(
         conversation=conversation, add_system_prompt=add_system_prompt, add_generation_prompt=True, return_tensors="pt"
     )
     size = _dtype_bytes(dtype)
-    prompt = int(batch["input_ids"].shape[1])
-    visual = int((batch["input_ids"] == config.image_token_index).sum())
+    slots = int((batch["input_ids"] == config.image_token_index).sum())
     grid = batch.get("grid_sizes")
+    visual = slots
+    if grid is not None and len(grid):
+        items = visual_tokens(
+            batch["pixel_values"], grid, batch["merge_sizes"], batch.get("modals"), vision_dtype or dtype, reduction,
+            checkpoint_default=bool(config.use_token_compression),
+        )
+        visual = sum(item.tokens for item in items)
+    prompt = int(batch["input_ids"].shape[1]) - slots + visual
     frames = int(grid[:, 0].sum()) if grid is not None else 0
     patches = int(grid.prod(dim=1).sum()) if grid is not None else 0
     vision = config.vision_config()
@@ -85,11 +122,11 @@ def estimate_request(
     kv = 2 * config.num_hidden_layers * config.num_key_value_heads * head_dim * total_len * size
     vision_peak = largest_pass * (6 * vision.hidden_size + vision.intermediate_size) * size
     prefill = prompt * (4 * config.hidden_size + 2 * config.intermediate_size) * size + config.vocab_size * 4
-    weights = parameter_count(config)["total"] * size
+    weights = (parameters or parameter_count(config))["total"] * size
     return {
         "prompt_tokens": prompt,
         "visual_tokens": visual,
-        "visual_tokens_note": "before inter-frame reduction" if config.use_token_compression else "exact",
+        "visual_tokens_before_reduction": slots,
         "frames": frames,
         "patches": patches,
         "max_new_tokens": params.max_new_tokens,
@@ -102,15 +139,19 @@ def estimate_request(
     }
 
 
-def describe_model(config: Any, path: Path | None = None, dtype: Any = None, device: Any = None) -> dict[str, Any]:
-    """Variant, sizes and flags of a checkpoint (from its config; parameters counted without weights)."""
+def describe_model(
+    config: Any, path: Path | None = None, dtype: Any = None, device: Any = None,
+    parameters: dict[str, int] | None = None,
+) -> dict[str, Any]:
+    """Variant, sizes and flags of a checkpoint (from its config; parameters counted without weights unless a
+    loaded model's ``parameters`` are given)."""
     vision = config.vision_config()
-    counts = parameter_count(config)
+    counts = parameters or parameter_count(config)
     return {
         "path": str(path) if path is not None else None,
         "architecture": (config.architectures or ["?"])[0],
         "model_type": config.model_type,
-        "decoder": "Qwen3" if config.model_type == "hulumed_qwen3" else "Qwen2.5",
+        "decoder": _family(config).decoder,
         "parameters": counts["total"],
         "parameters_billions": round(counts["total"] / 1e9, 3),
         "parameters_by_part": {k: v for k, v in counts.items() if k != "total"},

@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -152,16 +154,17 @@ def _infer_vision_encoder_config(state: dict[str, torch.Tensor]) -> dict[str, An
     }
 
 
-def load_checkpoint(cls: Any, path: str | os.PathLike, *args: Any, **kwargs: Any) -> Any:
-    """Strict ``from_pretrained`` for both layouts (``cls`` is a Hulu-Med ``*ForCausalLM``)."""
+def load_checkpoint(cls: Any, path: str | os.PathLike, *args: Any, families: Sequence[Any] = (), **kwargs: Any) -> Any:
+    """Strict ``from_pretrained`` for both layouts (``cls`` is a Hulu-Med ``*ForCausalLM``; ``families`` the
+    model-family table, ``modeling.FAMILIES``, used to pick the class of an original-layout folder)."""
     want_info = bool(kwargs.pop("output_loading_info", False))
     folder = Path(path)
-    if folder.is_dir() and detect_layout(folder) == "original":
-        model = _load_original(cls, folder, **kwargs)
-        info = {"missing_keys": set(), "unexpected_keys": set(), "mismatched_keys": set(), "error_msgs": []}
-        return (model, info) if want_info else model
+    original = folder.is_dir() and detect_layout(folder) == "original"
     try:
-        model, info = cls._hf_from_pretrained(path, *args, output_loading_info=True, **kwargs)
+        if original:
+            model, info = _load_original(cls, folder, families, *args, **kwargs)
+        else:
+            model, info = cls._hf_from_pretrained(path, *args, output_loading_info=True, **kwargs)
     except RuntimeError as error:
         if "mismatch" not in str(error).lower():
             raise
@@ -173,37 +176,33 @@ def load_checkpoint(cls: Any, path: str | os.PathLike, *args: Any, **kwargs: Any
     return (model, info) if want_info else model
 
 
-def _load_original(cls: Any, folder: Path, **kwargs: Any) -> Any:
-    """Build the model from an original-layout folder and load its remapped tensors strictly."""
-    from .configuration import HulumedQwen2Config, HulumedQwen3Config
-    from .modeling import HulumedQwen2ForCausalLM, HulumedQwen3ForCausalLM
+def _load_original(
+    cls: Any, folder: Path, families: Sequence[Any], *args: Any, **kwargs: Any
+) -> tuple[Any, dict[str, Any]]:
+    """Load an original-layout folder through transformers' own loader, with the vision prefix remapped.
 
-    state = remap_original_keys(read_state_dict(folder))
+    The config is repaired here (model type from the tensors, an inferred ``vision_encoder_config``) and the
+    doubled prefix is undone by transformers' ``key_mapping``, so every other ``from_pretrained`` argument —
+    dtype, ``device_map``, ``quantization_config``, attention — applies exactly as for an HF-Version folder.
+    """
+    names = tensor_names(folder)
     raw = json.loads((folder / "config.json").read_text())
-    is_qwen3 = any(key.endswith("self_attn.q_norm.weight") for key in state)
-    target = HulumedQwen3ForCausalLM if is_qwen3 else HulumedQwen2ForCausalLM
-    if cls not in (target, HulumedQwen2ForCausalLM, HulumedQwen3ForCausalLM):
-        target = cls
-    config_cls = HulumedQwen3Config if target is HulumedQwen3ForCausalLM else HulumedQwen2Config
+    family = next(  # the original code calls every family hulumed_qwen2: recognise it by its tensors
+        f for f in families if f.marker_tensor is None or any(name.endswith(f.marker_tensor) for name in names)
+    )
+    target = family.causal_lm_class
+    if cls not in [f.causal_lm_class for f in families]:
+        target = cls  # a subclass asked for itself
+    config_cls = target.config_class
     raw["model_type"] = config_cls.model_type
     raw["architectures"] = [target.__name__]
     raw.pop("auto_map", None)
     raw["vision_encoder"] = None  # the tensors are in this checkpoint; never fetch the stand-alone encoder
     if not raw.get("vision_encoder_config"):
-        raw["vision_encoder_config"] = _infer_vision_encoder_config(state)
-    dtype = kwargs.pop("dtype", kwargs.pop("torch_dtype", None))
-    attn = kwargs.pop("attn_implementation", None)
+        raw["vision_encoder_config"] = _infer_vision_encoder_config(remap_original_keys(read_state_dict(folder)))
+    kwargs.pop("config", None)
     config = config_cls.from_dict(raw)
-    if attn is not None:
-        config._attn_implementation = attn
-    model = target(config)
-    if config.tie_word_embeddings:
-        state.pop("lm_head.weight", None)
-    result = model.load_state_dict(state, strict=False)
-    missing = [k for k in result.missing_keys if not (config.tie_word_embeddings and k == "lm_head.weight")]
-    check_loading_info(folder, missing, result.unexpected_keys)
-    if config.tie_word_embeddings:
-        model.tie_weights()
-    if dtype is not None and dtype != "auto":
-        model = model.to(getattr(torch, dtype) if isinstance(dtype, str) else dtype)
-    return model.eval()
+    mapping = {"^" + re.escape(ORIGINAL_VISION_PREFIX): VISION_PREFIX}
+    return target._hf_from_pretrained(
+        folder, *args, config=config, key_mapping=mapping, output_loading_info=True, **kwargs
+    )

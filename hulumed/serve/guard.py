@@ -19,7 +19,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from ..errors import MediaAccessError, MediaError
+from ..errors import MediaAccessError, MediaError, MediaRejected
 from ..processing import safe_files
 
 VIDEO_OPTIONS = ("fps", "max_frames", "start_time", "end_time")
@@ -31,15 +31,6 @@ VOLUME_OPTIONS = {  # request key -> processor key of a `3d` item
 }
 IGNORED = ("url", "detail")  # "detail" is OpenAI's image hint; it has no meaning here
 RESERVED = ("image_path", "video_path")
-
-
-class MediaRejected(Exception):
-    """A media part the server will not take; ``status`` is the HTTP code to answer with."""
-
-    def __init__(self, message: str, status: int = 400, code: str = "invalid_media") -> None:
-        super().__init__(message)
-        self.status = status
-        self.code = code
 
 
 def part_options(kind: str, spec: dict[str, Any], index: int) -> dict[str, Any]:

@@ -20,7 +20,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlparse
 
-from .guard import MediaRejected, check_pixels, local_media, part_options
+from ..errors import MediaRejected
+from .guard import check_pixels, local_media, part_options
 from .settings import ServerSettings
 
 _EXTENSIONS = {

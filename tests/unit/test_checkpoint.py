@@ -72,17 +72,24 @@ def test_sharded_safetensors_with_index(tmp_path, golden_model):
     assert torch.equal(_logits(HulumedQwen2ForCausalLM.from_pretrained(tmp_path / "sharded")), _logits(model))
 
 
-@pytest.mark.parametrize("variant", ["tiny-qwen2", "tiny-qwen3"])
-def test_original_layout_doubled_prefix_and_bin(variant, tmp_path):
+def _original_folder(tmp_path, variant: str = "tiny-qwen2"):
     folder = tmp_path / "original"
     folder.mkdir()
     state = load_file(str(GOLDEN / variant / "model.safetensors"))
     state = {k.replace("model.vision_encoder.", "model.vision_encoder.vision_encoder.", 1): v for k, v in state.items()}
     torch.save(state, folder / "pytorch_model.bin")
     config = json.loads((GOLDEN / variant / "config.json").read_text())
+    config.pop("auto_map")
+    (folder / "config.json").write_text(json.dumps(config))
+    return folder
+
+
+@pytest.mark.parametrize("variant", ["tiny-qwen2", "tiny-qwen3"])
+def test_original_layout_doubled_prefix_and_bin(variant, tmp_path):
+    folder = _original_folder(tmp_path, variant)
+    config = json.loads((folder / "config.json").read_text())
     config["model_type"] = "hulumed_qwen2"  # the original code calls the Qwen3 models hulumed_qwen2 too
     config["vision_encoder"] = "ZJU-AI4H/SigLip-NaViT"
-    config.pop("auto_map")
     (folder / "config.json").write_text(json.dumps(config))
     assert detect_layout(folder) == "original"
     model = HulumedQwen2ForCausalLM.from_pretrained(folder)
@@ -90,6 +97,31 @@ def test_original_layout_doubled_prefix_and_bin(variant, tmp_path):
     assert type(model) is expected
     _, t = load_case(variant, "volume_3d")
     torch.testing.assert_close(_logits(model), t["logits"], atol=1e-4, rtol=1e-4)
+
+
+def test_original_layout_keeps_dtype_and_device_placement(tmp_path):
+    """Regression: the original-layout path used to drop device_map (and quantization_config)."""
+    folder = _original_folder(tmp_path)
+    model = HulumedQwen2ForCausalLM.from_pretrained(folder, dtype=torch.bfloat16)
+    assert model.dtype == torch.bfloat16 and model.model.vision_encoder.dtype == torch.bfloat16
+    placed = HulumedQwen2ForCausalLM.from_pretrained(folder, device_map={"": "meta"})  # placed by transformers
+    assert {p.device.type for p in placed.parameters()} == {"meta"}
+
+
+def test_original_layout_honours_quantization_config(tmp_path):
+    """A quantization config reaches transformers' quantizer for both layouts (here: it asks for bitsandbytes)."""
+    from transformers import BitsAndBytesConfig
+
+    try:
+        import bitsandbytes  # noqa: F401
+    except ImportError:
+        pass
+    else:
+        pytest.skip("bitsandbytes is installed: the refusal below is what a machine without it shows")
+    quantization = BitsAndBytesConfig(load_in_4bit=True)
+    for folder in (GOLDEN / "tiny-qwen2", _original_folder(tmp_path)):
+        with pytest.raises(ImportError, match="bitsandbytes"):
+            HulumedQwen2ForCausalLM.from_pretrained(folder, quantization_config=quantization, device_map={"": "cpu"})
 
 
 def test_original_layout_without_encoder_config_needs_standard_encoder(tmp_path):
