@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from .benchmarks import Benchmark, Sample
+from .data_files import DataError
 from .judge import JudgeClient
 from .scoring import (
     Verdict,
@@ -45,6 +46,24 @@ class RunOptions:
     blank_images: bool = False  # image ablation: same questions, every image replaced by a black one
     seed: int = 42
     judge: JudgeClient | None = None  # optional LLM judge (off by default)
+    progress: bool = False  # a tqdm bar per benchmark (samples done / total, rate, ETA) on stderr
+
+
+def progress(name: str, total: int, done: int, enabled: bool) -> Any:
+    """A tqdm bar for one benchmark, starting at the samples a resumed run already has; a no-op when disabled."""
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, initial=done, desc=name, unit="sample", disable=not enabled, dynamic_ncols=True)
+
+
+def check_media(benchmark: Benchmark, samples: list[Sample]) -> None:
+    """Fail before generating anything when media files the samples name are missing (one message, a count and
+    the first few paths), instead of aborting on the first missing file mid-run."""
+    missing = [path for s in samples for path in s.media_paths() if not Path(path).exists()]
+    if missing:
+        shown = ", ".join(missing[:3])
+        raise DataError(f"{benchmark.name}: {len(missing)} media file(s) named by the release are missing, e.g. "
+                        f"{shown}; see docs/eval.md for what to download and extract")
 
 
 def score(sample: Sample, response: str, mode: str) -> Verdict:
@@ -117,7 +136,8 @@ def run_key(benchmark: Benchmark, params: Any, options: RunOptions) -> str:
 def run_benchmark(engine: Any, benchmark: Benchmark, data_dir: Path, output: Path, params: Any,
                   options: RunOptions) -> dict[str, Any]:
     """Generate and score every selected sample not already in the predictions file; write metrics.json."""
-    samples = select(benchmark.loader(data_dir / benchmark.name), options)
+    samples = select(benchmark.load(data_dir, options.scoring), options)
+    check_media(benchmark, samples)
     folder = output / benchmark.name
     folder.mkdir(parents=True, exist_ok=True)
     path = predictions_path(folder, options.shard)
@@ -136,9 +156,11 @@ def run_benchmark(engine: Any, benchmark: Benchmark, data_dir: Path, output: Pat
     if options.judge is not None:
         _judge_finished(options.judge, benchmark, samples, path, options.scoring)
     todo = [s for s in samples if s.id not in done]
+    batch_size = max(1, int(getattr(engine, "batch_size", 1) or 1))
+    bar = progress(benchmark.name, total=len(samples), done=len(samples) - len(todo), enabled=options.progress)
     with path.open("a", encoding="utf-8") as handle:
-        for start in range(0, len(todo), engine.batch_size):
-            batch = todo[start : start + engine.batch_size]
+        for start in range(0, len(todo), batch_size):
+            batch = todo[start : start + batch_size]
             results = engine.generate([s.conversation(options.blank_images) for s in batch], params)
             records = []
             for sample, result in zip(batch, results):
@@ -158,6 +180,8 @@ def run_benchmark(engine: Any, benchmark: Benchmark, data_dir: Path, output: Pat
                 handle.write(json.dumps(record, ensure_ascii=False) + "\n")
             handle.flush()
             os.fsync(handle.fileno())
+            bar.update(len(batch))
+    bar.close()
     records = read_predictions(path)
     by_id = {s.id: s for s in samples}
     for record in records:  # lines written before a benchmark had several dimensions: fill them in (in memory)
