@@ -248,6 +248,7 @@ def run_info(engine: Any, benchmark: Benchmark, params: Any, options: RunOptions
         "model": str(model_path), "model_revision": revision, "generation": asdict(params), "seed": options.seed,
         "limit": options.limit, "shard": list(options.shard), "blank_images": options.blank_images,
         "judge": None if options.judge is None else {"url": options.judge.url, "model": options.judge.model},
+        **({"endpoints": list(engine.urls)} if getattr(engine, "urls", None) else {}),
     }
 
 
@@ -334,17 +335,24 @@ def merge(benchmark: Benchmark, output: Path, shards: int) -> dict[str, Any]:
 
 
 def summary_table(output: Path) -> str:
-    """A markdown table of every ``O/*/metrics.json``."""
-    lines = ["| benchmark | version | scoring | n | accuracy | unparsable | BLEU-1 | ROUGE-L |",
-             "|---|---|---|---|---|---|---|---|"]
+    """A markdown table of every ``O/*/metrics.json``, with the paper's published Hulu-Med accuracies beside the
+    run's (published.py names the source)."""
+    from .published import SIZES, SOURCE, published
+
+    lines = ["| benchmark | version | scoring | n | accuracy | " + " | ".join(f"paper {s}" for s in SIZES)
+             + " | unparsable | BLEU-1 | ROUGE-L |",
+             "|---|---|---|---|---|" + "---|" * len(SIZES) + "---|---|---|"]
     for path in sorted(output.glob("*/metrics.json")):
         m = json.loads(path.read_text())
         extra = m.get("metrics", {})
         acc = f"{100 * m['accuracy']:.1f}" if "accuracy" in m else "–"
-        cells = [m["benchmark"], m["benchmark_version"], m["scoring"], str(m["count"]), acc, str(m["unparsable"]),
+        paper = published(m["benchmark"]) or {}
+        cells = [m["benchmark"], m["benchmark_version"], m["scoring"], str(m["count"]), acc,
+                 *[f"{paper[s]:.1f}" if s in paper else "–" for s in SIZES], str(m["unparsable"]),
                  f"{100 * extra['bleu1']:.1f}" if "bleu1" in extra else "–",
                  f"{100 * extra['rougel']:.1f}" if "rougel" in extra else "–"]
         lines.append("| " + " | ".join(cells) + " |")
+    lines += ["", f"paper: {SOURCE}."]
     return "\n".join(lines) + "\n"
 
 
@@ -357,7 +365,7 @@ def write_summary(output: Path) -> Path:
 
 
 def write_chart(output: Path) -> Path | None:
-    """``O/summary.png``: one bar per benchmark with an accuracy (report benchmarks have none).
+    """``O/summary.png``: per benchmark with an accuracy, the run's bar beside the paper's 7B / 14B / 32B bars.
 
     Uses matplotlib's object API on a plain ``Figure`` (Agg canvas, no pyplot state, no display needed).
     Returns None, writing nothing, when matplotlib is not installed or no benchmark has an accuracy.
@@ -367,19 +375,33 @@ def write_chart(output: Path) -> Path | None:
         from matplotlib.figure import Figure
     except ImportError:
         return None
+    from .published import SIZES, published
+
     rows = [json.loads(p.read_text()) for p in sorted(output.glob("*/metrics.json"))]
     rows = [r for r in rows if "accuracy" in r]
     if not rows:
         return None
-    names, values = [r["benchmark"] for r in rows], [100 * r["accuracy"] for r in rows]
-    figure = Figure(figsize=(max(4.0, 0.8 * len(rows) + 1), 3.5))
+    names = [r["benchmark"] for r in rows]
+    series = [("this run", [100 * r["accuracy"] for r in rows], "tab:blue")]
+    colours = ("#bbbbbb", "#888888", "#444444")
+    for size, colour in zip(SIZES, colours):
+        values = [(published(n) or {}).get(size, float("nan")) for n in names]
+        if any(published(n) for n in names):
+            series.append((f"paper {size}", values, colour))
+    width = 0.8 / len(series)
+    figure = Figure(figsize=(max(5.0, 1.0 * len(rows) + 2), 4.0))
     FigureCanvasAgg(figure)
     axes = figure.add_subplot()
-    bars = axes.bar(names, values, color="tab:blue")
-    axes.bar_label(bars, fmt="%.1f", fontsize=8)
+    for k, (label, values, colour) in enumerate(series):
+        positions = [i + (k - (len(series) - 1) / 2) * width for i in range(len(rows))]
+        bars = axes.bar(positions, values, width=width, color=colour, label=label)
+        if k == 0:
+            axes.bar_label(bars, fmt="%.1f", fontsize=7)
+    axes.set_xticks(range(len(rows)), names)
     axes.set_ylim(0, 105)
     axes.set_ylabel("accuracy (%)")
-    axes.set_title("hulumed eval: accuracy per benchmark", fontsize=10)
+    axes.set_title("hulumed eval: this run vs the paper's Hulu-Med (README tables)", fontsize=10)
+    axes.legend(fontsize=7, loc="upper right")
     axes.tick_params(axis="x", labelrotation=45)
     for label in axes.get_xticklabels():
         label.set_horizontalalignment("right")
