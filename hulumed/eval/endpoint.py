@@ -103,6 +103,10 @@ def request_body(model: str, conversation: Conversation, params: GenerationParam
         body["top_k"] = params.top_k
     if params.repetition_penalty is not None:
         body["repetition_penalty"] = params.repetition_penalty
+    if params.stop:
+        body["stop"] = list(params.stop)
+    if params.seed is not None:
+        body["seed"] = params.seed
     if params.think:
         body["think"] = True
     if getattr(params, "ignore_eos", False):
