@@ -401,7 +401,7 @@ def write_chart(output: Path) -> Path | None:
     axes.set_ylim(0, 105)
     axes.set_ylabel("accuracy (%)")
     axes.set_title("hulumed eval: this run vs the paper's Hulu-Med (README tables)", fontsize=10)
-    axes.legend(fontsize=7, loc="upper right")
+    axes.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     axes.tick_params(axis="x", labelrotation=45)
     for label in axes.get_xticklabels():
         label.set_horizontalalignment("right")

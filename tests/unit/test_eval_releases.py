@@ -371,7 +371,7 @@ def test_slake_imgs_zip_extracted_on_first_use(tmp_path: Path, capsys: pytest.Ca
 
 
 def test_zip_in_a_read_only_release_goes_to_the_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import hulumed.eval.data_files as data_files
+    from hulumed.eval import data_files
 
     data = _copy("PMC_VQA", tmp_path)
     root = data / "PMC_VQA"
