@@ -18,7 +18,7 @@ from pathlib import Path
 
 from . import media_benchmarks as media
 from . import text_benchmarks as text
-from .data_files import release_folder
+from .data_files import DataError, release_folder
 from .samples import (  # noqa: F401  (re-exported: the registry's public names)
     CLOSED_INSTRUCTION,
     KINDS,
@@ -51,8 +51,14 @@ class Benchmark:
         return release_folder(data_dir, (self.name, *self.aliases))
 
     def load(self, data_dir: Path, mode: str = "fixed") -> list[Sample]:
-        """Every sample of the release found under ``data_dir``, with the prompts of scoring ``mode``."""
-        return self.loader(self.folder(data_dir), mode)
+        """Every sample of the release found under ``data_dir``, with the prompts of scoring ``mode``. A row
+        without a field the layout needs is one ``DataError`` naming the field and the layout."""
+        folder = self.folder(data_dir)
+        try:
+            return self.loader(folder, mode)
+        except (KeyError, IndexError, TypeError) as error:
+            raise DataError(f"{folder}: a row is not in the {self.name} layout ({type(error).__name__}: {error}); "
+                            f"expected {self.layout}") from error
 
 
 def _hf(repo: str, name: str, extra: str = "") -> str:

@@ -435,3 +435,17 @@ def test_no_huggingface_cli_left_in_the_docs() -> None:
     for benchmark in BENCHMARKS:
         if benchmark.download:
             assert benchmark.download in eval_doc, benchmark.name
+
+
+def test_bad_release_files_are_one_clear_error(tmp_path: Path) -> None:
+    data = _copy("SLAKE", tmp_path)
+    (data / "SLAKE" / "test.json").write_text('[{"img_name": "xmlab1/source.jpg", "question": "Is')
+    with pytest.raises(DataError, match="not valid JSON"):
+        get_benchmark("SLAKE").load(data)
+    rows = jsonl("MedQA_USMLE/phrases_no_exclude_test.jsonl")[:2]
+    del rows[1]["answer_idx"]
+    (data / "MedQA_USMLE").mkdir()
+    (data / "MedQA_USMLE" / "phrases_no_exclude_test.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    with pytest.raises(DataError, match="not in the MedQA_USMLE layout .*answer_idx") as error:
+        get_benchmark("MedQA_USMLE").load(data)
+    assert "\n" not in str(error.value)
