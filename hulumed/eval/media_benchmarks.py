@@ -98,7 +98,7 @@ def load_omnimedvqa(root: Path, mode: str = "fixed") -> list[Sample]:
             texts = [str(row[f"option_{x}"]) for x in letters]
             samples.append(Sample(str(row.get("question_id", len(samples))), "mc",
                                   mc_prompt(row["question"], [f"{x}. {t}" for x, t in zip(letters, texts)]),
-                                  reference_letter(row["gt_answer"], texts), choices=texts,
+                                  reference_letter(row["gt_answer"], texts, letter_field=False), choices=texts,
                                   images=[str(base / row["image_path"])],
                                   groups={"question_type": row.get("question_type"),
                                           "modality_type": row.get("modality_type")}))

@@ -127,28 +127,34 @@ def option_list(value: Any) -> list[str]:
     return [str(v) for v in value]
 
 
-def letter_of(answer: Any, options: list[str]) -> str | None:
+def letter_of(answer: Any, options: list[str], letter_field: bool = False) -> str | None:
     """The reference as an upper-case letter, or None when it names no option.
 
     Tried in order: the text of an option (so ``'2'`` among options ``['1', '2', '3']`` is ``B``), a letter in
-    range, then an integer index (an ``int`` cell, or a digit string that is no option's text). A reference that
-    matches nothing is returned as None: the loader keeps the raw answer and that sample scores wrong.
+    range, then an integer index (an ``int`` cell, or a digit string that is no option's text). With
+    ``letter_field`` (the release documents the column as a letter: answer_idx, label, answer_letter…) a letter in
+    range is taken first, so options that are themselves letters cannot shift it. A reference that matches
+    nothing is returned as None: the loader keeps the raw answer and that sample scores wrong.
     """
     if isinstance(answer, bool) or answer is None:
         return None
     if isinstance(answer, int):
         return chr(ord("A") + answer) if 0 <= answer < len(options) else None
     text = str(answer).strip()
+    in_range = len(text) == 1 and text.isalpha() and 0 <= ord(text.upper()) - ord("A") < len(options)
+    if letter_field and in_range:
+        return text.upper()
     for i, option in enumerate(options):
         if option.strip().lower() == text.lower():
             return chr(ord("A") + i)
-    if len(text) == 1 and text.isalpha() and ord(text.upper()) - ord("A") < len(options):
+    if in_range:
         return text.upper()
     if text.isdigit() and int(text) < len(options):
         return chr(ord("A") + int(text))
     return None
 
 
-def reference_letter(answer: Any, options: list[str]) -> str:
-    """``letter_of``, falling back to the raw answer text (which then matches no option and scores wrong)."""
-    return letter_of(answer, options) or str(answer)
+def reference_letter(answer: Any, options: list[str], letter_field: bool = True) -> str:
+    """The reference's letter for a column the release documents as a letter (``letter_field``) or as an option
+    text; falls back to the raw answer (which then matches no option and scores wrong)."""
+    return letter_of(answer, options, letter_field) or str(answer)

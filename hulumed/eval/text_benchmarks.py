@@ -145,9 +145,10 @@ def load_medbullets(root: Path, mode: str = "fixed") -> list[Sample]:
         else:
             texts = [str(row.get(key)) for key in ("opa", "opb", "opc", "opd", "ope")]
             choices = lettered(texts, ".")
-        answer = row.get("answer_idx") if row.get("answer_idx") not in (None, "") else row["answer"]
+        letter = row.get("answer_idx") not in (None, "")
+        answer = row["answer_idx"] if letter else row["answer"]
         samples.append(Sample(str(row.get("id", i)), "mc", mc_prompt(row["question"], choices),
-                              reference_letter(answer, texts), choices=texts))
+                              reference_letter(answer, texts, letter_field=letter), choices=texts))
     return samples
 
 
@@ -157,7 +158,9 @@ def load_supergpqa(root: Path, mode: str = "fixed") -> list[Sample]:
     samples = []
     for i, row in enumerate(r for r in read_release(root, SUPERGPQA_FILES) if r.get("discipline") == "Medicine"):
         texts = option_list(row["options"])
-        answer = row.get("answer_letter") or row["answer"]
+        letter = bool(row.get("answer_letter"))
+        answer = row["answer_letter"] if letter else row["answer"]
         samples.append(Sample(str(row.get("uuid", i)), "mc", mc_prompt(row["question"], lettered(texts, ".")),
-                              reference_letter(answer, texts), choices=texts, group=row.get("field")))
+                              reference_letter(answer, texts, letter_field=letter), choices=texts,
+                              group=row.get("field")))
     return samples

@@ -334,6 +334,8 @@ def test_letter_of_matches_option_text_before_indices() -> None:
     assert letter_of("Heparin", ["Aspirin", "heparin"]) == "B"
     assert letter_of("Zinc", ["Aspirin", "Heparin"]) is None
     assert letter_of("F", ["x", "y"]) is None and letter_of("7", ["x", "y"]) is None
+    assert letter_of("B", ["B", "A"]) == "A"  # an option text (OmniMedVQA's gt_answer is one)
+    assert letter_of("B", ["B", "A"], letter_field=True) == "B"  # a letter column (answer_idx, label…)
 
 
 def test_unmatched_reference_scores_wrong_instead_of_aborting(tmp_path: Path) -> None:
