@@ -62,7 +62,10 @@ def _parse_shard(text: str) -> tuple[int, int]:
 
 def list_benchmarks() -> str:
     lines = [f"{b.name:<17} v{b.version:<3} {b.modality:<7} {b.layout}"
-             + (f" [LLM judge: {b.judge}]" if b.judge != "none" else "") for b in BENCHMARKS]
+             + (f" [LLM judge: {b.judge}]" if b.judge != "none" else "")
+             + (f" [folder: D/{' or D/'.join((b.name, *b.aliases))}]" if b.aliases else "") for b in BENCHMARKS]
+    lines += ["", ("Download commands and what to extract: docs/eval.md (`hf download <repo> --repo-type dataset "
+              "--local-dir D/<name>`).")]
     lines += ["", "--scoring fixed (default) differs from --scoring upstream:"] + [f"  - {fix}" for fix in FIXES]
     return "\n".join(lines)
 

@@ -103,7 +103,8 @@ def release_folder(data_dir: Path, names: Sequence[str]) -> Path:
                     "(see `hulumed eval --list` and docs/eval.md)")
 
 
-def _cache_root() -> Path:
+def cache_root() -> Path:
+    """Where extracted zips of read-only releases and converted volumes go: ``$HULUMED_CACHE/eval``."""
     return Path(os.environ.get("HULUMED_CACHE", Path.home() / ".cache" / "hulumed")) / "eval"
 
 
@@ -139,7 +140,7 @@ def media_folder(root: Path, folder: str, archive: str | None = None) -> Path:
     if os.access(root, os.W_OK):
         return _extract(zipped, root, folder)
     digest = hashlib.sha256(str(zipped.resolve()).encode()).hexdigest()[:12]
-    cached = _cache_root() / f"{root.name}-{digest}"
+    cached = cache_root() / f"{root.name}-{digest}"
     if (cached / folder).is_dir():
         return cached / folder
     cached.mkdir(parents=True, exist_ok=True)

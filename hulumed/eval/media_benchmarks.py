@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from .data_files import DataError, _cache_root, find_files, media_folder, read_release, read_rows, split_patterns
+from .data_files import DataError, cache_root, find_files, media_folder, read_release, read_rows, split_patterns
 from .samples import (
     MC_INSTRUCTION,
     NIFTI_SUFFIXES,
@@ -192,7 +192,7 @@ def npy_slices(path: Path) -> Path:
     from PIL import Image
 
     digest = hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:16]
-    folder = _cache_root() / "npy-slices" / f"{path.stem}-{digest}"
+    folder = cache_root() / "npy-slices" / f"{path.stem}-{digest}"
     if folder.is_dir() and any(folder.iterdir()):
         return folder
     try:
