@@ -38,7 +38,7 @@ def resolve_model(model: str | os.PathLike, revision: str | None = None, cache_d
         raise CheckpointError(
             f"{text} is not in the local hub cache and downloading is off or failed "
             f"(HF_HUB_OFFLINE={os.environ.get('HF_HUB_OFFLINE', '0')}). Download it once with network access "
-            f"(`huggingface-cli download {text}`), or pass a local folder."
+            f"(`hf download {text}`), or pass a local folder."
         ) from error
     except (RepositoryNotFoundError, RevisionNotFoundError) as error:
         raise CheckpointError(f"no such model on the hub: {text} (revision {revision or 'main'}): {error}") from error

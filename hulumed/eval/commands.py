@@ -1,4 +1,6 @@
-"""The ``hulumed eval`` verb: list benchmarks, run them, or merge shards. Logic lives in runner.py."""
+"""The ``hulumed eval`` verb: list benchmarks, run them (on a local checkpoint or on OpenAI-compatible endpoints),
+or merge shards. Logic lives in runner.py; building the parser and ``--list`` import neither torch nor transformers
+(heavy modules are imported inside ``main``)."""
 
 from __future__ import annotations
 
@@ -17,7 +19,16 @@ def register(subparsers: Any) -> None:
         "benchmark's public release as downloaded; see --list for what each reads.",
     )
     parser.add_argument("--list", action="store_true", help="list the registered benchmarks and their layouts")
-    parser.add_argument("--model", help="checkpoint folder or hub id")
+    parser.add_argument("--model", help="checkpoint folder or hub id; with --endpoint, the served model's name")
+    parser.add_argument("--endpoint", action="append", metavar="URL",
+                        help="evaluate a served model: an OpenAI-compatible base URL (http://host:8000/v1); repeat to "
+                        "spread requests over several servers")
+    parser.add_argument("--concurrency", type=int, default=4,
+                        help="with --endpoint: requests in flight per endpoint (default 4)")
+    parser.add_argument("--api-key", help="with --endpoint: bearer token, if the servers need one")
+    parser.add_argument("--request-timeout", type=float, default=600.0,
+                        help="with --endpoint: seconds one request may take (default 600)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     parser.add_argument("--benchmarks", help="comma-separated names (case, '-' and '_' ignored)")
     parser.add_argument("--data-dir", type=Path, help="folder holding one sub-folder per benchmark")
     parser.add_argument("--output", type=Path, help="results folder (resumed if it exists)")
@@ -51,7 +62,10 @@ def _parse_shard(text: str) -> tuple[int, int]:
 
 def list_benchmarks() -> str:
     lines = [f"{b.name:<17} v{b.version:<3} {b.modality:<7} {b.layout}"
-             + (f" [LLM judge: {b.judge}]" if b.judge != "none" else "") for b in BENCHMARKS]
+             + (f" [LLM judge: {b.judge}]" if b.judge != "none" else "")
+             + (f" [folder: D/{' or D/'.join((b.name, *b.aliases))}]" if b.aliases else "") for b in BENCHMARKS]
+    lines += ["", ("Download commands and what to extract: docs/eval.md (`hf download <repo> --repo-type dataset "
+              "--local-dir D/<name>`).")]
     lines += ["", "--scoring fixed (default) differs from --scoring upstream:"] + [f"  - {fix}" for fix in FIXES]
     return "\n".join(lines)
 
@@ -75,15 +89,9 @@ def main(args: argparse.Namespace) -> int:
         raise ValueError("give --model and --data-dir to run benchmarks")
     import random
 
-    import numpy as np
-    import torch
-
-    import hulumed
     from hulumed.generation import GenerationParams
 
     random.seed(args.seed)
-    np.random.seed(args.seed)
-    torch.manual_seed(args.seed)
     judge = None
     if args.judge_url:
         if not args.judge_model:
@@ -92,8 +100,22 @@ def main(args: argparse.Namespace) -> int:
 
         judge = JudgeClient(args.judge_url, args.judge_model, args.judge_api_key)
     options = runner.RunOptions(scoring=args.scoring, limit=args.limit, shard=_parse_shard(args.shard),
-                                blank_images=args.blank_images, seed=args.seed, judge=judge)
-    engine = hulumed.load(args.model, device=args.device, dtype=args.dtype, batch_size=args.batch_size)
+                                blank_images=args.blank_images, seed=args.seed, judge=judge,
+                                progress=not args.no_progress)
+    if args.endpoint:
+        from .endpoint import EndpointEngine
+
+        engine: Any = EndpointEngine(args.endpoint, args.model, api_key=args.api_key, concurrency=args.concurrency,
+                                     timeout_s=args.request_timeout)
+    else:
+        import numpy as np
+        import torch
+
+        import hulumed
+
+        np.random.seed(args.seed)
+        torch.manual_seed(args.seed)
+        engine = hulumed.load(args.model, device=args.device, dtype=args.dtype, batch_size=args.batch_size)
     params = GenerationParams.greedy(args.max_new_tokens, think=args.think)
     for benchmark in benchmarks:
         metrics = runner.run_benchmark(engine, benchmark, args.data_dir, args.output, params, options)

@@ -19,6 +19,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from ..errors import DataError
 from ..interface import Engine
 from .benchmarks import Benchmark, Sample
 from .judge import JudgeClient
@@ -46,6 +47,24 @@ class RunOptions:
     blank_images: bool = False  # image ablation: same questions, every image replaced by a black one
     seed: int = 42
     judge: JudgeClient | None = None  # optional LLM judge (off by default)
+    progress: bool = False  # a tqdm bar per benchmark (samples done / total, rate, ETA) on stderr
+
+
+def progress(name: str, total: int, done: int, enabled: bool) -> Any:
+    """A tqdm bar for one benchmark, starting at the samples a resumed run already has; a no-op when disabled."""
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, initial=done, desc=name, unit="sample", disable=not enabled, dynamic_ncols=True)
+
+
+def check_media(benchmark: Benchmark, samples: list[Sample]) -> None:
+    """Fail before generating anything when media files the samples name are missing (one message, a count and
+    the first few paths), instead of aborting on the first missing file mid-run."""
+    missing = [path for s in samples for path in s.media_paths() if not Path(path).exists()]
+    if missing:
+        shown = ", ".join(missing[:3])
+        raise DataError(f"{benchmark.name}: {len(missing)} media file(s) named by the release are missing, e.g. "
+                        f"{shown}; see docs/eval.md for what to download and extract")
 
 
 def score(sample: Sample, response: str, mode: str) -> Verdict:
@@ -118,7 +137,8 @@ def run_key(benchmark: Benchmark, params: Any, options: RunOptions) -> str:
 def run_benchmark(engine: Engine, benchmark: Benchmark, data_dir: Path, output: Path, params: Any,
                   options: RunOptions) -> dict[str, Any]:
     """Generate and score every selected sample not already in the predictions file; write metrics.json."""
-    samples = select(benchmark.loader(data_dir / benchmark.name), options)
+    samples = select(benchmark.load(data_dir, options.scoring), options)
+    check_media(benchmark, samples)
     folder = output / benchmark.name
     folder.mkdir(parents=True, exist_ok=True)
     path = predictions_path(folder, options.shard)
@@ -137,9 +157,11 @@ def run_benchmark(engine: Engine, benchmark: Benchmark, data_dir: Path, output: 
     if options.judge is not None:
         _judge_finished(options.judge, benchmark, samples, path, options.scoring)
     todo = [s for s in samples if s.id not in done]
+    batch_size = max(1, engine.options.batch_size)
+    bar = progress(benchmark.name, total=len(samples), done=len(samples) - len(todo), enabled=options.progress)
     with path.open("a", encoding="utf-8") as handle:
-        for start in range(0, len(todo), engine.options.batch_size):
-            batch = todo[start : start + engine.options.batch_size]
+        for start in range(0, len(todo), batch_size):
+            batch = todo[start : start + batch_size]
             results = engine.generate([s.conversation(options.blank_images) for s in batch], params)
             records = []
             for sample, result in zip(batch, results):
@@ -159,6 +181,8 @@ def run_benchmark(engine: Engine, benchmark: Benchmark, data_dir: Path, output: 
                 handle.write(json.dumps(record, ensure_ascii=False) + "\n")
             handle.flush()
             os.fsync(handle.fileno())
+            bar.update(len(batch))
+    bar.close()
     records = read_predictions(path)
     by_id = {s.id: s for s in samples}
     for record in records:  # lines written before a benchmark had several dimensions: fill them in (in memory)
@@ -225,6 +249,7 @@ def run_info(engine: Engine, benchmark: Benchmark, params: Any, options: RunOpti
         "model": str(model_path), "model_revision": revision, "generation": asdict(params), "seed": options.seed,
         "limit": options.limit, "shard": list(options.shard), "blank_images": options.blank_images,
         "judge": None if options.judge is None else {"url": options.judge.url, "model": options.judge.model},
+        **({"endpoints": list(engine.urls)} if getattr(engine, "urls", None) else {}),
     }
 
 
@@ -311,17 +336,24 @@ def merge(benchmark: Benchmark, output: Path, shards: int) -> dict[str, Any]:
 
 
 def summary_table(output: Path) -> str:
-    """A markdown table of every ``O/*/metrics.json``."""
-    lines = ["| benchmark | version | scoring | n | accuracy | unparsable | BLEU-1 | ROUGE-L |",
-             "|---|---|---|---|---|---|---|---|"]
+    """A markdown table of every ``O/*/metrics.json``, with the paper's published Hulu-Med accuracies beside the
+    run's (published.py names the source)."""
+    from .published import SIZES, SOURCE, published
+
+    lines = ["| benchmark | version | scoring | n | accuracy | " + " | ".join(f"paper {s}" for s in SIZES)
+             + " | unparsable | BLEU-1 | ROUGE-L |",
+             "|---|---|---|---|---|" + "---|" * len(SIZES) + "---|---|---|"]
     for path in sorted(output.glob("*/metrics.json")):
         m = json.loads(path.read_text())
         extra = m.get("metrics", {})
         acc = f"{100 * m['accuracy']:.1f}" if "accuracy" in m else "–"
-        cells = [m["benchmark"], m["benchmark_version"], m["scoring"], str(m["count"]), acc, str(m["unparsable"]),
+        paper = published(m["benchmark"]) or {}
+        cells = [m["benchmark"], m["benchmark_version"], m["scoring"], str(m["count"]), acc,
+                 *[f"{paper[s]:.1f}" if s in paper else "–" for s in SIZES], str(m["unparsable"]),
                  f"{100 * extra['bleu1']:.1f}" if "bleu1" in extra else "–",
                  f"{100 * extra['rougel']:.1f}" if "rougel" in extra else "–"]
         lines.append("| " + " | ".join(cells) + " |")
+    lines += ["", f"paper: {SOURCE}."]
     return "\n".join(lines) + "\n"
 
 
@@ -334,7 +366,7 @@ def write_summary(output: Path) -> Path:
 
 
 def write_chart(output: Path) -> Path | None:
-    """``O/summary.png``: one bar per benchmark with an accuracy (report benchmarks have none).
+    """``O/summary.png``: per benchmark with an accuracy, the run's bar beside the paper's 7B / 14B / 32B bars.
 
     Uses matplotlib's object API on a plain ``Figure`` (Agg canvas, no pyplot state, no display needed).
     Returns None, writing nothing, when matplotlib is not installed or no benchmark has an accuracy.
@@ -344,19 +376,33 @@ def write_chart(output: Path) -> Path | None:
         from matplotlib.figure import Figure
     except ImportError:
         return None
+    from .published import SIZES, published
+
     rows = [json.loads(p.read_text()) for p in sorted(output.glob("*/metrics.json"))]
     rows = [r for r in rows if "accuracy" in r]
     if not rows:
         return None
-    names, values = [r["benchmark"] for r in rows], [100 * r["accuracy"] for r in rows]
-    figure = Figure(figsize=(max(4.0, 0.8 * len(rows) + 1), 3.5))
+    names = [r["benchmark"] for r in rows]
+    series = [("this run", [100 * r["accuracy"] for r in rows], "tab:blue")]
+    colours = ("#bbbbbb", "#888888", "#444444")
+    for size, colour in zip(SIZES, colours):
+        values = [(published(n) or {}).get(size, float("nan")) for n in names]
+        if any(published(n) for n in names):
+            series.append((f"paper {size}", values, colour))
+    width = 0.8 / len(series)
+    figure = Figure(figsize=(max(5.0, 1.0 * len(rows) + 2), 4.0))
     FigureCanvasAgg(figure)
     axes = figure.add_subplot()
-    bars = axes.bar(names, values, color="tab:blue")
-    axes.bar_label(bars, fmt="%.1f", fontsize=8)
+    for k, (label, values, colour) in enumerate(series):
+        positions = [i + (k - (len(series) - 1) / 2) * width for i in range(len(rows))]
+        bars = axes.bar(positions, values, width=width, color=colour, label=label)
+        if k == 0:
+            axes.bar_label(bars, fmt="%.1f", fontsize=7)
+    axes.set_xticks(range(len(rows)), names)
     axes.set_ylim(0, 105)
     axes.set_ylabel("accuracy (%)")
-    axes.set_title("hulumed eval: accuracy per benchmark", fontsize=10)
+    axes.set_title("hulumed eval: this run vs the paper's Hulu-Med (README tables)", fontsize=10)
+    axes.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     axes.tick_params(axis="x", labelrotation=45)
     for label in axes.get_xticklabels():
         label.set_horizontalalignment("right")

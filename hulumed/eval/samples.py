@@ -70,6 +70,11 @@ class Sample:
         content.append({"type": "text", "text": self.prompt})
         return [{"role": "user", "content": content}]
 
+    def media_paths(self) -> list[str]:
+        """Every file or folder this sample reads from disk (encoded image bytes excluded)."""
+        paths = [str(image) for image in self.images if not isinstance(image, bytes)]
+        return paths + [p for p in (self.frames, self.volume) if p is not None]
+
     def prompt_hash(self) -> str:
         """sha256 of the prompt and the media it shows (first 16 hex digits)."""
         digest = hashlib.sha256(self.prompt.encode())
@@ -110,25 +115,46 @@ def image_cell(value: Any, root: Path) -> str | bytes:
 
 
 def option_list(value: Any) -> list[str]:
-    """Options stored as a list, a JSON / Python-literal list string, or a {letter: text} dict (in letter order)."""
+    """Options stored as a list, a JSON / Python-literal list string, or a {letter: text} dict (in stored order,
+    as ``dict.items()`` gives them upstream; ``None`` values dropped)."""
     if isinstance(value, str):
         try:
             value = json.loads(value)
         except ValueError:
             value = ast.literal_eval(value)
     if isinstance(value, dict):
-        return [str(value[k]) for k in sorted(value) if value[k] is not None]
+        return [str(v) for v in value.values() if v is not None]
     return [str(v) for v in value]
 
 
-def letter_of(answer: Any, options: list[str]) -> str:
-    """The reference as an upper-case letter: a letter, a 0-based index, or the option text itself."""
-    if isinstance(answer, int) or (isinstance(answer, str) and answer.strip().isdigit()):
-        return chr(ord("A") + int(answer))
+def letter_of(answer: Any, options: list[str], letter_field: bool = False) -> str | None:
+    """The reference as an upper-case letter, or None when it names no option.
+
+    Tried in order: the text of an option (so ``'2'`` among options ``['1', '2', '3']`` is ``B``), a letter in
+    range, then an integer index (an ``int`` cell, or a digit string that is no option's text). With
+    ``letter_field`` (the release documents the column as a letter: answer_idx, label, answer_letter…) a letter in
+    range is taken first, so options that are themselves letters cannot shift it. A reference that matches
+    nothing is returned as None: the loader keeps the raw answer and that sample scores wrong.
+    """
+    if isinstance(answer, bool) or answer is None:
+        return None
+    if isinstance(answer, int):
+        return chr(ord("A") + answer) if 0 <= answer < len(options) else None
     text = str(answer).strip()
-    if len(text) == 1 and text.isalpha():
+    in_range = len(text) == 1 and text.isalpha() and 0 <= ord(text.upper()) - ord("A") < len(options)
+    if letter_field and in_range:
         return text.upper()
     for i, option in enumerate(options):
         if option.strip().lower() == text.lower():
             return chr(ord("A") + i)
-    raise DataError(f"answer {answer!r} is neither a letter, an index nor one of the options {options}")
+    if in_range:
+        return text.upper()
+    if text.isdigit() and int(text) < len(options):
+        return chr(ord("A") + int(text))
+    return None
+
+
+def reference_letter(answer: Any, options: list[str], letter_field: bool = True) -> str:
+    """The reference's letter for a column the release documents as a letter (``letter_field``) or as an option
+    text; falls back to the raw answer (which then matches no option and scores wrong)."""
+    return letter_of(answer, options, letter_field) or str(answer)

@@ -34,6 +34,8 @@ FIXES: tuple[str, ...] = (
     "<think> blocks are removed before parsing (upstream's Hulu-Med wrapper keeps them)",
     ("MMMU multiple choice: a response naming no option is unparsable and wrong (MMMU's parser picks a random "
     "letter; in upstream mode the pick is seeded by the response so reruns agree)"),
+    ("MMLU-Pro: an item with fewer than ten options lists only its own (upstream, through datasets 3.6.0's struct "
+    "column, pads every item to A..J, printing 'H. None' ... 'J. None' for 221 of the 818 items)"),
     ("M3D / 3D-RAD: the headline accuracy is the plain average over questions; upstream's average over "
     "categories is reported beside it as accuracy_category_averaged (and is the headline in upstream mode)"),
 )

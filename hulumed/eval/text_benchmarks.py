@@ -11,53 +11,59 @@ import json
 from pathlib import Path
 from typing import Any
 
-from .data_files import DataError, find_files, read_rows, read_split
-from .samples import MC_INSTRUCTION, Sample, letter_of, lettered, mc_prompt, option_list
+from .data_files import DataError, read_release, read_rows, split_patterns
+from .samples import MC_INSTRUCTION, Sample, lettered, mc_prompt, option_list, reference_letter
+
+#: where each release keeps its test rows (tried in order; the first that exists is read, nothing else).
+MEDQA_FILES = ("phrases_no_exclude_test.jsonl", *split_patterns("test"))
+MEDMCQA_FILES = split_patterns("validation")
+PUBMEDQA_FILES = split_patterns("test")
+MEDBULLETS_FILES = split_patterns("train")
+SUPERGPQA_FILES = ("SuperGPQA-all.jsonl", *split_patterns("train"))
+MMLU_PRO_FILES = ("mmlu_pro_test.json",)
+MMLU_PRO_HUB_FILES = split_patterns("test")
 
 
-def read_split_or_any(root: Path, split: str, names: tuple[str, ...] = ()) -> list[dict[str, Any]]:
-    """The rows of ``split`` (or of a file in ``names``); if no file is named after the split, every data file."""
-    try:
-        return read_split(root, split, names)
-    except DataError:
-        if not root.is_dir():
-            raise
-        return [row for path in find_files(root) for row in read_rows(path)]
+def _options_dict(value: Any) -> dict[str, Any]:
+    if isinstance(value, str):
+        value = json.loads(value)
+    return dict(value)
 
 
-def load_medqa(root: Path) -> list[Sample]:
+def load_medqa(root: Path, mode: str = "fixed") -> list[Sample]:
+    """GBaker/MedQA-USMLE-4-options: ``phrases_no_exclude_test.jsonl`` (the hub's file), ``A. text`` options."""
     samples = []
-    for i, row in enumerate(read_split(root, "test")):
-        options = row["options"]
-        if isinstance(options, str):
-            options = json.loads(options)
-        texts = [options[k] for k in sorted(options)]
-        choices = lettered(texts)
+    for i, row in enumerate(read_release(root, MEDQA_FILES)):
+        options = _options_dict(row["options"])
+        texts = [str(v) for v in options.values()]
+        choices = [f"{k}. {v}" for k, v in options.items()]
         samples.append(Sample(str(row.get("id", i)), "mc", mc_prompt(row["question"], choices),
-                              row["answer_idx"], choices=texts))
+                              reference_letter(row["answer_idx"], texts), choices=texts))
     return samples
 
 
-def load_medmcqa(root: Path) -> list[Sample]:
+def load_medmcqa(root: Path, mode: str = "fixed") -> list[Sample]:
     samples = []
-    for i, row in enumerate(read_split(root, "validation")):
-        texts = [row["opa"], row["opb"], row["opc"], row["opd"]]
+    for i, row in enumerate(read_release(root, MEDMCQA_FILES)):
+        texts = [str(row["opa"]), str(row["opb"]), str(row["opc"]), str(row["opd"])]
         answer = "ABCD"[int(row["cop"])]
         samples.append(Sample(str(row.get("id", i)), "mc", mc_prompt(row["question"], lettered(texts)),
                               answer, choices=texts, group=row.get("subject_name")))
     return samples
 
 
-def load_pubmedqa(root: Path) -> list[Sample]:
+def load_pubmedqa(root: Path, mode: str = "fixed") -> list[Sample]:
+    """openlifescienceai/pubmedqa test: ``Context: …`` + the multiple-choice prompt with ``A.yes`` options."""
     samples = []
-    for i, row in enumerate(read_split(root, "test")):
+    for i, row in enumerate(read_release(root, PUBMEDQA_FILES)):
         data = row["data"] if isinstance(row.get("data"), dict) else row
-        options = data["Options"]
-        texts = [options[k] for k in sorted(options)]
+        options = _options_dict(data["Options"])
+        texts = [str(options[k]) for k in ("A", "B", "C")]
         context = data.get("Context", "")
         context = "\n".join(context) if isinstance(context, list) else str(context)
-        prompt = f"Context: {context}\n" + mc_prompt(data["Question"], lettered(texts))
-        samples.append(Sample(str(row.get("id", i)), "mc", prompt, data["Correct Option"], choices=texts))
+        prompt = f"Context: {context}\n" + mc_prompt(data["Question"], lettered(texts, "."))
+        samples.append(Sample(str(row.get("id", i)), "mc", prompt, reference_letter(data["Correct Option"], texts),
+                              choices=texts))
     return samples
 
 
@@ -66,7 +72,7 @@ MMLU_MEDICAL = ("anatomy", "clinical_knowledge", "college_biology", "college_med
                 "professional_medicine", "nutrition", "virology", "high_school_biology")
 
 
-def load_mmlu_medical(root: Path) -> list[Sample]:
+def load_mmlu_medical(root: Path, mode: str = "fixed") -> list[Sample]:
     """cais/mmlu: ``<subject>/test-*.parquet`` per subject, or ``all/test-*.parquet`` filtered by ``subject``.
 
     Upstream's loader is broken (an undefined ``context`` and the four choices joined into one string); this one
@@ -76,63 +82,85 @@ def load_mmlu_medical(root: Path) -> list[Sample]:
     combined = None
     for subject in MMLU_MEDICAL:
         if (root / subject).is_dir():
-            rows = read_split(root / subject, "test")
+            rows = read_release(root / subject, split_patterns("test"))
         else:
             if combined is None:
                 if not (root / "all").is_dir():
                     raise DataError(f"{root}: neither {subject}/ nor all/ (cais/mmlu layout) found")
-                combined = read_split(root / "all", "test")
+                combined = read_release(root / "all", split_patterns("test"))
             rows = [r for r in combined if r.get("subject") == subject]
         for i, row in enumerate(rows):
             texts = option_list(row["choices"])
             samples.append(Sample(f"{subject}-{i}", "mc", mc_prompt(row["question"], lettered(texts)),
-                                  letter_of(row["answer"], texts), choices=texts, group=subject))
+                                  reference_letter(row["answer"], texts), choices=texts, group=subject))
     return samples
 
 
-def load_mmlu_pro(root: Path) -> list[Sample]:
+def _padded_choices(rows: list[dict[str, Any]]) -> list[str]:
+    """Every option letter of the file in order of first appearance: the struct column ``datasets`` builds when
+    it loads the JSON (rows lacking a letter get ``None`` there, which upstream prints as ``H. None``)."""
+    letters: dict[str, None] = {}
+    for row in rows:
+        letters.update(dict.fromkeys(_options_dict(row["choices"])))
+    return list(letters)
+
+
+def load_mmlu_pro(root: Path, mode: str = "fixed") -> list[Sample]:
     """Upstream's bundled ``mmlu_pro_test.json`` (818 health items: problem, choices {A: …}, answer letter), or
-    TIGER-Lab/MMLU-Pro ``data/test-*.parquet`` restricted to ``category == "health"``."""
-    if (root / "mmlu_pro_test.json").is_file():
-        rows = read_rows(root / "mmlu_pro_test.json")
-        items = [(str(r.get("id", i)), r["problem"], option_list(r["choices"]), r["answer"])
+    TIGER-Lab/MMLU-Pro ``data/test-*.parquet`` restricted to ``category == "health"``.
+
+    Prompt: ``problem\nA. …\n…`` + the instruction. Upstream (``datasets`` 3.6.0) pads every item to the file's
+    ten letters with ``None`` (``H. None`` … ``J. None``); ``mode="upstream"`` reproduces it, ``fixed`` lists
+    only the item's own options.
+    """
+    if (root / MMLU_PRO_FILES[0]).is_file():
+        rows = read_rows(root / MMLU_PRO_FILES[0])
+        items = [(str(r.get("question_id", i)), r["problem"], _options_dict(r["choices"]), r["answer"])
                  for i, r in enumerate(rows)]
+        letters = _padded_choices(rows)
     else:
-        rows = [r for r in read_split(root, "test") if str(r.get("category", "")).lower() == "health"]
-        items = [(str(r.get("question_id", i)), r["question"], option_list(r["options"]), r["answer"])
-                 for i, r in enumerate(rows)]
+        rows = [r for r in read_release(root, MMLU_PRO_HUB_FILES) if str(r.get("category", "")).lower() == "health"]
+        items = [(str(r.get("question_id", i)), r["question"], dict(zip("ABCDEFGHIJ", option_list(r["options"]))),
+                  r["answer"]) for i, r in enumerate(rows)]
+        letters = list("ABCDEFGHIJ")
     samples = []
-    for sample_id, problem, texts, answer in items:
-        prompt = problem + "\n" + "\n".join(lettered(texts)) + "\n" + MC_INSTRUCTION
-        samples.append(Sample(sample_id, "mc", prompt, letter_of(answer, texts), choices=texts))
+    for sample_id, problem, options, answer in items:
+        if mode == "upstream":
+            options = {letter: options.get(letter) for letter in letters}
+        texts = [str(v) for v in options.values()]
+        prompt = problem + "\n" + "\n".join(f"{k}. {v}" for k, v in options.items()) + "\n" + MC_INSTRUCTION
+        samples.append(Sample(sample_id, "mc", prompt, reference_letter(answer, texts), choices=texts))
     return samples
 
 
-def _medbullets_options(row: dict[str, Any]) -> list[str]:
-    if row.get("options") is not None:
-        return option_list(row["options"])
-    return [str(row[key]) for key in ("opa", "opb", "opc", "opd", "ope") if row.get(key) not in (None, "")]
-
-
-def load_medbullets(root: Path) -> list[Sample]:
-    """tuenguyen/Medical-Eval-MedBullets_op4, LangAGI-Lab/medbullets_op5: the train split; question, opa..ope
-    (or an ``options`` dict/list), answer_idx (a letter; else ``answer``)."""
+def load_medbullets(root: Path, mode: str = "fixed") -> list[Sample]:
+    """tuenguyen/Medical-Eval-MedBullets_op4 (an ``options`` dict) and LangAGI-Lab/medbullets_op5 (opa..ope): the
+    train split; ``A.text`` options as upstream; answer_idx is the letter."""
     samples = []
-    for i, row in enumerate(read_split_or_any(root, "train")):
-        texts = _medbullets_options(row)
-        answer = row.get("answer_idx") if row.get("answer_idx") not in (None, "") else row["answer"]
-        samples.append(Sample(str(row.get("id", i)), "mc", mc_prompt(row["question"], lettered(texts)),
-                              letter_of(answer, texts), choices=texts))
+    for i, row in enumerate(read_release(root, MEDBULLETS_FILES)):
+        if row.get("options") is not None:
+            options = _options_dict(row["options"])
+            choices = [f"{k}.{v}" for k, v in options.items()]
+            texts = [str(v) for v in options.values()]
+        else:
+            texts = [str(row.get(key)) for key in ("opa", "opb", "opc", "opd", "ope")]
+            choices = lettered(texts, ".")
+        letter = row.get("answer_idx") not in (None, "")
+        answer = row["answer_idx"] if letter else row["answer"]
+        samples.append(Sample(str(row.get("id", i)), "mc", mc_prompt(row["question"], choices),
+                              reference_letter(answer, texts, letter_field=letter), choices=texts))
     return samples
 
 
-def load_supergpqa(root: Path) -> list[Sample]:
-    """m-a-p/SuperGPQA (``SuperGPQA-all.jsonl`` or the train split), the ``discipline == "Medicine"`` rows."""
-    rows = read_split_or_any(root, "train", ("SuperGPQA-all.jsonl",))
+def load_supergpqa(root: Path, mode: str = "fixed") -> list[Sample]:
+    """m-a-p/SuperGPQA ``SuperGPQA-all.jsonl`` (or the train split), the ``discipline == "Medicine"`` rows;
+    ``A.text`` options and ``answer_letter`` as upstream."""
     samples = []
-    for i, row in enumerate(r for r in rows if r.get("discipline") == "Medicine"):
+    for i, row in enumerate(r for r in read_release(root, SUPERGPQA_FILES) if r.get("discipline") == "Medicine"):
         texts = option_list(row["options"])
-        answer = row.get("answer_letter") or row["answer"]
-        samples.append(Sample(str(row.get("uuid", i)), "mc", mc_prompt(row["question"], lettered(texts)),
-                              letter_of(answer, texts), choices=texts, group=row.get("field")))
+        letter = bool(row.get("answer_letter"))
+        answer = row["answer_letter"] if letter else row["answer"]
+        samples.append(Sample(str(row.get("uuid", i)), "mc", mc_prompt(row["question"], lettered(texts, ".")),
+                              reference_letter(answer, texts, letter_field=letter), choices=texts,
+                              group=row.get("field")))
     return samples

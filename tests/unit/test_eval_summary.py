@@ -33,8 +33,8 @@ def _write(output: Path, rows: list[dict]) -> None:
 def test_summary_table_rows(tmp_path: Path) -> None:
     _write(tmp_path, ROWS)
     table = summary_table(tmp_path)
-    assert "| VQA_RAD | 1 | fixed | 10 | 60.0 | 1 | 25.0 | 50.0 |" in table
-    assert "| IU_XRAY | 1 | fixed | 3 | – | 0 | 30.0 | 40.0 |" in table
+    assert "| VQA_RAD | 1 | fixed | 10 | 60.0 | 78.0 | 76.1 | 81.4 | 1 | 25.0 | 50.0 |" in table
+    assert "| IU_XRAY | 1 | fixed | 3 | – | – | – | – | 0 | 30.0 | 40.0 |" in table
 
 
 def test_summary_png_is_a_bar_chart(tmp_path: Path) -> None:

@@ -1,0 +1,270 @@
+"""An engine that answers through OpenAI-compatible servers: ``hulumed eval --endpoint URL [--endpoint URL2 …]``.
+
+    engine = EndpointEngine(["http://gpu1:8000/v1", "http://gpu2:8000/v1"], model="hulumed", concurrency=8)
+    results = engine.generate([conversation, ...], GenerationParams.greedy(1024))
+
+It satisfies ``hulumed.interface.Engine`` so the runner uses one interface whatever answers (``hulumed serve``,
+``vllm serve`` with the Hulu-Med plugin, another VLM's server). Conversations become ``POST /chat/completions``
+bodies with the same prompt text and media: images as ``data:image/png;base64`` URIs (PIL images are encoded
+losslessly, so the server decodes the very pixels the local engine would see); NIfTI volumes as ``volume_url``
+data URIs; frame folders (the 3-D slice folders) as ``video_url`` with the folder's absolute path, which the server
+reads when it was started with ``--media-root`` above the data folder (a folder cannot travel as a data URI).
+
+Requests are spread over the endpoints with at most ``concurrency`` in flight per endpoint (a pool of endpoint
+slots: a request takes a free slot, so a slow server gets fewer). Connection errors, 429 and 5xx are retried with
+back-off; any other error status raises ``EndpointError`` with the server's message. Token counts come from the
+server's ``usage`` after generation; ``prepare`` cannot count tokens here and reports zeros.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import queue
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from ..errors import HulumedError
+from ..generation import GenerationParams, GenerationResult
+from ..interface import Conversation, LoadOptions, Prepared, StreamDelta, StreamEvent, StreamFinal
+
+RETRY_STATUSES = (429, 500, 502, 503, 504)
+
+
+class EndpointError(HulumedError, RuntimeError):
+    """A server refused a request or could not be reached after the retries."""
+
+
+def _png_data_uri(image: Any) -> str:
+    """A PIL image, or an image file, as a lossless PNG ``data:`` URI."""
+    from PIL import Image
+
+    picture = image if isinstance(image, Image.Image) else Image.open(image)
+    buffer = io.BytesIO()
+    picture.save(buffer, format="PNG")
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
+
+
+def _file_data_uri(path: str, media_type: str = "application/octet-stream") -> str:
+    return f"data:{media_type};base64," + base64.b64encode(Path(path).read_bytes()).decode()
+
+
+def openai_part(part: dict[str, Any]) -> dict[str, Any]:
+    """One hulumed content part as an OpenAI (or hulumed-extension) message part."""
+    kind = part.get("type")
+    if kind == "text":
+        return {"type": "text", "text": part["text"]}
+    if kind == "image":
+        spec = part["image"]
+        return {"type": "image_url", "image_url": {"url": _png_data_uri(spec["image_path"])}}
+    if kind == "video":
+        spec = dict(part["video"])
+        source = spec.pop("video_path")
+        if not isinstance(source, (str, Path)):
+            raise EndpointError("a video part sent to an endpoint needs a file or folder path")
+        path = Path(source)
+        url = str(path.resolve()) if path.is_dir() else _file_data_uri(str(path), "video/mp4")
+        return {"type": "video_url", "video_url": {"url": url, **spec}}
+    if kind == "3d":
+        spec = dict(part["3d"])
+        source = str(spec.pop("image_path"))
+        options = {"axis": spec.pop("nii_axis")} if "nii_axis" in spec else {}
+        if "nii_num_slices" in spec:
+            options["slices"] = spec.pop("nii_num_slices")
+        url = str(Path(source).resolve()) if Path(source).is_dir() else _file_data_uri(source)
+        return {"type": "volume_url", "volume_url": {"url": url, **options, **spec}}
+    raise EndpointError(f"content part of type {kind!r} cannot be sent to an endpoint")
+
+
+def openai_messages(conversation: Conversation) -> list[dict[str, Any]]:
+    """A hulumed conversation as OpenAI chat messages (text-only contents stay strings)."""
+    out = []
+    for message in conversation:
+        content = message.get("content")
+        if isinstance(content, list):
+            content = [openai_part(part) for part in content]
+        out.append({"role": message["role"], "content": content})
+    return out
+
+
+def request_body(model: str, conversation: Conversation, params: GenerationParams) -> dict[str, Any]:
+    """The ``/chat/completions`` body: greedy unless ``params`` samples; ``think`` only when asked (an extension)."""
+    body: dict[str, Any] = {"model": model, "messages": openai_messages(conversation),
+                            "max_tokens": params.max_new_tokens}
+    body["temperature"] = (params.temperature if params.temperature is not None else 1.0) if params.do_sample else 0.0
+    if params.do_sample and params.top_p is not None:
+        body["top_p"] = params.top_p
+    if params.do_sample and params.top_k is not None:
+        body["top_k"] = params.top_k
+    if params.repetition_penalty is not None:
+        body["repetition_penalty"] = params.repetition_penalty
+    if params.stop:
+        body["stop"] = list(params.stop)
+    if params.seed is not None:
+        body["seed"] = params.seed
+    if params.think:
+        body["think"] = True
+    if getattr(params, "ignore_eos", False):
+        body["ignore_eos"] = True
+    return body
+
+
+def result_of(reply: dict[str, Any]) -> GenerationResult:
+    """A chat-completion reply as a ``GenerationResult`` (reasoning from ``reasoning`` or vLLM's
+    ``reasoning_content``)."""
+    choice = reply["choices"][0]
+    message = choice.get("message") or {}
+    usage = reply.get("usage") or {}
+    details = usage.get("prompt_tokens_details") or {}
+    return GenerationResult(
+        text=message.get("content") or "", reasoning=message.get("reasoning") or message.get("reasoning_content"),
+        token_ids=[], prompt_tokens=int(usage.get("prompt_tokens") or 0),
+        completion_tokens=int(usage.get("completion_tokens") or 0),
+        visual_tokens=int(details.get("visual_tokens") or 0), finish_reason=choice.get("finish_reason") or "stop",
+    )
+
+
+def _base(url: str) -> str:
+    """``http://host:port`` or ``…/v1`` -> the ``…/v1`` base the OpenAI routes hang from."""
+    url = url.rstrip("/")
+    return url if url.endswith("/v1") else url + "/v1"
+
+
+class EndpointEngine:
+    """Generation through one or more OpenAI-compatible servers (see the module docstring)."""
+
+    def __init__(self, urls: Sequence[str], model: str, api_key: str | None = None, concurrency: int = 4,
+                 timeout_s: float = 600.0, retries: int = 3) -> None:
+        import httpx
+
+        if not urls:
+            raise ValueError("give at least one endpoint URL")
+        if concurrency < 1:
+            raise ValueError("--concurrency must be at least 1")
+        self.urls = [_base(u) for u in urls]
+        self.model = model
+        self.path = model  # what metrics.json records as the model
+        self.concurrency = concurrency
+        self.batch_size = concurrency * len(self.urls)  # the runner hands over this many conversations at a time
+        self.retries = retries
+        self.options = LoadOptions(backend="hf", batch_size=self.batch_size)
+        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self._client = httpx.Client(headers=headers, timeout=timeout_s,
+                                    limits=httpx.Limits(max_connections=self.batch_size + len(self.urls)))
+        self._slots: queue.Queue[str] = queue.Queue()
+        for _ in range(concurrency):
+            for url in self.urls:
+                self._slots.put(url)
+        self.sent = {url: 0 for url in self.urls}  # requests answered per endpoint (for reports and tests)
+        self._lock = threading.Lock()
+
+    # ------------------------------------------------------------------ the Engine protocol
+    def prepare(self, conversations: Sequence[Conversation], params: GenerationParams | None = None,
+                max_visual_tokens: int | None = None) -> Prepared:
+        """The conversations as request bodies; token counts are the server's and are not known here (zeros)."""
+        params = params or GenerationParams()
+        bodies = [request_body(self.model, list(c), params) for c in conversations]
+        zeros = [0] * len(bodies)
+        return Prepared(conversations=list(conversations), prompt_tokens=zeros, visual_tokens=list(zeros),
+                        visual_tokens_before_reduction=list(zeros), params=params, inputs=bodies)
+
+    def generate(self, conversations: Conversation | Sequence[Conversation] | Prepared,
+                 params: GenerationParams | None = None) -> list[GenerationResult]:
+        """Every conversation answered, in input order, with at most ``concurrency`` requests per endpoint."""
+        prepared = self._prepared(conversations, params)
+        bodies = prepared.inputs
+        if not bodies:
+            return []
+        with ThreadPoolExecutor(max_workers=min(self.batch_size, len(bodies))) as pool:
+            return list(pool.map(lambda body: result_of(self._post(body)), bodies))
+
+    def stream(self, conversation: Conversation | Prepared, params: GenerationParams | None = None,
+               cancel: threading.Event | None = None) -> Iterator[StreamEvent]:
+        """Deltas of one streamed answer, then one ``StreamFinal`` (``finish_reason="cancelled"`` if cancelled)."""
+        prepared = self._prepared(conversation, params)
+        body = {**prepared.inputs[0], "stream": True, "stream_options": {"include_usage": True}}
+        url = self._slots.get()
+        texts, reasoning, finish, usage = [], [], "stop", {}
+        try:
+            with self._client.stream("POST", f"{url}/chat/completions", json=body) as response:
+                if response.status_code != 200:
+                    response.read()
+                    raise EndpointError(self._message(url, response))
+                for line in response.iter_lines():
+                    if cancel is not None and cancel.is_set():
+                        finish = "cancelled"
+                        break
+                    if not line.startswith("data:") or line.strip() == "data: [DONE]":
+                        continue
+                    event = json.loads(line[5:])
+                    usage = event.get("usage") or usage
+                    for choice in event.get("choices") or []:
+                        delta = choice.get("delta") or {}
+                        if delta.get("reasoning") or delta.get("reasoning_content"):
+                            reasoning.append(delta.get("reasoning") or delta.get("reasoning_content"))
+                        if delta.get("content"):
+                            texts.append(delta["content"])
+                            yield StreamDelta(delta["content"])
+                        finish = choice.get("finish_reason") or finish
+        finally:
+            self._slots.put(url)
+        reply = {"choices": [{"message": {"content": "".join(texts), "reasoning": "".join(reasoning) or None},
+                              "finish_reason": finish}], "usage": usage}
+        yield StreamFinal(result_of(reply))
+
+    def estimate(self, conversation: Conversation, params: GenerationParams | None = None) -> dict[str, Any]:
+        """Token counts are the server's business: only the request size is known here."""
+        body = request_body(self.model, conversation, params or GenerationParams())
+        return {"endpoints": self.urls, "request_bytes": len(json.dumps(body)), "prompt_tokens": None}
+
+    def info(self) -> dict[str, Any]:
+        return {"backend": "endpoint", "model": self.model, "endpoints": self.urls,
+                "concurrency_per_endpoint": self.concurrency}
+
+    def close(self) -> None:
+        self._client.close()
+
+    # ------------------------------------------------------------------ plumbing
+    def _prepared(self, conversations: Any, params: GenerationParams | None) -> Prepared:
+        if isinstance(conversations, Prepared):
+            return conversations
+        if conversations and isinstance(conversations[0], dict):  # one conversation
+            conversations = [conversations]
+        return self.prepare(conversations, params)
+
+    @staticmethod
+    def _message(url: str, response: Any) -> str:
+        try:
+            detail = response.json()["error"]["message"]
+        except (ValueError, KeyError, TypeError):
+            detail = response.text[:300]
+        return f"{url} answered HTTP {response.status_code}: {detail}"
+
+    def _post(self, body: dict[str, Any]) -> dict[str, Any]:
+        """One request on a free endpoint slot, retried on connection errors, 429 and 5xx."""
+        import httpx
+
+        last = ""
+        for attempt in range(self.retries + 1):
+            url = self._slots.get()
+            try:
+                response = self._client.post(f"{url}/chat/completions", json=body)
+            except httpx.HTTPError as error:
+                last = f"{url}: {type(error).__name__}: {error}"
+            else:
+                if response.status_code == 200:
+                    with self._lock:
+                        self.sent[url] += 1
+                    return response.json()
+                last = self._message(url, response)
+                if response.status_code not in RETRY_STATUSES:
+                    raise EndpointError(last)
+            finally:
+                self._slots.put(url)
+            time.sleep(min(30.0, 0.5 * 2**attempt))
+        raise EndpointError(f"gave up after {self.retries + 1} tries: {last}")

@@ -1,0 +1,30 @@
+"""``hulumed eval``'s parser and ``--list`` import neither torch nor transformers (nor numpy, PIL, pyarrow, httpx):
+heavy modules are imported inside the run function, so ``hulumed eval --list`` works on a machine without torch."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+
+# hulumed/__init__.py is bypassed (it loads the model classes): the eval package is imported on its own.
+PROBE = """
+import argparse, sys, types
+package = types.ModuleType("hulumed"); package.__path__ = [sys.argv[1] + "/hulumed"]; sys.modules["hulumed"] = package
+from hulumed.eval import commands
+parser = argparse.ArgumentParser(); commands.register(parser.add_subparsers())
+args = parser.parse_args(["eval", "--list", "--endpoint", "http://a/v1", "--endpoint", "http://b/v1"])
+assert args.endpoint == ["http://a/v1", "http://b/v1"] and args.concurrency == 4
+assert "M3D_VQA_test.csv" in commands.list_benchmarks() and "H. None" in commands.list_benchmarks()
+heavy = sorted(m for m in ("torch", "transformers", "numpy", "PIL", "pyarrow", "httpx") if m in sys.modules)
+print(",".join(heavy) or "none")
+"""
+
+
+def test_parser_and_list_need_no_heavy_imports() -> None:
+    done = subprocess.run([sys.executable, "-c", PROBE, str(REPO)], check=False, capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "none"

@@ -1,0 +1,94 @@
+"""The endpoint engine without a server: message parts, request bodies, replies, and the bounded spread of
+requests over endpoints (the client's ``post`` replaced by a fake that records what is in flight)."""
+
+from __future__ import annotations
+
+import base64
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytest.importorskip("httpx")
+
+from hulumed.eval.endpoint import EndpointEngine, EndpointError, openai_part, request_body, result_of
+from hulumed.generation import GenerationParams
+
+
+class FakeResponse:
+    def __init__(self, status: int, body: dict[str, Any]) -> None:
+        self.status_code, self._body, self.text = status, body, str(body)
+
+    def json(self) -> dict[str, Any]:
+        return self._body
+
+
+def _reply(text: str) -> dict[str, Any]:
+    return {"choices": [{"message": {"content": text}, "finish_reason": "stop"}],
+            "usage": {"prompt_tokens": 5, "completion_tokens": 1, "prompt_tokens_details": {"visual_tokens": 2}}}
+
+
+def test_parts_volume_folder_text(tmp_path: Path) -> None:
+    volume = tmp_path / "ct.nii.gz"
+    volume.write_bytes(b"\x1f\x8b fake")
+    part = openai_part({"type": "3d", "3d": {"image_path": str(volume), "nii_axis": 2}})
+    assert part["type"] == "volume_url" and part["volume_url"]["axis"] == 2
+    assert base64.b64decode(part["volume_url"]["url"].split(",", 1)[1]) == b"\x1f\x8b fake"
+    part = openai_part({"type": "video", "video": {"video_path": str(tmp_path), "fps": 1, "max_frames": 1800}})
+    assert part == {"type": "video_url", "video_url": {"url": str(tmp_path.resolve()), "fps": 1, "max_frames": 1800}}
+    assert openai_part({"type": "text", "text": "hi"}) == {"type": "text", "text": "hi"}
+    with pytest.raises(EndpointError, match="cannot be sent"):
+        openai_part({"type": "audio"})
+
+
+def test_body_and_reply() -> None:
+    conversation = [{"role": "user", "content": "hi"}]
+    greedy = request_body("m", conversation, GenerationParams.greedy(9))
+    assert greedy == {"model": "m", "messages": conversation, "max_tokens": 9, "temperature": 0.0}
+    sampled = request_body("m", conversation, GenerationParams(max_new_tokens=4, do_sample=True, temperature=0.7,
+                                                               top_p=0.8, stop=["\n"], seed=3))
+    assert sampled["temperature"] == 0.7 and sampled["top_p"] == 0.8 and sampled["stop"] == ["\n"]
+    result = result_of({"choices": [{"message": {"content": "B", "reasoning_content": "because"},
+                                     "finish_reason": "length"}], "usage": {"prompt_tokens": 3}})
+    assert (result.text, result.reasoning, result.finish_reason, result.prompt_tokens) == ("B", "because", "length", 3)
+
+
+def test_requests_spread_over_endpoints_with_bounded_concurrency() -> None:
+    engine = EndpointEngine(["http://a:1", "http://b:1/v1"], "m", concurrency=2)
+    in_flight = {"http://a:1/v1": 0, "http://b:1/v1": 0}
+    peak = dict(in_flight)
+    lock = threading.Lock()
+
+    def post(url: str, json: dict[str, Any]) -> FakeResponse:
+        base = url.rsplit("/chat/completions", 1)[0]
+        with lock:
+            in_flight[base] += 1
+            peak[base] = max(peak[base], in_flight[base])
+        time.sleep(0.02)
+        with lock:
+            in_flight[base] -= 1
+        return FakeResponse(200, _reply(json["messages"][0]["content"]))
+
+    engine._client.post = post  # type: ignore[method-assign]
+    conversations = [[{"role": "user", "content": f"q{i}"}] for i in range(20)]
+    results = engine.generate(conversations, GenerationParams.greedy(2))
+    assert [r.text for r in results] == [f"q{i}" for i in range(20)]  # input order kept
+    assert peak == {"http://a:1/v1": 2, "http://b:1/v1": 2}
+    assert sum(engine.sent.values()) == 20 and all(engine.sent.values())
+    assert results[0].visual_tokens == 2 and engine.batch_size == 4
+
+
+def test_retries_then_gives_up_or_raises(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("hulumed.eval.endpoint.time.sleep", lambda s: None)
+    engine = EndpointEngine(["http://a:1"], "m", retries=2)
+    answers = iter([FakeResponse(503, {"error": {"message": "busy"}}), FakeResponse(200, _reply("ok"))])
+    engine._client.post = lambda url, json: next(answers)  # type: ignore[method-assign]
+    assert engine.generate([[{"role": "user", "content": "x"}]])[0].text == "ok"
+    engine._client.post = lambda url, json: FakeResponse(400, {"error": {"message": "bad image"}})  # type: ignore
+    with pytest.raises(EndpointError, match="HTTP 400: bad image"):
+        engine.generate([[{"role": "user", "content": "x"}]])
+    engine._client.post = lambda url, json: FakeResponse(429, {"error": {"message": "slow down"}})  # type: ignore
+    with pytest.raises(EndpointError, match="gave up after 3 tries: .*slow down"):
+        engine.generate([[{"role": "user", "content": "x"}]])
