@@ -47,7 +47,26 @@ _LAZY: dict[str, tuple[str, bool]] = {
     "HulumedVisionEncoder": (".model.vision_encoder", True),
 }
 
-__all__ = sorted([*_LAZY, "register_auto_classes"])
+__all__ = [
+    "CheckpointError",
+    "Engine",
+    "GenerationParams",
+    "GenerationResult",
+    "HulumedError",
+    "HulumedQwen2Config",
+    "HulumedQwen2ForCausalLM",
+    "HulumedQwen2Model",
+    "HulumedQwen3Config",
+    "HulumedQwen3ForCausalLM",
+    "HulumedQwen3Model",
+    "HulumedVisionEncoder",
+    "HulumedVisionEncoderConfig",
+    "LoadOptions",
+    "MediaError",
+    "TokenReductionSettings",
+    "load",
+    "register_auto_classes",
+]
 
 
 def __getattr__(name: str) -> Any:

@@ -57,7 +57,8 @@ def test_first_readme_command_runs(tmp_path):
     assert (tmp_path / "tiny-hulumed" / "model.safetensors").is_file()
 
 
-@pytest.mark.parametrize("media", [["--volume", "inputs/volume.nii.gz", "--slices", "8"], ["--video", "inputs/video_frames"], []])
+@pytest.mark.parametrize("media", [["--volume", "inputs/volume.nii.gz", "--slices", "8"],
+                                   ["--video", "inputs/video_frames"], []])
 def test_quickstart_other_modalities(media):
     args = [a if not a.startswith("inputs/") else str(GOLDEN / a) for a in media]
     done = subprocess.run(
@@ -81,3 +82,46 @@ def test_fine_tuning_command_from_readme_runs(tmp_path):
                               timeout=600, env=env)
         assert done.returncode == 0, done.stderr[-2000:]
     assert (tmp_path / "runs" / "tiny-lora").is_dir()
+
+
+def upstream_as_documented(code: str, model_path: Path) -> str:
+    """Upstream's Option-1 code with exactly the changes the README lists (and nothing else)."""
+    code = code.replace('"ZJU-AI4H/Hulu-Med-7B"', repr(str(model_path)))
+    code = re.sub(r"^\s*trust_remote_code=True,?\n", "", code, flags=re.M)
+    code = code.replace(".cuda()", ".to(model.device)")
+    return code
+
+
+def _demo_folder(root: Path) -> None:
+    """Upstream's ./demo files, stood in for by the fixture inputs (same kinds: images, NIfTI, mp4)."""
+    import gzip
+    import shutil
+
+    demo = root / "demo"
+    demo.mkdir()
+    inputs = GOLDEN / "inputs"
+    for name, source in {"demo.jpg": "image_a.png", "demo1.jpg": "image_a.png", "demo2.jpg": "image_b.png",
+                         "XRay.jpg": "image_a.png", "pathology.png": "image_b.png",
+                         "1min_demo.mp4": "video.mp4"}.items():
+        shutil.copyfile(inputs / source, demo / name)
+    (demo / "amos_0013.nii").write_bytes(gzip.decompress((inputs / "volume.nii.gz").read_bytes()))
+
+
+def test_upstream_option1_examples_run_with_only_the_documented_changes(tmp_path, monkeypatch, capsys):
+    from tests.e2e.upstream_option1 import EXAMPLES, LOAD
+
+    changes = _code_block_after("<!-- upstream option 1 changes -->")
+    assert changes.startswith("import hulumed") and ".to(model.device)" in changes
+    _demo_folder(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    namespace: dict = {}
+    exec(compile("import hulumed\n" + upstream_as_documented(LOAD, GOLDEN / "tiny-qwen3"), "option1", "exec"),
+         namespace)  # noqa: S102 - upstream's README code
+    model = namespace["model"]
+    assert type(model).__name__ == "HulumedQwen3ForCausalLM" and model.config._attn_implementation == "sdpa"
+    capsys.readouterr()
+    for name, code in EXAMPLES.items():
+        exec(compile(upstream_as_documented(code, GOLDEN / "tiny-qwen3"), name, "exec"), namespace)  # noqa: S102
+        answer = namespace.get("outputs_no_think" if "outputs_no_think" in code else "outputs")
+        assert isinstance(answer, str), name
+        assert capsys.readouterr().out == answer + "\n", name
