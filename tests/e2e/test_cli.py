@@ -473,3 +473,21 @@ def test_lora_adapter_folder_as_model_suggests_merge(tmp_path):
     (adapter / "adapter_config.json").write_text("{}")
     done = hulumed("generate", "--model", str(adapter), "hi")
     assert done.returncode == 1 and "LoRA adapter" in done.stderr and f"hulumed merge-lora {adapter}" in done.stderr
+
+
+def test_serve_prints_where_it_listens(tiny):
+    import re
+    import urllib.request
+
+    run = _Running(["serve", "--model", str(tiny), "--port", "0", "--served-model-name", "tiny"])
+    try:
+        deadline = time.time() + 240
+        while time.time() < deadline and "listening on" not in run.stderr and run.process.poll() is None:
+            time.sleep(0.1)
+        match = re.search(r"hulumed serve: listening on (http://127\.0\.0\.1:\d+) \(model tiny\)", run.stderr)
+        assert match, run.stderr[-2000:]
+        with urllib.request.urlopen(match.group(1) + "/v1/models", timeout=30) as response:
+            assert json.loads(response.read())["data"][0]["id"] == "tiny"
+    finally:
+        run.process.send_signal(signal.SIGINT)
+        run.process.wait(timeout=60)
