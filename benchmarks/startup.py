@@ -36,7 +36,7 @@ CASES = {
     "hulumed eval --list": ["-m", "hulumed", "eval", "--list"],
     "import hulumed": ["-c", "import hulumed"],
 }
-PROBE = "import sys, hulumed; print('torch' in sys.modules)"
+PROBE = "import sys, hulumed; print('torch' in sys.modules, hulumed.__file__)"
 
 
 def _cpu_name() -> str:
@@ -49,9 +49,12 @@ def _cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
+NEUTRAL = tempfile.gettempdir()  # the working directory: `python -c/-m` put it first on sys.path
+
+
 def _run(args: list[str], env: dict[str, str]) -> float:
     start = time.perf_counter()
-    done = subprocess.run([sys.executable, *args], env=env, capture_output=True, text=True)
+    done = subprocess.run([sys.executable, *args], env=env, capture_output=True, text=True, cwd=NEUTRAL)
     elapsed = time.perf_counter() - start
     if done.returncode != 0:
         raise SystemExit(f"{' '.join(args)} failed: {done.stderr[-1000:]}")
@@ -74,8 +77,10 @@ def main() -> None:
         rows[f"{name} (warm)"] = statistics.median(_run(command, env) for _ in range(args.repeat))
     with tempfile.TemporaryDirectory() as empty:
         rows["import hulumed (cold)"] = _run(CASES["import hulumed"], {**env, "PYTHONPYCACHEPREFIX": empty})
-    probe = subprocess.run([sys.executable, "-c", PROBE], env=env, capture_output=True, text=True)
-    torch_imported = probe.stdout.strip() == "True"
+    probe = subprocess.run([sys.executable, "-c", PROBE], env=env, capture_output=True, text=True, cwd=NEUTRAL)
+    torch_imported = probe.stdout.split()[0] == "True"
+    if not probe.stdout.split()[-1].startswith(str(Path(args.code).resolve())):
+        raise SystemExit(f"timed the wrong hulumed: {probe.stdout.split()[-1]} is not under {args.code}")
 
     device = f"CPU: {_cpu_name()}, {os.cpu_count()} logical cores, load average {os.getloadavg()[0]:.1f}"
     print(f"start-up, {args.label} ({args.code}), {device}")
