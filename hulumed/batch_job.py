@@ -47,7 +47,8 @@ class Request:
 def _absolute_media(value: Any, root: Path) -> Any:
     if isinstance(value, dict):
         return {
-            k: str(root / v) if k in _MEDIA_KEYS and isinstance(v, str) and not os.path.isabs(v) else _absolute_media(v, root)
+            k: str(root / v) if k in _MEDIA_KEYS and isinstance(v, str) and not os.path.isabs(v)
+            else _absolute_media(v, root)
             for k, v in value.items()
         }
     if isinstance(value, list):

@@ -109,7 +109,15 @@ def _with_registering_lookups(base: type) -> type:
         def put(self: Any, value: dict) -> None:
             self.__dict__["_extra_content"] = value
 
-        cached = _SUBCLASSES[base] = type(base.__name__, (base,), {"_extra_content": property(get, put)})
+        members: dict[str, Any] = {"_extra_content": property(get, put)}
+        if hasattr(base, "_from_pickle"):  # pickles as the plain transformers mapping
+
+            def reduce(self: Any) -> tuple:
+                _, state = base.__reduce__(self)
+                return base._from_pickle, state
+
+            members["__reduce__"] = reduce
+        cached = _SUBCLASSES[base] = type(base.__name__, (base,), members)
     return cached
 
 
@@ -129,7 +137,9 @@ class _AutoModuleFinder(importlib.abc.MetaPathFinder):
     def __init__(self) -> None:
         self._searching = False
 
-    def find_spec(self, name: str, path: Any, target: ModuleType | None = None) -> importlib.machinery.ModuleSpec | None:
+    def find_spec(
+        self, name: str, path: Any, target: ModuleType | None = None
+    ) -> importlib.machinery.ModuleSpec | None:
         if name not in _AUTO_MODULES or self._searching:
             return None
         self._searching = True

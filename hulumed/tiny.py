@@ -52,7 +52,9 @@ def make_tiny_checkpoint(out: str | os.PathLike, variant: str = "qwen2", seed: i
     source = ASSETS / f"tiny-{variant}"
     raw = json.loads((source / "config.json").read_text())
     config_cls, model_cls = (
-        (HulumedQwen2Config, HulumedQwen2ForCausalLM) if variant == "qwen2" else (HulumedQwen3Config, HulumedQwen3ForCausalLM)
+        (HulumedQwen2Config, HulumedQwen2ForCausalLM)
+        if variant == "qwen2"
+        else (HulumedQwen3Config, HulumedQwen3ForCausalLM)
     )
     config = config_cls.from_dict(raw)
     generator = torch.Generator().manual_seed(seed)
