@@ -9,17 +9,21 @@ Media paths are relative to ``media_root`` (default: the input file's folder). A
 ``line-<n>``. Output: one JSON object per line with the same ``id`` and either ``text`` / ``reasoning`` /
 ``finish_reason`` / ``usage`` or ``error``; each line is written and flushed as soon as its batch is done.
 
-Resuming: ids already present in the output are skipped, so re-running an interrupted command finishes the
+Resuming: ids already answered in the output are skipped, so re-running an interrupted command finishes the
 job with every id exactly once (a half-written last line from a kill is cut off first). A bad line
 (malformed JSON, bad fields, unreadable media) becomes an error record for that id and the job goes on: a
-failing batch is retried one request at a time so only the bad request fails.
+failing batch is retried one request at a time so only the bad request fails. On a rerun, error records are
+dropped from the output and their ids answered again (``retry_errors=False`` keeps them as they are), so a
+fixed input file or a restored image is picked up. An id that appears twice in the input is answered once,
+with a warning naming both lines.
 """
 
 from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator
+import sys
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, TextIO
@@ -89,8 +93,12 @@ def _as_dict(params: GenerationParams) -> dict[str, Any]:
     return {f.name: getattr(params, f.name) for f in fields(GenerationParams)}
 
 
-def done_ids(output: Path) -> set[str]:
-    """Ids already answered in ``output``; a torn last line (from a kill) is truncated away first."""
+def done_ids(output: Path, retry_errors: bool = False) -> set[str]:
+    """Ids already answered in ``output``; a torn last line (from a kill) is truncated away first.
+
+    With ``retry_errors``, error records are removed from ``output`` (rewritten atomically) and their ids are
+    not counted as done.
+    """
     if not output.exists():
         return set()
     data = output.read_bytes()
@@ -99,12 +107,23 @@ def done_ids(output: Path) -> set[str]:
         with output.open("r+b") as handle:
             handle.truncate(keep)
         data = data[:keep]
-    ids = set()
+    ids, kept, dropped = set(), [], 0
     for line in data.decode("utf-8", errors="replace").splitlines():
         try:
-            ids.add(str(json.loads(line)["id"]))
+            record = json.loads(line)
+            request_id = str(record["id"])
         except (json.JSONDecodeError, KeyError, TypeError):
+            kept.append(line)
             continue
+        if retry_errors and "error" in record:
+            dropped += 1
+            continue
+        ids.add(request_id)
+        kept.append(line)
+    if dropped:
+        scratch = output.with_name(output.name + ".tmp")
+        scratch.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
+        os.replace(scratch, output)
     return ids
 
 
@@ -128,17 +147,25 @@ def _write(handle: TextIO, record: dict[str, Any]) -> None:
     os.fsync(handle.fileno())
 
 
-def _pending(input_path: Path, root: Path, defaults: GenerationParams, skip: set[str]) -> Iterator[Request]:
-    seen = set(skip)
+def _pending(
+    input_path: Path, root: Path, defaults: GenerationParams, skip: set[str], warn: Callable[[str], None]
+) -> Iterator[Request]:
+    first_line: dict[str, int] = {}
     with input_path.open(encoding="utf-8") as handle:
         for number, line in enumerate(handle, start=1):
             if not line.strip():
                 continue
             request = parse_request(line, number, root, defaults)
-            if request.id in seen:
+            if request.id in first_line:
+                warn(f"line {number} repeats id {request.id!r} of line {first_line[request.id]}; it is skipped")
                 continue
-            seen.add(request.id)
-            yield request
+            first_line[request.id] = number
+            if request.id not in skip:
+                yield request
+
+
+def _stderr(message: str) -> None:
+    print(f"hulumed batch: warning: {message}", file=sys.stderr)
 
 
 def run_batch_job(
@@ -150,15 +177,19 @@ def run_batch_job(
     media_root: str | os.PathLike | None = None,
     defaults: GenerationParams | None = None,
     progress: bool = True,
+    retry_errors: bool = True,
+    warn: Callable[[str], None] = _stderr,
 ) -> dict[str, int]:
-    """Answer every request of ``input_path`` not yet in ``output_path``; returns counts."""
+    """Answer every request of ``input_path`` not yet answered in ``output_path``; returns counts."""
     input_path, output_path = Path(input_path), Path(output_path)
     if not input_path.is_file():
         raise HulumedError(f"no input file {input_path}")
+    if batch_size < 1:
+        raise HulumedError(f"batch size must be at least 1, got {batch_size}")
     root = Path(media_root) if media_root is not None else input_path.parent
     defaults = defaults or GenerationParams()
-    skip = done_ids(output_path)
-    requests = list(_pending(input_path, root, defaults, skip))
+    skip = done_ids(output_path, retry_errors=retry_errors)
+    requests = list(_pending(input_path, root, defaults, skip, warn))
     counts = {"skipped": len(skip), "answered": 0, "errors": 0}
     bar = None
     if progress:

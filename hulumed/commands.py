@@ -1,49 +1,94 @@
 """Inference verbs of the ``hulumed`` command: generate, chat, batch, info, estimate, make-tiny.
 
-Each handler parses nothing itself and holds no logic of its own: it turns arguments into one call of the
-engine (``hulumed.engine``), the batch runner (``hulumed.batch_job``), the estimator or ``make_tiny_checkpoint``.
+Each handler holds no logic of its own: it checks what can be checked before any weights are read (devices,
+attention backend, media paths, prompt), then turns arguments into one call of the engine
+(``hulumed.engine``), the batch runner (``hulumed.batch_job``), the estimator or ``make_tiny_checkpoint``.
+Options are generated from the dataclasses they fill (``hulumed.options``): load options from
+``interface.LoadOptions``, generation options from ``generation.GenerationParams``. Nothing heavy is imported
+at module level (``hulumed generate --help`` does not import torch).
+
+Ctrl-C while an answer streams stops that answer (the model stops at the next token): ``generate`` exits with
+status 130, ``chat`` goes back to its prompt with the conversation kept.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
+from .errors import HulumedError
 from .generation import GenerationParams
-from .interface import text_deltas
+from .interface import LoadOptions, text_deltas
+from .options import add_options, option_values, positive_int
+
+# LoadOptions fields every model-loading verb offers (and `hulumed.load` accepts today)
+LOAD_FIELDS = ("revision", "device", "dtype", "attn_implementation", "quantization", "frame_chunk_size",
+               "system_prompt")
+_LOAD_HELP = {
+    "revision": "hub revision (branch, tag or commit)",
+    "device": "cuda, cuda:1, mps or cpu (default: cuda > mps > cpu)",
+    "dtype": "bfloat16, float16 or float32 (default: bf16 on CUDA, fp32 elsewhere)",
+    "attn_implementation": "attention: sdpa, eager or flash_attention_2 (needs the flash-attn package)",
+    "quantization": "bitsandbytes weights (CUDA only)",
+    "frame_chunk_size": "vision encoder frames per pass (identical results; bounds memory)",
+    "system_prompt": "render the checkpoint's system prompt (default: on for requests with media, as upstream)",
+    "batch_size": "most requests answered together",
+}
+GENERATION_FIELDS = ("max_new_tokens", "temperature", "top_p", "top_k", "repetition_penalty", "stop", "seed",
+                     "think", "ignore_eos")
+_GENERATION_HELP = {
+    "max_new_tokens": "most tokens of an answer",
+    "temperature": "sampling temperature (0: greedy; default: generation_config.json)",
+    "top_p": "nucleus sampling (default: generation_config.json)",
+    "top_k": "top-k sampling (default: generation_config.json)",
+    "repetition_penalty": "default: generation_config.json",
+    "stop": "stop string (repeatable)",
+    "think": "upstream reasoning mode (its instruction appended; reasoning shown separately)",
+}
+ORIENTATION_NAMES = "raw | ras | radiological"
+NORMALIZATION_NAMES = "slice | volume"
+_IMAGE_MAGIC = {b"\xff\xd8\xff": "JPEG", b"\x89PNG": "PNG", b"GIF8": "GIF", b"BM": "BMP", b"II*\x00": "TIFF",
+                b"MM\x00*": "TIFF"}
 
 
 # ---------------------------------------------------------------------------------------------- options
-def _model_options(parser: argparse.ArgumentParser) -> None:
+def add_model_options(parser: argparse.ArgumentParser, batch: bool = False) -> None:
+    """--model and the LoadOptions fields (also used by ``hulumed serve``)."""
     parser.add_argument("--model", required=True, help="checkpoint folder or hub id (e.g. ZJU-AI4H/Hulu-Med-7B)")
-    parser.add_argument("--revision", help="hub revision (branch, tag or commit)")
-    parser.add_argument("--device", help="cuda, cuda:1, mps or cpu (default: the best available)")
-    parser.add_argument("--dtype", help="bfloat16, float16 or float32 (default: bf16 on CUDA, fp32 elsewhere)")
-    parser.add_argument("--attn", default="sdpa", help="attention: sdpa (default), eager or flash_attention_2")
-    parser.add_argument("--quantization", choices=["4bit", "8bit"], help="bitsandbytes weights (CUDA only)")
+    add_options(
+        parser, LoadOptions, only=LOAD_FIELDS + (("batch_size",) if batch else ()), help=_LOAD_HELP,
+        names={"attn_implementation": ("attn", "attn-implementation")}, choices={"quantization": ("4bit", "8bit")},
+        types_={"batch_size": positive_int, "frame_chunk_size": positive_int},
+    )
     parser.add_argument("--compression", choices=["on", "off"], help="override use_token_compression")
 
 
-def _media_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--image", action="append", default=[], metavar="FILE", help="an image (repeatable)")
-    parser.add_argument("--video", metavar="FILE", help="a video file or a folder of frames")
-    parser.add_argument("--fps", type=float, default=1.0, help="video frames per second to sample")
-    parser.add_argument("--max-frames", type=int, default=128)
-    parser.add_argument("--volume", metavar="FILE", help="a 3D volume (NIfTI)")
-    parser.add_argument("--slices", type=int, help="slices taken from --volume (default: all)")
-    parser.add_argument("--axis", type=int, default=2, help="slicing axis: 0 sagittal, 1 coronal, 2 axial")
-    _volume_options(parser)
+def load_kwargs(args: argparse.Namespace) -> dict[str, Any]:
+    """Keyword arguments for ``hulumed.load`` from the LoadOptions fields on the command line."""
+    return option_values(args, LoadOptions, LOAD_FIELDS + ("batch_size",))
 
 
-def _volume_options(parser: argparse.ArgumentParser) -> None:
-    from .processing import NORMALIZATIONS, ORIENTATIONS, window_names
-
-    parser.add_argument("--window", help=f"CT window for --volume: {', '.join(window_names())}, or CENTER,WIDTH "
+def _media_options(parser: argparse.ArgumentParser, single: bool = True) -> None:
+    if single:
+        parser.add_argument("--image", action="append", default=[], metavar="FILE", help="an image (repeatable)")
+        parser.add_argument("--video", metavar="FILE", help="a video file or a folder of frames")
+        parser.add_argument("--volume", metavar="FILE", help="a 3D volume (NIfTI, DICOM series folder or zip)")
+    parser.add_argument("--fps", type=float, default=1.0, help="video frames per second to sample [1.0]")
+    parser.add_argument("--max-frames", type=positive_int, default=128, help="most video frames [128]")
+    parser.add_argument("--slices", type=positive_int, help="slices taken from a volume (default: all)")
+    parser.add_argument("--axis", type=int, default=2, choices=(0, 1, 2),
+                        help="slicing axis: 0 sagittal, 1 coronal, 2 axial [2]")
+    parser.add_argument("--window", help="CT window for a volume: a preset name (lung, bone, ...) or CENTER,WIDTH "
                         "(default: upstream's per-slice min-max)")
-    parser.add_argument("--orientation", choices=ORIENTATIONS, help="volume axes (default raw, as upstream)")
-    parser.add_argument("--normalize", choices=NORMALIZATIONS, help="intensity scaling (default slice, as upstream)")
+    parser.add_argument("--orientation", help=f"volume axes: {ORIENTATION_NAMES} (default raw, as upstream)")
+    parser.add_argument("--normalize", help=f"intensity scaling: {NORMALIZATION_NAMES} (default slice, as upstream)")
     parser.add_argument("--time-index", type=int, help="the time point of a 4-D volume")
     parser.add_argument("--series-uid", help="the DICOM series to use when a folder holds several")
 
@@ -53,7 +98,10 @@ def _volume_item_options(args: argparse.Namespace) -> dict[str, Any]:
     options: dict[str, Any] = {}
     if getattr(args, "window", None):
         if "," in args.window:
-            center, width = (float(v) for v in args.window.split(",", 1))
+            try:
+                center, width = (float(v) for v in args.window.split(",", 1))
+            except ValueError:
+                raise HulumedError(f"--window {args.window!r}: CENTER,WIDTH must be two numbers") from None
             options["window"] = [center, width]
         else:
             options["window"] = args.window
@@ -63,36 +111,93 @@ def _volume_item_options(args: argparse.Namespace) -> dict[str, Any]:
     return options
 
 
+def _check_volume_options(args: argparse.Namespace) -> None:
+    from .processing.volume import NORMALIZATIONS, ORIENTATIONS
+
+    for flag, value, known in (("--orientation", args.orientation, ORIENTATIONS),
+                               ("--normalize", args.normalize, NORMALIZATIONS)):
+        if value is not None and value not in known:
+            raise HulumedError(f"{flag} {value!r} is not one of {', '.join(known)}")
+
+
 def _generation_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--max-new-tokens", type=int, default=512)
     parser.add_argument("--greedy", action="store_true", help="greedy decoding (default: generation_config.json)")
-    parser.add_argument("--temperature", type=float)
-    parser.add_argument("--top-p", type=float)
-    parser.add_argument("--top-k", type=int)
-    parser.add_argument("--repetition-penalty", type=float)
-    parser.add_argument("--stop", action="append", default=[], help="stop string (repeatable)")
-    parser.add_argument("--seed", type=int)
-    parser.add_argument("--think", action="store_true", help="upstream reasoning mode")
+    add_options(parser, GenerationParams, only=GENERATION_FIELDS, help=_GENERATION_HELP,
+                types_={"max_new_tokens": positive_int})
 
 
 def _params(args: argparse.Namespace) -> GenerationParams:
-    return GenerationParams(
-        max_new_tokens=args.max_new_tokens, do_sample=False if args.greedy else None, temperature=args.temperature,
-        top_p=args.top_p, top_k=args.top_k, repetition_penalty=args.repetition_penalty, stop=list(args.stop),
-        seed=args.seed, think=args.think,
-    )
+    values = option_values(args, GenerationParams, GENERATION_FIELDS)
+    return GenerationParams(do_sample=False if args.greedy else None, **values)
 
 
-def _engine(args: argparse.Namespace, batch_size: int = 8) -> Any:
+# ---------------------------------------------------------------------------------------------- checks
+def check_load_options(args: argparse.Namespace) -> None:
+    """What can be checked before weights are read: model folder, device, attention backend, dtype."""
+    from .hub import resolve_model
+
+    resolve_model(args.model, revision=getattr(args, "revision", None))  # a missing / wrong folder: one line
+    attn = getattr(args, "attn_implementation", "sdpa")
+    if attn not in ("sdpa", "eager", "flash_attention_2"):
+        raise HulumedError(f"--attn {attn!r} is not one of sdpa, eager, flash_attention_2")
+    if attn == "flash_attention_2":
+        import importlib.util
+
+        if importlib.util.find_spec("flash_attn") is None:
+            raise HulumedError("--attn flash_attention_2 needs the flash-attn package (pip install flash-attn, "
+                               "CUDA only); use --attn sdpa")
+    device = getattr(args, "device", None)
+    if device is not None or getattr(args, "quantization", None) is not None:
+        import torch
+
+        kind = (device or "cuda").split(":")[0]
+        if kind == "cuda" and not torch.cuda.is_available():
+            what = "--quantization" if device is None else f"--device {device}"
+            raise HulumedError(f"{what}: CUDA is not available here (torch {torch.__version__}"
+                               f"{', built without CUDA' if torch.version.cuda is None else ', no GPU visible'}); "
+                               "use --device cpu")
+        if kind == "cuda" and ":" in device and int(device.split(":")[1]) >= torch.cuda.device_count():
+            raise HulumedError(f"--device {device}: only {torch.cuda.device_count()} CUDA device(s) here")
+        if kind == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+            raise HulumedError(f"--device {device}: MPS (Apple GPU) is not available here; use --device cpu")
+        if kind not in ("cuda", "mps", "cpu"):
+            raise HulumedError(f"--device {device!r}: use cuda, cuda:N, mps or cpu")
+    if getattr(args, "dtype", None) is not None:
+        from .loading import pick_device, pick_dtype
+
+        pick_dtype(pick_device("cpu"), args.dtype)  # an unknown name raises a one-line ValueError
+
+
+def _image_kind(path: Path) -> str | None:
+    """'JPEG' / 'PNG' / ... when ``path`` is a file starting like an image, else None."""
+    if not path.is_file():
+        return None
+    with path.open("rb") as handle:
+        head = handle.read(8)
+    return next((kind for magic, kind in _IMAGE_MAGIC.items() if head.startswith(magic)), None)
+
+
+def check_media(images: list[str], video: str | None, volume: str | None) -> None:
+    """Each path exists, and a video is not an image file (one-line errors naming the flag)."""
+    for flag, path in [*(("--image", p) for p in images), ("--video", video), ("--volume", volume)]:
+        if path is not None and not Path(path).exists():
+            raise HulumedError(f"{flag} {path}: no such file or folder")
+    if video is not None and (kind := _image_kind(Path(video))) is not None:
+        raise HulumedError(f"--video {video} is a {kind} image, not a video; pass it with --image")
+
+
+def _check_prompt(prompt: str) -> str:
+    if not prompt.strip():
+        raise HulumedError("the prompt is empty; say what you want to know")
+    return prompt
+
+
+def _engine(args: argparse.Namespace) -> Any:
     from .interface import ReductionOptions
     from .loading import load
 
-    engine = load(
-        args.model, device=args.device, dtype=args.dtype, attn_implementation=args.attn,
-        quantization=args.quantization, revision=args.revision, batch_size=batch_size,
-        reduction=ReductionOptions(enabled=None if args.compression is None else args.compression == "on"),
-    )
-    return engine
+    enabled = None if args.compression is None else args.compression == "on"
+    return load(args.model, **load_kwargs(args), reduction=ReductionOptions(enabled=enabled))
 
 
 def _turn(args: argparse.Namespace, prompt: str) -> dict[str, Any]:
@@ -104,37 +209,141 @@ def _turn(args: argparse.Namespace, prompt: str) -> dict[str, Any]:
     )
 
 
+# ---------------------------------------------------------------------------------------------- streaming
+@contextmanager
+def _ctrl_c_stops(cancel: threading.Event) -> Iterator[None]:
+    """While streaming, the first Ctrl-C sets ``cancel`` (the model stops at its next token); a second one
+    leaves at once. Outside the main thread nothing is changed."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(signum: int, frame: Any) -> None:
+        if cancel.is_set():
+            import os
+
+            os._exit(130)
+        cancel.set()
+
+    previous = signal.signal(signal.SIGINT, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _stream_to_stdout(engine: Any, conversation: list[dict[str, Any]], params: GenerationParams) -> tuple[str, bool]:
+    """Print an answer as it streams; returns (the text shown, whether Ctrl-C stopped it)."""
+    cancel = threading.Event()
+    answer = ""
+    with _ctrl_c_stops(cancel):
+        for text in text_deltas(engine.stream(conversation, params, cancel=cancel)):
+            answer += text
+            sys.stdout.write(text)
+            sys.stdout.flush()
+    sys.stdout.write("\n")
+    sys.stdout.flush()
+    return answer, cancel.is_set()
+
+
 # ---------------------------------------------------------------------------------------------- verbs
 def cmd_generate(args: argparse.Namespace) -> int:
+    _check_prompt(args.prompt)
+    check_media(args.image, args.video, args.volume)
+    _check_volume_options(args)
+    check_load_options(args)
+    params = _params(args)
     engine = _engine(args)
     conversation = [_turn(args, args.prompt)]
-    params = _params(args)
     if args.json:
         [result] = engine.generate(conversation, params)
         print(json.dumps(result.to_dict(), ensure_ascii=False))
         return 0
-    for delta in text_deltas(engine.stream(conversation, params)):
-        sys.stdout.write(delta)
-        sys.stdout.flush()
-    sys.stdout.write("\n")
+    _, stopped = _stream_to_stdout(engine, conversation, params)
+    if stopped:
+        print("(stopped)", file=sys.stderr)
+        return 130
     return 0
 
 
-_CHAT_HELP = """commands: /image PATH  /video PATH  /volume PATH [SLICES]  /think (toggle)  /reset  /quit
-anything else is your message; attachments go with your next message."""
+CHAT_HELP = """commands:
+  /image PATH            attach an image to your next message (repeatable)
+  /video PATH            attach a video file or a folder of frames
+  /volume PATH [SLICES]  attach a 3D volume (NIfTI, DICOM folder), optionally with a slice count
+  /think                 toggle upstream's reasoning mode
+  /history               show the conversation so far
+  /reset                 forget the conversation and pending attachments
+  /help                  this list
+  /quit                  leave (or Ctrl-D)
+anything else is your message; attachments go with your next message. Ctrl-C stops an answer."""
+
+
+class _Chat:
+    """The state of one terminal chat: history, pending attachments, think mode."""
+
+    def __init__(self, args: argparse.Namespace, params: GenerationParams) -> None:
+        self.args, self.params = args, params
+        self.history: list[dict[str, Any]] = []
+        self.images: list[str] = []
+        self.video: str | None = None
+        self.volume: tuple[str, int | None] | None = None
+
+    def attach(self, command: str, rest: str) -> str:
+        """Validate and queue an attachment; returns what to tell the user (errors leave the queue as it was)."""
+        if not rest:
+            return f"usage: {command} PATH" + (" [SLICES]" if command == "/volume" else "")
+        if command == "/image":
+            from .processing.image import load_image
+
+            load_image(rest)  # unreadable -> MediaError, nothing attached
+            self.images.append(rest)
+            return f"(image attached: {rest}; {len(self.images)} pending)"
+        if command == "/video":
+            check_media([], rest, None)
+            self.video = rest
+            return f"(video attached: {rest})"
+        path, count = rest, self.args.slices
+        head, _, last = rest.rpartition(" ")
+        if head and not Path(rest).exists():  # "/volume PATH SLICES"
+            try:
+                count = positive_int(last)
+            except argparse.ArgumentTypeError as error:
+                raise HulumedError(f"/volume SLICES: {error}") from None
+            path = head
+        check_media([], None, path)
+        self.volume = (path, count)
+        return f"(volume attached: {path}{f', {count} slices' if count else ''})"
+
+    def turn(self, text: str) -> dict[str, Any]:
+        from .conversation import user_turn
+
+        volume = self.volume
+        turn = user_turn(
+            text, self.images, self.video, volume[0] if volume else None, slices=volume[1] if volume else None,
+            axis=self.args.axis, fps=self.args.fps, max_frames=self.args.max_frames,
+            volume_options=_volume_item_options(self.args),
+        )
+        self.images, self.video, self.volume = [], None, None
+        return turn
+
+    def show_history(self) -> str:
+        lines = []
+        for message in self.history:
+            parts = message["content"] if isinstance(message["content"], list) else [message["content"]]
+            text = " ".join(p["text"] if isinstance(p, dict) and p.get("type") == "text" else
+                            (f"[{p['type']}]" if isinstance(p, dict) else str(p)) for p in parts)
+            lines.append(f"{'you' if message['role'] == 'user' else 'hulumed'}: {text}")
+        return "\n".join(lines) if lines else "(no conversation yet)"
 
 
 def cmd_chat(args: argparse.Namespace) -> int:
-    from .conversation import user_turn
-
-    engine = _engine(args)
+    _check_volume_options(args)
+    check_load_options(args)
     params = _params(args)
-    history: list[dict[str, Any]] = []
-    images: list[str] = []
-    video: str | None = None
-    volume: tuple[str, int | None] | None = None
+    engine = _engine(args)
+    chat = _Chat(args, params)
     interactive = sys.stdin.isatty()
-    print(_CHAT_HELP, file=sys.stderr)
+    print(CHAT_HELP, file=sys.stderr)
     while True:
         if interactive:
             print("you> ", end="", flush=True, file=sys.stderr)
@@ -145,60 +354,60 @@ def cmd_chat(args: argparse.Namespace) -> int:
         if not line:
             continue
         command, _, rest = line.partition(" ")
-        if command == "/quit":
-            return 0
-        if command == "/reset":
-            history, images, video, volume = [], [], None, None
-            print("(conversation cleared)", file=sys.stderr)
-        elif command == "/think":
-            params.think = not params.think
-            print(f"(think mode {'on' if params.think else 'off'})", file=sys.stderr)
-        elif command == "/image" and rest:
-            images.append(rest.strip())
-        elif command == "/video" and rest:
-            video = rest.strip()
-        elif command == "/volume" and rest:
-            path, _, slices = rest.strip().partition(" ")
-            volume = (path, int(slices) if slices.strip() else args.slices)
-        elif command.startswith("/"):
-            print(_CHAT_HELP, file=sys.stderr)
-        else:
-            turn = user_turn(
-                line, images, video, volume[0] if volume else None, slices=volume[1] if volume else None,
-                axis=args.axis, fps=args.fps, max_frames=args.max_frames, volume_options=_volume_item_options(args),
-            )
-            images, video, volume = [], None, None
-            conversation = [*history, turn]
-            try:
+        rest = rest.strip()
+        try:
+            if command == "/quit":
+                return 0
+            if command == "/reset":
+                chat.history, chat.images, chat.video, chat.volume = [], [], None, None
+                print("(conversation cleared)", file=sys.stderr)
+            elif command == "/think":
+                params.think = not params.think
+                print(f"(think mode {'on' if params.think else 'off'})", file=sys.stderr)
+            elif command == "/history":
+                print(chat.show_history(), file=sys.stderr)
+            elif command in ("/image", "/video", "/volume"):
+                print(chat.attach(command, rest), file=sys.stderr)
+            elif command.startswith("/"):
+                if command != "/help":
+                    print(f"(unknown command {command})", file=sys.stderr)
+                print(CHAT_HELP, file=sys.stderr)
+            else:
+                conversation = [*chat.history, chat.turn(line)]
                 print("hulumed> ", end="", flush=True)
-                answer = ""
-                for delta in text_deltas(engine.stream(conversation, params)):
-                    answer += delta
-                    print(delta, end="", flush=True)
-                print()
-            except (ValueError, OSError) as error:  # a bad attachment must not end the session
-                print(f"\n(error: {error})", file=sys.stderr)
-                continue
-            history = [*conversation, {"role": "assistant", "content": answer}]
+                answer, stopped = _stream_to_stdout(engine, conversation, params)
+                if stopped:
+                    print("(answer stopped; kept in the conversation as far as it got)", file=sys.stderr)
+                chat.history = [*conversation, {"role": "assistant", "content": answer}]
+        except (HulumedError, ValueError, OSError) as error:  # a bad command or attachment never ends the chat
+            print(f"(error: {error})", file=sys.stderr)
 
 
 def cmd_batch(args: argparse.Namespace) -> int:
     from .batch_job import run_batch_job
 
-    engine = _engine(args, batch_size=args.batch_size)
+    if not Path(args.input).is_file():
+        raise HulumedError(f"--input {args.input}: no such file")
+    check_load_options(args)
+    params = _params(args)
+    engine = _engine(args)
     counts = run_batch_job(
         engine, args.input, args.output, batch_size=args.batch_size, media_root=args.media_root,
-        defaults=_params(args), progress=not args.no_progress,
+        defaults=params, progress=not args.no_progress, retry_errors=args.retry_errors,
     )
     print(json.dumps(counts), file=sys.stderr)
     return 0
 
 
 def _config_and_processor(model: str, revision: str | None) -> tuple[Any, Any, Any]:
-    from .loading import load_config, load_processor
+    from transformers import AutoConfig, AutoProcessor
 
-    path, config = load_config(model, revision)
-    return path, config, load_processor(path)
+    from .hub import resolve_model
+    from .registration import register_auto_classes
+
+    register_auto_classes()
+    path = resolve_model(model, revision=revision)
+    return path, AutoConfig.from_pretrained(path), AutoProcessor.from_pretrained(path)
 
 
 def cmd_info(args: argparse.Namespace) -> int:
@@ -216,6 +425,9 @@ def cmd_estimate(args: argparse.Namespace) -> int:
     from .estimate import estimate_request
     from .loading import pick_device, pick_dtype
 
+    _check_prompt(args.prompt)
+    check_media(args.image, args.video, args.volume)
+    _check_volume_options(args)
     _, config, processor = _config_and_processor(args.model, args.revision)
     conversation = [_turn(args, args.prompt)]
     dtype = pick_dtype(pick_device(args.device), args.dtype)
@@ -235,7 +447,7 @@ def cmd_estimate(args: argparse.Namespace) -> int:
 def cmd_make_tiny(args: argparse.Namespace) -> int:
     from .tiny import make_tiny_checkpoint
 
-    out = make_tiny_checkpoint(args.out, variant=args.variant, seed=args.seed)
+    out = make_tiny_checkpoint(args.out, variant=args.variant, seed=args.seed, force=args.force)
     print(f"wrote a tiny random {args.variant} checkpoint (official layout) to {out}")
     return 0
 
@@ -243,44 +455,40 @@ def cmd_make_tiny(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------------------------------------- registry
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("generate", help="answer one prompt (with images / video / volume), streamed")
-    _model_options(p)
+    add_model_options(p)
     _media_options(p)
     _generation_options(p)
     p.add_argument("--json", action="store_true", help="print one JSON result instead of streaming text")
     p.add_argument("prompt")
     p.set_defaults(handler=cmd_generate)
 
-    p = subparsers.add_parser("chat", help="multi-turn chat in the terminal (/image, /volume, /reset, /think)")
-    _model_options(p)
+    p = subparsers.add_parser("chat", help="multi-turn chat in the terminal", epilog=CHAT_HELP,
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_model_options(p)
     _generation_options(p)
-    p.add_argument("--fps", type=float, default=1.0)
-    p.add_argument("--max-frames", type=int, default=128)
-    p.add_argument("--slices", type=int)
-    p.add_argument("--axis", type=int, default=2)
-    _volume_options(p)
+    _media_options(p, single=False)
     p.set_defaults(handler=cmd_chat)
 
     p = subparsers.add_parser("batch", help="answer a JSONL file of requests, resumable")
-    _model_options(p)
+    add_model_options(p, batch=True)
     _generation_options(p)
     p.add_argument("--input", required=True, help="requests, one JSON object per line")
     p.add_argument("--output", required=True, help="results, one JSON object per line (appended; resumable)")
-    p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--media-root", help="folder that relative media paths start from (default: the input's)")
+    p.add_argument("--retry-errors", action=argparse.BooleanOptionalAction, default=True,
+                   help="on a rerun, answer again the ids whose record is an error [on]")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(handler=cmd_batch)
 
     p = subparsers.add_parser("info", help="variant, parameter count, sizes and flags of a checkpoint")
     p.add_argument("model", help="checkpoint folder or hub id")
-    p.add_argument("--revision")
+    add_options(p, LoadOptions, only=("revision",), help=_LOAD_HELP)
     p.set_defaults(handler=cmd_info)
 
     p = subparsers.add_parser("estimate", help="visual tokens and memory a request needs (no weights loaded)")
-    p.add_argument("--model", required=True)
-    p.add_argument("--revision")
-    p.add_argument("--device")
-    p.add_argument("--dtype")
-    p.add_argument("--frame-chunk-size", type=int, default=32)
+    p.add_argument("--model", required=True, help="checkpoint folder or hub id")
+    add_options(p, LoadOptions, only=("revision", "device", "dtype", "frame_chunk_size"), help=_LOAD_HELP,
+                types_={"frame_chunk_size": positive_int})
     p.add_argument("--json", action="store_true")
     _media_options(p)
     _generation_options(p)
@@ -291,4 +499,5 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("out")
     p.add_argument("--variant", choices=["qwen2", "qwen3"], default="qwen2")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--force", action="store_true", help="write into an existing non-empty folder")
     p.set_defaults(handler=cmd_make_tiny)

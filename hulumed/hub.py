@@ -21,6 +21,11 @@ def resolve_model(model: str | os.PathLike, revision: str | None = None, cache_d
     path = Path(model).expanduser()
     if path.is_dir():
         if not (path / "config.json").is_file():
+            if (path / "adapter_config.json").is_file():
+                raise CheckpointError(
+                    f"{path} holds a LoRA adapter, not a full checkpoint; merge it first: "
+                    f"`hulumed merge-lora {path} --output {path}-merged`, then use --model {path}-merged"
+                )
             raise CheckpointError(f"{path} has no config.json; point at a Hulu-Med checkpoint folder")
         return path
     text = str(model)

@@ -13,7 +13,7 @@ import os
 import shutil
 from pathlib import Path
 
-import torch
+from .errors import HulumedError
 
 ASSETS = Path(__file__).parent / "assets"
 VARIANTS = ("qwen2", "qwen3")
@@ -31,17 +31,30 @@ _PROCESSOR_FILES = (
 )
 
 
-def make_tiny_checkpoint(out: str | os.PathLike, variant: str = "qwen2", seed: int = 0) -> Path:
-    """Write a random tiny checkpoint to ``out`` (created) and return its path."""
+def make_tiny_checkpoint(out: str | os.PathLike, variant: str = "qwen2", seed: int = 0, force: bool = False) -> Path:
+    """Write a random tiny checkpoint to ``out`` (created) and return its path.
+
+    Refuses (``HulumedError``) an existing file, and an existing non-empty folder unless ``force`` (which could
+    hold a real checkpoint that would be overwritten).
+    """
+    import torch
+
     from .model.configuration import HulumedQwen2Config, HulumedQwen3Config
     from .model.modeling import HulumedQwen2ForCausalLM, HulumedQwen3ForCausalLM
 
     if variant not in VARIANTS:
         raise ValueError(f"variant must be one of {VARIANTS}, not {variant!r}")
+    target = Path(out)
+    if target.exists() and not target.is_dir():
+        raise HulumedError(f"{target} exists and is a file; choose a folder name for the checkpoint")
+    if target.is_dir() and any(target.iterdir()) and not force:
+        raise HulumedError(f"{target} is not empty (it may hold a checkpoint); choose a new folder or pass --force")
     source = ASSETS / f"tiny-{variant}"
     raw = json.loads((source / "config.json").read_text())
     config_cls, model_cls = (
-        (HulumedQwen2Config, HulumedQwen2ForCausalLM) if variant == "qwen2" else (HulumedQwen3Config, HulumedQwen3ForCausalLM)
+        (HulumedQwen2Config, HulumedQwen2ForCausalLM)
+        if variant == "qwen2"
+        else (HulumedQwen3Config, HulumedQwen3ForCausalLM)
     )
     config = config_cls.from_dict(raw)
     generator = torch.Generator().manual_seed(seed)

@@ -8,6 +8,9 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from ..generation import GenerationParams
+from ..interface import LoadOptions
+from ..options import add_options, positive_int
 from .benchmarks import BENCHMARKS, get_benchmark
 from .scoring import FIXES, MODES
 
@@ -37,16 +40,18 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--merge", type=int, metavar="N", help="merge the N shard results under --output")
     parser.add_argument("--scoring", choices=MODES, default="fixed", help="fixed (default) or upstream's rules")
     parser.add_argument("--blank-images", action="store_true", help="image ablation: replace images by black ones")
-    parser.add_argument("--max-new-tokens", type=int, default=1024)
-    parser.add_argument("--think", action="store_true", help="upstream's reasoning mode")
-    parser.add_argument("--batch-size", type=int, default=8)
-    parser.add_argument("--seed", type=int, default=42)
+    # generation and load options from their dataclasses (hulumed.options); eval's own defaults for two of them
+    add_options(parser, GenerationParams, only=("max_new_tokens", "think", "seed"),
+                defaults={"max_new_tokens": 1024, "seed": 42}, types_={"max_new_tokens": positive_int},
+                help={"max_new_tokens": "most tokens of an answer", "think": "upstream's reasoning mode"})
+    add_options(parser, LoadOptions, only=("batch_size",), types_={"batch_size": positive_int})
     parser.add_argument("--judge-url", help="LLM judge: an OpenAI-compatible base URL (e.g. http://host:8000/v1); "
                         "off by default")
     parser.add_argument("--judge-model", help="LLM judge: the model name to request (needed with --judge-url)")
     parser.add_argument("--judge-api-key", help="LLM judge: bearer token, if the endpoint needs one")
-    parser.add_argument("--device")
-    parser.add_argument("--dtype")
+    add_options(parser, LoadOptions, only=("device", "dtype"),
+                help={"device": "cuda, mps or cpu (default: cuda > mps > cpu)",
+                      "dtype": "bfloat16, float16 or float32 (default: bf16 on CUDA, fp32 elsewhere)"})
     parser.set_defaults(handler=main)
 
 

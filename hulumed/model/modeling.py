@@ -55,7 +55,33 @@ def _add_vision_modules(model: nn.Module, config: HulumedQwen2Config | HulumedQw
     model.mm_projector = HulumedProjector(config.mm_projector_type, vision_config.hidden_size, config.hidden_size)
 
 
-class HulumedQwen2Model(Qwen2Model):
+class _FlashAttentionFallback:
+    """``attn_implementation="flash_attention_2"`` without the flash-attn package: sdpa, with one warning.
+
+    Upstream's README passes flash_attention_2; transformers would raise ``ImportError`` (or fetch a hub kernel)
+    when flash-attn is missing. The hook is transformers' own attention selection, called by ``__init__`` and
+    ``from_pretrained``; with flash-attn installed nothing changes (its varlen kernels run).
+    """
+
+    def _check_and_adjust_attn_implementation(
+        self, attn_implementation: str | None, is_init_check: bool = False, **kwargs: Any
+    ) -> str:
+        from transformers.utils import is_flash_attn_2_available
+
+        if attn_implementation == "flash_attention_2" and not is_flash_attn_2_available():
+            warnings.warn(
+                "attn_implementation='flash_attention_2' requested but flash-attn is not installed (or has no "
+                "GPU here): using 'sdpa' instead, which gives the same results",
+                UserWarning,
+                stacklevel=2,
+            )
+            attn_implementation = "sdpa"
+        return super()._check_and_adjust_attn_implementation(  # type: ignore[misc]
+            attn_implementation, is_init_check, **kwargs
+        )
+
+
+class HulumedQwen2Model(_FlashAttentionFallback, Qwen2Model):
     """Qwen2 decoder stack plus ``vision_encoder`` and ``mm_projector``."""
 
     config_class = HulumedQwen2Config
@@ -66,7 +92,7 @@ class HulumedQwen2Model(Qwen2Model):
         self.post_init()
 
 
-class HulumedQwen3Model(Qwen3Model):
+class HulumedQwen3Model(_FlashAttentionFallback, Qwen3Model):
     """Qwen3 decoder stack plus ``vision_encoder`` and ``mm_projector``."""
 
     config_class = HulumedQwen3Config
@@ -318,7 +344,7 @@ def _drop_positions(
     return new_ids, new_mask, new_labels, new_positions
 
 
-class HulumedQwen2ForCausalLM(HulumedForCausalLMMixin, Qwen2ForCausalLM):
+class HulumedQwen2ForCausalLM(_FlashAttentionFallback, HulumedForCausalLMMixin, Qwen2ForCausalLM):
     """Hulu-Med-7B / -32B (``HulumedQwen2ForCausalLM`` in the official ``architectures``)."""
 
     config_class = HulumedQwen2Config
@@ -332,7 +358,7 @@ class HulumedQwen2ForCausalLM(HulumedForCausalLMMixin, Qwen2ForCausalLM):
         self.post_init()
 
 
-class HulumedQwen3ForCausalLM(HulumedForCausalLMMixin, Qwen3ForCausalLM):
+class HulumedQwen3ForCausalLM(_FlashAttentionFallback, HulumedForCausalLMMixin, Qwen3ForCausalLM):
     """Hulu-Med-4B / -14B (``HulumedQwen3ForCausalLM`` in the official ``architectures``)."""
 
     config_class = HulumedQwen3Config

@@ -1,77 +1,91 @@
-"""The ``hulumed serve`` verb (FastAPI + uvicorn; the ``serve`` extra)."""
+"""The ``hulumed serve`` verb (FastAPI + uvicorn; the ``serve`` extra).
+
+Options come from the dataclasses they fill: ``--model`` and the load options from ``interface.LoadOptions``
+(shared with the inference verbs), every limit and switch from ``serve.settings.ServerSettings`` (one option
+per field; byte limits in MB). Port, device and attention backend are checked before any weights are read.
+When the server is up it prints one line: ``hulumed serve: listening on http://HOST:PORT (model NAME)``.
+"""
 
 from __future__ import annotations
 
 import argparse
 import logging
 import os
-from pathlib import Path
+import sys
+
+from ..options import add_options, option_values, positive_int
+from .settings import ServerSettings
+
+_MB = 2**20
+_SETTINGS_HELP = {
+    "model_name": "the model id clients send (default: --model)",
+    "api_key": "require 'Authorization: Bearer KEY' (or set HULUMED_API_KEY)",
+    "media_root": "allow local media paths below this folder",
+    "allow_remote_media": "fetch http(s) media URLs",
+    "max_batch_size": "requests answered together by one engine call",
+    "log_content": "log message text (off by default)",
+}
+_SCALE = {"max_body_bytes": ("max-body-mb", _MB, "MB"), "max_media_bytes": ("max-media-mb", _MB, "MB")}
+_POSITIVE = ("max_media_parts", "max_visual_tokens", "max_tokens_limit", "default_max_tokens", "max_batch_size",
+             "max_queue", "max_pixels")
+
+
+def port(text: str) -> int:
+    """argparse type: a TCP port, 0 (any free port) to 65535."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"{value} is out of range (0-65535)")
+    return value
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    from ..commands import check_load_options, load_kwargs
+    from ..errors import HulumedError
+
     try:
         import uvicorn
     except ImportError as error:  # pragma: no cover - depends on the install
-        from ..errors import HulumedError
-
         raise HulumedError("hulumed serve needs the serve extra: pip install 'hulumed[serve]'") from error
+    check_load_options(args)
+    values = option_values(args, ServerSettings)
+    values["model_name"] = values.get("model_name") or args.model
+    values["api_key"] = values.get("api_key") or os.environ.get("HULUMED_API_KEY") or None
+    settings = ServerSettings(**values)
+
     from ..loading import load
     from .app import create_app
-    from .settings import ServerSettings
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    engine = load(args.model, device=args.device, dtype=args.dtype, attn_implementation=args.attn,
-                  quantization=args.quantization, revision=args.revision, batch_size=args.max_batch_size)
-    settings = ServerSettings(
-        model_name=args.served_model_name or args.model,
-        api_key=args.api_key or os.environ.get("HULUMED_API_KEY") or None,
-        media_root=Path(args.media_root) if args.media_root else None,
-        allow_remote_media=args.allow_remote_media,
-        remote_timeout_s=args.remote_timeout_s,
-        body_timeout_s=args.body_timeout_s,
-        max_pixels=args.max_pixels,
-        max_prompt_tokens=args.max_prompt_tokens,
-        max_stop=args.max_stop,
-        max_body_bytes=args.max_body_mb * 2**20,
-        max_media_bytes=args.max_media_mb * 2**20,
-        max_media_parts=args.max_media_parts,
-        max_visual_tokens=args.max_visual_tokens,
-        max_tokens_limit=args.max_tokens_limit,
-        max_batch_size=args.max_batch_size,
-        max_wait_ms=args.max_wait_ms,
-        max_queue=args.max_queue,
-        log_content=args.log_content,
-    )
-    uvicorn.run(create_app(engine, settings), host=args.host, port=args.port, log_level="warning")
+    engine = load(args.model, **{**load_kwargs(args), "batch_size": settings.max_batch_size})
+    config = uvicorn.Config(create_app(engine, settings), host=args.host, port=args.port, log_level="warning")
+    server = uvicorn.Server(config)
+    original_startup = server.startup
+
+    async def startup(sockets: list | None = None) -> None:
+        await original_startup(sockets=sockets)
+        if server.started:
+            bound = [s.getsockname() for srv in server.servers for s in srv.sockets] or [(args.host, args.port)]
+            host, bound_port = bound[0][:2]
+            print(f"hulumed serve: listening on http://{host}:{bound_port} (model {settings.model_name})",
+                  file=sys.stderr, flush=True)
+
+    server.startup = startup  # type: ignore[method-assign]
+    server.run()
     return 0
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
+    from ..commands import add_model_options
+
     p = subparsers.add_parser("serve", help="OpenAI-compatible HTTP server (/v1/chat/completions)")
-    p.add_argument("--model", required=True, help="checkpoint folder or hub id")
-    p.add_argument("--served-model-name", help="the model id clients send (default: --model)")
-    p.add_argument("--revision")
-    p.add_argument("--device")
-    p.add_argument("--dtype")
-    p.add_argument("--attn", default="sdpa")
-    p.add_argument("--quantization", choices=["4bit", "8bit"])
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=8000)
-    p.add_argument("--api-key", help="require 'Authorization: Bearer KEY' (or set HULUMED_API_KEY)")
-    p.add_argument("--media-root", help="allow local media paths below this folder")
-    p.add_argument("--allow-remote-media", action="store_true", help="fetch http(s) media URLs")
-    p.add_argument("--remote-timeout-s", type=float, default=10.0, help="total time for one remote media fetch")
-    p.add_argument("--max-body-mb", type=int, default=64)
-    p.add_argument("--body-timeout-s", type=float, default=30.0, help="the request body must arrive within this")
-    p.add_argument("--max-pixels", type=int, default=40_000_000, help="pixels of one image, GIF canvas or frame")
-    p.add_argument("--max-prompt-tokens", type=int, default=32768, help="text tokens of one request")
-    p.add_argument("--max-stop", type=int, default=16, help="stop strings per request")
-    p.add_argument("--max-media-mb", type=int, default=32)
-    p.add_argument("--max-media-parts", type=int, default=16)
-    p.add_argument("--max-visual-tokens", type=int, default=32768)
-    p.add_argument("--max-tokens-limit", type=int, default=4096)
-    p.add_argument("--max-batch-size", type=int, default=8)
-    p.add_argument("--max-wait-ms", type=float, default=10.0)
-    p.add_argument("--max-queue", type=int, default=64)
-    p.add_argument("--log-content", action="store_true", help="log message text (off by default)")
+    add_model_options(p)
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on [127.0.0.1]")
+    p.add_argument("--port", type=port, default=8000, help="TCP port (0: any free port) [8000]")
+    add_options(
+        p, ServerSettings, help=_SETTINGS_HELP, scale=_SCALE, names={"model_name": "served-model-name"},
+        defaults={"model_name": None}, types_={name: positive_int for name in _POSITIVE},
+    )
     p.set_defaults(handler=cmd_serve)

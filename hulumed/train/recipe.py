@@ -20,7 +20,7 @@ import argparse
 import os
 import types
 import typing
-from dataclasses import MISSING, asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from hulumed.errors import HulumedError
@@ -192,30 +192,6 @@ def _is_optional(hint: Any) -> bool:
 
 def add_recipe_arguments(parser: argparse.ArgumentParser) -> None:
     """One option per recipe field (``--max-steps``), default unset so the YAML value is kept."""
-    hints = typing.get_type_hints(TrainRecipe)
-    for spec in fields(TrainRecipe):
-        hint = hints[spec.name]
-        base = next(a for a in typing.get_args(hint) if a is not type(None)) if _is_optional(hint) else hint
-        option = "--" + spec.name.replace("_", "-")
-        kwargs: dict[str, Any] = {"dest": spec.name, "default": argparse.SUPPRESS, "help": spec.metadata["help"]}
-        if "choices" in spec.metadata:
-            kwargs["choices"] = spec.metadata["choices"]
-        default = spec.default if spec.default is not MISSING else None
-        if base is bool:
-            kwargs["action"] = argparse.BooleanOptionalAction
-        elif typing.get_origin(base) is list:
-            kwargs.update(nargs="+", metavar="FILE")
-        else:
-            kwargs["type"] = _optional(base) if _is_optional(hint) else base
-            kwargs["metavar"] = spec.name.upper()
-        if default not in (None, [], False):
-            kwargs["help"] += f" [{default}]"
-        parser.add_argument(option, **kwargs)
+    from hulumed.options import add_options
 
-
-def _optional(kind: type) -> Any:
-    def parse(text: str) -> Any:
-        return None if text.lower() in ("none", "null") else kind(text)
-
-    parse.__name__ = kind.__name__
-    return parse
+    add_options(parser, TrainRecipe, many=("data",), suppress_defaults=True)

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -106,7 +107,8 @@ def test_missing_model_is_a_clean_error(tmp_path):
 
 
 def test_chat_session(tiny):
-    script = f"/image {INPUTS / 'image_b.png'}\nWhat is this?\n/think\nAnd now?\n/image /no/such.png\nBroken?\n/reset\nHi\n/quit\n"
+    script = (f"/image {INPUTS / 'image_b.png'}\nWhat is this?\n/think\nAnd now?\n/image /no/such.png\nBroken?\n"
+              "/reset\nHi\n/quit\n")
     done = hulumed("chat", "--model", str(tiny), "--max-new-tokens", "5", "--greedy", stdin=script)
     assert done.returncode == 0, done.stderr
     assert done.stdout.count("hulumed>") == 4  # three answers and the failed turn's prompt
@@ -198,3 +200,294 @@ def test_generate_volume_window_options(tiny):
     assert json.loads(windowed.stdout)["visual_tokens"] == 4 * 16
     bad = hulumed(*common, "--window", "nonsense", "Report.")
     assert bad.returncode == 1 and "Unknown window" in bad.stderr and "Traceback" not in bad.stderr
+
+
+# ---------------------------------------------------------------------------------------------- first run (issue 15)
+def _no_torch(argv: list[str]) -> subprocess.CompletedProcess:
+    """Run ``hulumed.cli.main(argv)`` in a fresh interpreter; its last stdout line says whether torch got imported."""
+    code = (
+        "import sys\nfrom hulumed.cli import main\ntry:\n    code = main(%r)\n"
+        "except SystemExit as e:\n    code = e.code\n"
+        "print('TORCH' if 'torch' in sys.modules else 'NO-TORCH', code)" % (argv,)
+    )
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=ENV)
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["--version"], ["eval", "--list"], ["generate", "--help"],
+                                  ["serve", "--help"], ["train", "--help"], ["generate", "--model", "m", "--imgae",
+                                                                             "x.png", "hi"], ["genrate"]])
+def test_cheap_commands_do_not_import_torch(argv):
+    done = _no_torch(argv)
+    assert done.stdout.strip().splitlines()[-1].startswith("NO-TORCH"), done.stdout[-500:] + done.stderr[-2000:]
+
+
+def test_import_hulumed_does_not_import_torch():
+    code = "import sys, hulumed; print(hulumed.__version__, 'torch' in sys.modules, 'transformers' in sys.modules)"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=ENV)
+    assert done.stdout.split() == ["0.1.0", "False", "False"], done.stderr
+
+
+@pytest.mark.parametrize("prelude", [
+    "import hulumed\nfrom transformers import AutoModelForCausalLM, AutoProcessor",
+    "from transformers import AutoModelForCausalLM, AutoProcessor\nimport hulumed",
+    "import hulumed\nfrom transformers import Qwen2ForCausalLM\n"
+    "from transformers import AutoModelForCausalLM, AutoProcessor",
+    "import hulumed\nfrom transformers.models.auto.processing_auto import AutoProcessor\n"
+    "from transformers.models.auto.modeling_auto import AutoModelForCausalLM",
+])
+def test_auto_classes_find_hulumed_whatever_the_import_order(prelude):
+    model = GOLDEN / "tiny-qwen2"
+    code = (f"{prelude}\nm = AutoModelForCausalLM.from_pretrained({str(model)!r})\n"
+            f"p = AutoProcessor.from_pretrained({str(model)!r})\nprint(type(m).__name__, type(p).__name__)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, env=ENV)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split()[-2:] == ["HulumedQwen2ForCausalLM", "HulumedProcessor"]
+
+
+def test_lazy_attribute_registers_the_auto_classes():
+    code = ("import hulumed\nassert hulumed.HulumedQwen3Config.model_type == 'hulumed_qwen3'\n"
+            "from transformers.models.auto.configuration_auto import CONFIG_MAPPING\n"
+            "print(CONFIG_MAPPING['hulumed_qwen3'].__name__, hulumed.load.__module__)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, env=ENV)
+    assert done.stdout.split() == ["HulumedQwen3Config", "hulumed.engine"], done.stderr[-2000:]
+
+
+def _flash_attn_installed() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("flash_attn") is not None
+
+
+@pytest.mark.skipif(_flash_attn_installed(), reason="flash-attn is installed: its kernels are used")
+def test_flash_attention_request_without_flash_attn_falls_back_to_sdpa():
+    import warnings
+
+    from transformers import AutoModelForCausalLM
+
+    import hulumed  # noqa: F401
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model = AutoModelForCausalLM.from_pretrained(GOLDEN / "tiny-qwen3", attn_implementation="flash_attention_2",
+                                                     device_map="auto")
+    mentions = [w for w in caught if "flash-attn is not installed" in str(w.message)]
+    assert len(mentions) == 1
+    assert model.config._attn_implementation == "sdpa"
+    assert model.model.vision_encoder.config._attn_implementation == "sdpa"
+
+
+class _Running:
+    """A ``hulumed`` process whose stdout / stderr are collected by threads while it runs."""
+
+    def __init__(self, args: list[str]) -> None:
+        import threading
+
+        self.process = subprocess.Popen([sys.executable, "-m", "hulumed", *args], env=ENV, stdin=subprocess.PIPE,
+                                        stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        self.out: list[bytes] = []
+        self.err: list[bytes] = []
+        for stream, sink in ((self.process.stdout, self.out), (self.process.stderr, self.err)):
+            threading.Thread(target=lambda s=stream, k=sink: [k.append(c) for c in iter(lambda: s.read1(4096), b"")],
+                             daemon=True).start()
+
+    @property
+    def stdout(self) -> str:
+        return b"".join(self.out).decode(errors="replace")
+
+    @property
+    def stderr(self) -> str:
+        return b"".join(self.err).decode(errors="replace")
+
+    def send(self, text: str) -> None:
+        self.process.stdin.write(text.encode())
+        self.process.stdin.flush()
+
+    def interrupt_when(self, streaming: Any, timeout: float = 240) -> None:
+        deadline = time.time() + timeout
+        while time.time() < deadline and not streaming(self.stdout) and self.process.poll() is None:
+            time.sleep(0.05)
+        assert streaming(self.stdout), "the answer should have been streaming: " + self.stderr[-2000:]
+        self.process.send_signal(signal.SIGINT)
+
+    def finish(self, timeout: float = 120) -> int:
+        self.process.stdin.close()
+        code = self.process.wait(timeout=timeout)
+        time.sleep(0.2)  # let the reader threads drain
+        return code
+
+
+def test_ctrl_c_stops_generate_cleanly(tiny):
+    run = _Running(["generate", "--model", str(tiny), "--max-new-tokens", "20000", "--ignore-eos",
+                    "Tell me everything."])
+    run.interrupt_when(lambda out: len(out) > 20)
+    assert run.finish() == 130, run.stderr[-2000:]
+    assert "terminate called" not in run.stderr and "Traceback" not in run.stderr and "(stopped)" in run.stderr
+
+
+def test_ctrl_c_in_chat_stops_the_answer_and_keeps_the_conversation(tiny):
+    run = _Running(["chat", "--model", str(tiny), "--max-new-tokens", "20000", "--ignore-eos"])
+    run.send("Tell me everything.\n")
+    run.interrupt_when(lambda out: len(out.split("hulumed>", 1)[-1]) > 20 and "hulumed>" in out)
+    run.send("/history\n/quit\n")
+    assert run.finish() == 0, run.stderr[-2000:]
+    stderr = run.stderr
+    assert "answer stopped" in stderr and "Traceback" not in stderr and "terminate called" not in stderr
+    assert "you: Tell me everything." in stderr and "\nhulumed: " in stderr  # the turn and its partial answer
+
+
+def test_chat_validates_attachments_and_never_exits_on_a_bad_command(tiny, tmp_path):
+    script = "\n".join([
+        "/image nope.png", f"/image {INPUTS / 'image_a.png'}", "/volume f.nii abc",
+        f"/volume {INPUTS / 'volume.nii.gz'} zero", "/bogus", "What is this?", "/history", "/quit"]) + "\n"
+    done = hulumed("chat", "--model", str(tiny), "--max-new-tokens", "4", "--greedy", stdin=script)
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.count("(error:") == 3 and "nope.png" in done.stderr and "/volume SLICES" in done.stderr
+    assert "unknown command /bogus" in done.stderr
+    assert done.stdout.count("hulumed>") == 1
+    assert "you: [image] What is this?" in done.stderr  # the good image went with the message
+
+
+def test_chat_commands_are_listed_in_both_helps():
+    from hulumed.commands import CHAT_HELP
+
+    commands = sorted({word for word in CHAT_HELP.split() if word.startswith("/")})
+    top = hulumed("--help").stdout
+    chat = hulumed("chat", "--help").stdout
+    assert commands == sorted(["/image", "/video", "/volume", "/think", "/history", "/reset", "/help", "/quit"])
+    for command in commands:
+        assert command in top and command in chat, command
+
+
+def test_batch_rerun_retries_errors_and_warns_on_duplicate_ids(tiny, tmp_path):
+    import shutil
+
+    requests = tmp_path / "requests.jsonl"
+    requests.write_text(
+        json.dumps({"id": "a", "prompt": "Describe.", "images": ["later.png"], "max_new_tokens": 3}) + "\n"
+        + json.dumps({"id": "b", "prompt": "Hi", "max_new_tokens": 3}) + "\n"
+        + json.dumps({"id": "b", "prompt": "Hi again", "max_new_tokens": 3}) + "\n"
+    )
+    out = tmp_path / "out.jsonl"
+    args = ["batch", "--model", str(tiny), "--input", str(requests), "--output", str(out), "--no-progress"]
+    first = hulumed(*args)
+    assert first.returncode == 0, first.stderr
+    assert "line 3 repeats id 'b' of line 1" not in first.stderr and "line 3 repeats id 'b' of line 2" in first.stderr
+    assert "error" in {r["id"]: r for r in _read(out)}["a"]
+    shutil.copyfile(INPUTS / "image_a.png", tmp_path / "later.png")  # the missing image is restored
+    second = hulumed(*args)
+    assert second.returncode == 0, second.stderr
+    assert json.loads(second.stderr.strip().splitlines()[-1]) == {"skipped": 1, "answered": 1, "errors": 0}
+    records = _read(out)
+    assert sorted(r["id"] for r in records) == ["a", "b"] and all("text" in r for r in records)
+
+
+@pytest.mark.parametrize("argv, expected", [
+    (["batch", "--model", "m", "--input", "i", "--output", "o", "--batch-size", "0"],
+     "--batch-size: must be at least 1"),
+    (["serve", "--model", "m", "--port", "99999"], "--port: 99999 is out of range"),
+    (["generate", "--model", "m", "--imgae", "x.png", "hi"], "did you mean: --imgae -> --image"),
+    (["genrate", "--model", "m"], "did you mean: genrate -> generate"),
+    (["generate", "--model", "m", "--slices", "0", "hi"], "--slices: must be at least 1"),
+])
+def test_argument_errors_are_one_line(argv, expected):
+    done = hulumed(*argv)
+    assert done.returncode == 2 and done.stdout == ""
+    assert len(done.stderr.strip().splitlines()) == 1 and expected in done.stderr, done.stderr
+
+
+def test_make_tiny_refuses_to_overwrite(tmp_path):
+    existing = tmp_path / "file.txt"
+    existing.write_text("keep me")
+    done = hulumed("make-tiny", str(existing))
+    assert done.returncode == 1 and "is a file" in done.stderr and "Traceback" not in done.stderr
+    folder = tmp_path / "ckpt"
+    folder.mkdir()
+    (folder / "model.safetensors").write_text("a real checkpoint")
+    done = hulumed("make-tiny", str(folder))
+    assert done.returncode == 1 and "--force" in done.stderr and "Traceback" not in done.stderr
+    assert (folder / "model.safetensors").read_text() == "a real checkpoint"
+    assert hulumed("make-tiny", str(folder), "--force").returncode == 0
+    assert (folder / "config.json").is_file()
+
+
+@pytest.fixture(scope="module")
+def unloadable(tiny, tmp_path_factory) -> Path:
+    """A checkpoint folder whose weights cannot load: an error about anything else was found before loading."""
+    import shutil
+
+    out = tmp_path_factory.mktemp("bad") / "ckpt"
+    shutil.copytree(tiny, out)
+    (out / "model.safetensors").write_bytes(b"not safetensors")
+    return out
+
+
+def _cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def _mps() -> bool:
+    import torch
+
+    return getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()
+
+
+@pytest.mark.parametrize("flags, expected, skip", [
+    (["--device", "cuda"], "--device cuda: CUDA is not available", _cuda),
+    (["--device", "mps"], "--device mps: MPS (Apple GPU) is not available", _mps),
+    (["--attn", "flash_attention_2"], "--attn flash_attention_2 needs the flash-attn package", _flash_attn_installed),
+    (["--dtype", "float12"], "unknown dtype 'float12'", lambda: False),
+])
+def test_load_options_are_checked_before_weights(unloadable, flags, expected, skip):
+    if skip():
+        pytest.skip("this machine has it")
+    for verb in (["generate", "--model", str(unloadable), *flags, "hi"], ["serve", "--model", str(unloadable), *flags]):
+        done = hulumed(*verb)
+        assert done.returncode == 1 and expected in done.stderr, done.stderr[-2000:]
+        assert len(done.stderr.strip().splitlines()) == 1 and "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize("args, expected", [
+    (["--video", str(INPUTS / "image_a.png"), "What moves?"], "is a PNG image, not a video; pass it with --image"),
+    (["   "], "the prompt is empty"),
+    (["--image", "nope.png", "hi"], "--image nope.png: no such file"),
+])
+def test_bad_requests_are_refused_before_loading(unloadable, args, expected, tmp_path):
+    done = hulumed("generate", "--model", str(unloadable), *args)
+    assert done.returncode == 1 and expected in done.stderr and "Traceback" not in done.stderr, done.stderr[-2000:]
+
+
+def test_jpeg_as_video_is_refused(unloadable, tmp_path):
+    from PIL import Image
+
+    jpeg = tmp_path / "scan.jpg"
+    Image.new("RGB", (8, 8)).save(jpeg)
+    done = hulumed("generate", "--model", str(unloadable), "--video", str(jpeg), "What moves?")
+    assert done.returncode == 1 and "is a JPEG image, not a video" in done.stderr
+
+
+def test_lora_adapter_folder_as_model_suggests_merge(tmp_path):
+    adapter = tmp_path / "run"
+    adapter.mkdir()
+    (adapter / "adapter_config.json").write_text("{}")
+    done = hulumed("generate", "--model", str(adapter), "hi")
+    assert done.returncode == 1 and "LoRA adapter" in done.stderr and f"hulumed merge-lora {adapter}" in done.stderr
+
+
+def test_serve_prints_where_it_listens(tiny):
+    import re
+    import urllib.request
+
+    run = _Running(["serve", "--model", str(tiny), "--port", "0", "--served-model-name", "tiny"])
+    try:
+        deadline = time.time() + 240
+        while time.time() < deadline and "listening on" not in run.stderr and run.process.poll() is None:
+            time.sleep(0.1)
+        match = re.search(r"hulumed serve: listening on (http://127\.0\.0\.1:\d+) \(model tiny\)", run.stderr)
+        assert match, run.stderr[-2000:]
+        with urllib.request.urlopen(match.group(1) + "/v1/models", timeout=30) as response:
+            assert json.loads(response.read())["data"][0]["id"] == "tiny"
+    finally:
+        run.process.send_signal(signal.SIGINT)
+        run.process.wait(timeout=60)
