@@ -249,7 +249,7 @@ def test_lazy_attribute_registers_the_auto_classes():
             "from transformers.models.auto.configuration_auto import CONFIG_MAPPING\n"
             "print(CONFIG_MAPPING['hulumed_qwen3'].__name__, hulumed.load.__module__)")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, env=ENV)
-    assert done.stdout.split() == ["HulumedQwen3Config", "hulumed.engine"], done.stderr[-2000:]
+    assert done.stdout.split() == ["HulumedQwen3Config", "hulumed.loading"], done.stderr[-2000:]
 
 
 def _flash_attn_installed() -> bool:
