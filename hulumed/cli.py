@@ -19,6 +19,7 @@ VERB_MODULES: tuple[str, ...] = (
     "hulumed.train.commands",
     "hulumed.serve.commands",
     "hulumed.eval.commands",
+    "hulumed.demo.commands",
 )
 
 
