@@ -182,7 +182,10 @@ class DemoApp:
             rows = estimate_inputs(self.engine, session.conversation, session.pending, prompt, settings.params())
         except (HulumedError, ValueError) as error:
             return f"⚠️ {_one_line(error)}"
-        return markdown_table(rows) + "\n\n_Memory: weights + KV cache + activation peak (a planning figure)._"
+        return markdown_table(rows) + (
+            "\n\n_Each input is measured alone; with a video or volume in the request every image is merged 2×2 "
+            "(upstream rule), so the total row is what will be sent. Memory: weights + KV cache + activation "
+            "peak, a planning figure._")
 
     # ------------------------------------------------------------------ chat
     def cancel_event(self, key: str) -> threading.Event:

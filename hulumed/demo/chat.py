@@ -10,6 +10,7 @@ resend. Nothing here imports Gradio.
 
 from __future__ import annotations
 
+import copy
 import logging
 import threading
 import time
@@ -97,7 +98,7 @@ def respond(
     answer: Message = {"role": "assistant", "content": ""}
     shown.append(answer)
     session.notice = ""
-    yield shown, "generating…"
+    yield copy.deepcopy(shown), "generating…"
 
     started = time.monotonic()
     result: GenerationResult | None = None
@@ -105,7 +106,7 @@ def respond(
         for event in stream_events(engine, conversation, params, cancel):
             if isinstance(event, StreamDelta):
                 answer["content"] += event.text
-                yield shown, "generating…"
+                yield copy.deepcopy(shown), "generating…"
             elif isinstance(event, StreamFinal):
                 result = event.result
     except (HulumedError, ValueError) as error:
