@@ -38,6 +38,8 @@ log = logging.getLogger("hulumed.demo")
 NO_WINDOW = "none (per-slice min-max, upstream)"
 CUSTOM_WINDOW = "custom center / width"
 WINDOW_CHOICES = [NO_WINDOW, *window_names(), CUSTOM_WINDOW]
+# small slices fill the viewer, pixels kept square and sharp (display only: the strip shows the model's pixels)
+CSS = "#slice-image img { width: 100%; height: 100%; object-fit: contain; image-rendering: pixelated; }"
 UPLOAD_TYPES = [".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".dcm", ".mp4", ".webm", ".avi",
                 ".mov", ".mkv", ".m4v", ".gif", ".nii", ".gz", ".zip"]
 
@@ -120,18 +122,19 @@ class DemoApp:
     def panel(self, session: DemoSession, settings: ChatSettings | None = None) -> dict[str, Any]:
         """What the right-hand side shows for the pending attachments (previews, strip, frames, estimate)."""
         out: dict[str, Any] = {"attachments": self.attachment_list(session), "notice": session.notice}
-        volume = session.latest("volume")
+        volume = session.latest("volume", include_sent=True)
         out["volume"] = self.volume_outputs(session, volume) if volume is not None else None
-        video = session.latest("video")
+        video = session.latest("video", include_sent=True)
         out["frames"] = video_frames(self.processor, video) if video is not None else []
-        out["images"] = [image_preview(self.processor, a) for a in session.pending if a.kind == "image"]
+        out["images"] = [image_preview(self.processor, a) for a in session.shown() if a.kind == "image"]
         out["estimate"] = self.estimate(session, "", settings or ChatSettings())
         return out
 
     @staticmethod
     def attachment_list(session: DemoSession) -> str:
         if not session.pending:
-            return "_No attachments for the next message._"
+            sent = "".join(f"\n- {a.describe()}" for a in session.sent)
+            return "_No attachments for the next message._" + (f"\n\nSent with the last message:{sent}" if sent else "")
         return "\n".join(f"{i + 1}. {a.describe()}" for i, a in enumerate(session.pending))
 
     def volume_outputs(self, session: DemoSession, volume: Attachment, index: int | None = None) -> dict[str, Any]:
@@ -150,7 +153,8 @@ class DemoApp:
     ) -> DemoSession:
         volume = session.latest("volume")
         if volume is None:
-            session.notice = "⚠️ attach a volume first (NIfTI, DICOM zip or several DICOM files)"
+            session.notice = ("⚠️ attach a volume first (NIfTI, DICOM zip or several DICOM files); a volume already "
+                              "sent is shown as it was sent")
             return session
         count = None if not num_slices or int(num_slices) <= 0 else int(num_slices)
         options = VolumeOptions(axis=int(axis), num_slices=count, window=_window_option(window, center, width))
@@ -233,8 +237,8 @@ def build_demo(engine: Any, processor: Any = None, media_root: str | None = None
                 examples = [[p] for prompts in EXAMPLE_PROMPTS.values() for p in prompts]
                 labels = [f"{kind}: {p}" for kind, prompts in EXAMPLE_PROMPTS.items() for p in prompts]
                 gr.Examples(examples=examples, inputs=[text], example_labels=labels, label="Example prompts")
-                with gr.Accordion("Generation settings", open=False):
-                    max_tokens = gr.Slider(1, 4096, value=512, step=1, label="max new tokens")
+                with gr.Accordion("Generation settings", open=False, elem_id="settings"):
+                    max_tokens = gr.Slider(1, 4096, value=512, step=1, label="max new tokens", elem_id="max-tokens")
                     temperature = gr.Slider(0, 2, value=0.7, step=0.05, label="temperature (0 = greedy)")
                     top_p = gr.Slider(0.05, 1, value=0.8, step=0.05, label="top-p")
                     seed = gr.Number(value=-1, precision=0, label="seed (-1 = random)")
@@ -316,7 +320,7 @@ def build_demo(engine: Any, processor: Any = None, media_root: str | None = None
             return render(session, settings_of(m, t, p, sd, th))
 
         def on_slice(session: DemoSession, index: float) -> list[Any]:
-            volume = session.latest("volume")
+            volume = session.latest("volume", include_sent=True)
             if volume is None:
                 return [None, gr.skip()]
             out = app.volume_outputs(session, volume, int(index))
@@ -337,22 +341,24 @@ def build_demo(engine: Any, processor: Any = None, media_root: str | None = None
         def on_send(session: DemoSession, message: str, m: float, t: float, p: float, sd: float | None, th: bool,
                     request: gr.Request) -> Iterator[list[Any]]:
             key = request.session_hash or "anonymous"
+            settings = settings_of(m, t, p, sd, th)
             had_pending = bool(session.pending)
             last: DemoSession = session
-            for last, messages, line in app.send(session, message, settings_of(m, t, p, sd, th), key):
-                yield [last, messages, line, gr.skip(), gr.skip(), gr.skip()]
-            committed = had_pending and not last.pending
-            if committed:  # the attachments went with the message: empty the side panel
-                yield [last, last.messages, line, "" if not last.notice else message, *render(last)[1:3]]
+            for last, messages, line in app.send(session, message, settings, key):
+                yield [last, messages, line, gr.skip(), gr.skip(), gr.skip(), gr.skip()]
+            kept_text = message if last.notice else ""  # a refused message stays in the box
+            if had_pending and not last.pending:  # the attachments went with the message
+                yield [last, last.messages, line, kept_text, app.attachment_list(last), last.notice,
+                       app.estimate(last, "", settings)]
             else:
-                yield [last, last.messages, line, "" if not last.notice else message, gr.skip(), gr.skip()]
+                yield [last, last.messages, line, kept_text, gr.skip(), gr.skip(), gr.skip()]
 
         def on_stop(request: gr.Request) -> None:
             app.stop(request.session_hash or "anonymous")
 
         def on_detach(session: DemoSession) -> list[Any]:
             session = copy.copy(session)
-            session.pending, session.notice = [], ""
+            session.pending, session.sent, session.notice = [], [], ""
             return render(session)
 
         def on_clear(request: gr.Request) -> list[Any]:
@@ -369,7 +375,7 @@ def build_demo(engine: Any, processor: Any = None, media_root: str | None = None
             control.input(on_video, [state, fps, max_frames, *settings_inputs], panel_outputs,
                           api_name="video" if control is fps else False)
         estimate_btn.click(on_estimate, [state, text, *settings_inputs], [estimate], api_name="estimate")
-        send_outputs = [state, chatbot, status, text, attachments, notice]
+        send_outputs = [state, chatbot, status, text, attachments, notice, estimate]
         send_btn.click(on_send, [state, text, *settings_inputs], send_outputs, api_name="send")
         text.submit(on_send, [state, text, *settings_inputs], send_outputs, api_name=False)
         stop_btn.click(on_stop, None, None, api_name="stop", concurrency_limit=None, queue=False)
@@ -391,4 +397,5 @@ def launch(demo: gr.Blocks, host: str = "127.0.0.1", port: int = 7860, media_roo
     """Serve the page; loopback unless ``host`` says otherwise, no share link, no outside requests."""
     allowed = [str(Path(media_root).resolve())] if media_root else None
     return demo.launch(server_name=host, server_port=port, share=False, ssr_mode=False, quiet=True,
-                       allowed_paths=allowed, prevent_thread_lock=not block, footer_links=[], mcp_server=False)
+                       allowed_paths=allowed, prevent_thread_lock=not block, footer_links=[], mcp_server=False,
+                       css=CSS)

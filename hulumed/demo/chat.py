@@ -62,7 +62,7 @@ class ChatSettings:
 
 
 def _user_message(session: DemoSession, text: str) -> Message:
-    notes = [f"📎 {a.describe()}" for a in session.pending]
+    notes = [f"Attached: {a.describe()}" for a in session.pending]
     return {"role": "user", "content": "\n".join([*notes, text]) if notes else text}
 
 

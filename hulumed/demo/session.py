@@ -26,6 +26,7 @@ class DemoSession:
     conversation: Conversation = field(default_factory=list)  # committed turns, sent to the engine
     messages: list[Message] = field(default_factory=list)  # the chat as shown (attachment notes, thinking)
     pending: list[Attachment] = field(default_factory=list)  # inputs of the next user turn
+    sent: list[Attachment] = field(default_factory=list)  # inputs of the last committed turn (still viewable)
     notice: str = ""  # the last problem shown in the page ("" when none)
 
     def attach(self, attachments: list[Attachment]) -> None:
@@ -38,9 +39,17 @@ class DemoSession:
         if 0 <= index < len(self.pending):
             del self.pending[index]
 
-    def latest(self, kind: str) -> Attachment | None:
-        """The most recently attached pending input of ``kind`` (what the viewer shows)."""
-        return next((a for a in reversed(self.pending) if a.kind == kind), None)
+    def latest(self, kind: str, include_sent: bool = False) -> Attachment | None:
+        """The most recently attached pending input of ``kind``; with ``include_sent``, else the last sent one
+        (what the viewer shows: the study under discussion stays browsable after it was sent)."""
+        found = next((a for a in reversed(self.pending) if a.kind == kind), None)
+        if found is None and include_sent:
+            found = next((a for a in reversed(self.sent) if a.kind == kind), None)
+        return found
+
+    def shown(self) -> list[Attachment]:
+        """What the side panel shows: the pending inputs, else those sent with the last message."""
+        return self.pending or self.sent
 
     def next_turn(self, text: str) -> dict[str, Any]:
         return user_turn_of(self.pending, text)
@@ -48,7 +57,9 @@ class DemoSession:
     def commit(self, turn: dict[str, Any], answer: str) -> None:
         """Record a finished exchange; the pending attachments went with it."""
         self.conversation = [*self.conversation, turn, {"role": "assistant", "content": answer}]
+        if self.pending:
+            self.sent = self.pending
         self.pending = []
 
     def clear(self) -> None:
-        self.conversation, self.messages, self.pending, self.notice = [], [], [], ""
+        self.conversation, self.messages, self.pending, self.sent, self.notice = [], [], [], [], ""
