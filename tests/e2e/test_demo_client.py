@@ -206,3 +206,21 @@ def test_sessions_are_separate(url, client):
     assert len(messages) == 2
     cleared = client.predict(api_name="/clear")
     assert cleared[0] == []
+
+
+def test_dicom_series_as_zip_and_as_several_files(client, tmp_path):
+    pytest.importorskip("pydicom")
+    import zipfile
+
+    from tests.unit.media_samples import hu_volume, write_series
+
+    files = write_series(tmp_path / "series", hu_volume(slices=5), [0.0, 1.5, 3.0, 4.5, 6.0])
+    archive = tmp_path / "study.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        for path in files:
+            zf.write(path, path.name)
+    panel = _attach(client, archive)
+    assert "study.zip (volume" in panel["attachments"] and "5 slices along axis 2" in panel["volume_info"]
+    client.predict(api_name="/detach")
+    panel = _attach(client, *files)
+    assert "DICOM series (5 files)" in panel["attachments"] and len(panel["strip"]) == 5
