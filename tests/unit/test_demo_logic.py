@@ -12,7 +12,7 @@ import pytest
 import hulumed
 from hulumed.demo.attachments import Attachment, VideoOptions, VolumeOptions, classify, inside_root, kind_of
 from hulumed.demo.chat import NO_REASONING, THINKING_TITLE, ChatSettings, respond
-from hulumed.demo.estimates import estimate_inputs
+from hulumed.demo.estimates import estimate_inputs, markdown_table
 from hulumed.demo.session import DemoSession
 from hulumed.demo.viewer import VolumeCache, video_frames, viewer_slice, volume_view
 from hulumed.errors import MediaError
@@ -236,3 +236,24 @@ def test_settings_map_to_generation_params():
     session = DemoSession()
     _, status = list(respond(ScriptedEngine([]), session, "Q", ChatSettings(top_p=3), threading.Event()))[-1]
     assert status.startswith("⚠️ Generation settings: top_p")
+
+
+def test_estimates_show_what_reduction_removed(tmp_path):
+    import json
+    import shutil
+
+    folder = tmp_path / "tiny"
+    shutil.copytree(GOLDEN / "tiny-qwen2", folder)
+    config = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps({**config, "use_token_compression": True}))
+    engine = hulumed.load(folder, device="cpu")
+    volume = _volume()
+    params = ChatSettings(max_new_tokens=4).params()
+    [row, _] = estimate_inputs(engine, [], [volume], "Q", params)
+    prepared = engine.prepare([[{"role": "user", "content": [volume.part(), {"type": "text", "text": "Q"}]}]], params)
+    if not hasattr(prepared, "visual_tokens_before_reduction"):
+        pytest.skip("this engine's prepare does not report counts before reduction yet")
+    assert (row.visual_tokens, row.after_reduction) == (prepared.visual_tokens_before_reduction[0],
+                                                        prepared.visual_tokens[0])
+    assert row.removed == row.visual_tokens - row.after_reduction > 0
+    assert f"| {row.removed:,} |" in markdown_table([row])
