@@ -12,6 +12,7 @@ layout) with captions.
 
 from __future__ import annotations
 
+import threading
 from collections import OrderedDict
 from dataclasses import dataclass, replace
 from typing import Any
@@ -42,17 +43,20 @@ class VolumeCache:
     def __init__(self, size: int = 4) -> None:
         self.size = size
         self._items: OrderedDict[str, Volume] = OrderedDict()
+        self._lock = threading.Lock()  # sessions call from several worker threads
 
     def get(self, path: str) -> Volume:
-        if path in self._items:
-            self._items.move_to_end(path)
-            return self._items[path]
+        with self._lock:
+            if path in self._items:
+                self._items.move_to_end(path)
+                return self._items[path]
         volume = read_volume(path)
         if not np.isfinite(volume.data).all():
             slice_volume(volume, num_slices=1)  # raises the loader's own NaN / Inf message
-        self._items[path] = volume
-        while len(self._items) > self.size:
-            self._items.popitem(last=False)
+        with self._lock:
+            self._items[path] = volume
+            while len(self._items) > self.size:
+                self._items.popitem(last=False)
         return volume
 
 
