@@ -224,3 +224,16 @@ def test_dicom_series_as_zip_and_as_several_files(client, tmp_path):
     client.predict(api_name="/detach")
     panel = _attach(client, *files)
     assert "DICOM series (5 files)" in panel["attachments"] and len(panel["strip"]) == 5
+
+
+def test_media_root_files_are_attached_and_escapes_refused(engine, tmp_path):
+    from hulumed.demo.app import DemoApp
+    from hulumed.demo.session import DemoSession
+
+    root = tmp_path / "studies"
+    root.mkdir()
+    (root / "ct.nii.gz").write_bytes((INPUTS / "volume.nii.gz").read_bytes())
+    app = DemoApp(engine, media_root=str(root))
+    session = app.attach_from_root(DemoSession(), [str(root / "ct.nii.gz"), str(tmp_path / "elsewhere.png")])
+    assert [a.name for a in session.pending] == ["ct.nii.gz"]
+    assert "outside the media root" in session.notice
