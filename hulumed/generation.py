@@ -70,10 +70,10 @@ class GenerationResult:
     text: str  # the decoded answer, think blocks removed (upstream's use_think=False)
     reasoning: str | None  # content of <think> blocks when the model produced them, else None
     token_ids: list[int]  # generated ids, up to and including the end token
-    prompt_tokens: int  # prompt length in tokens (every visual token counted)
+    prompt_tokens: int  # prompt length in tokens the decoder sees (visual tokens counted after reduction)
     completion_tokens: int
-    visual_tokens: int  # visual tokens in the prompt (before any inter-frame reduction)
-    finish_reason: str  # "stop" (end token or stop string) or "length"
+    visual_tokens: int  # visual tokens in the prompt, after inter-frame reduction (what the decoder sees)
+    finish_reason: str  # "stop" (end token or stop string), "length" or "cancelled"
 
     @property
     def answer(self) -> str:

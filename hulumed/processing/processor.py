@@ -52,7 +52,7 @@ Conversation = list[Message]
 DEFAULT_IMAGE_TOKEN = "<image>"
 FALLBACK_PAD_TOKEN = "<|endoftext|>"
 _VIDEO_OPTIONS = {"video_path", "fps", "max_frames", "start_time", "end_time"}
-_IGNORED_CALL_KWARGS = {"padding", "padding_side", "truncation", "max_length", "return_labels"}
+_IGNORED_CALL_KWARGS = {"padding", "padding_side", "truncation", "max_length"}
 
 _THINK_SPAN = re.compile(r"<think>.*?</think>", re.DOTALL)
 _BLANK_RUN = re.compile(r"\n\s*\n")
@@ -425,8 +425,6 @@ class HulumedProcessor(ProcessorMixin):
         unknown = set(kwargs) - _IGNORED_CALL_KWARGS
         if unknown:
             raise TypeError(f"Unexpected argument(s) {sorted(unknown)} for HulumedProcessor.__call__.")
-        if kwargs.get("return_labels"):
-            raise NotImplementedError("return_labels (training labels) is not supported yet.")
         if return_tensors not in (None, "pt", "np"):
             raise ValueError(f"return_tensors must be 'pt', 'np' or None; got {return_tensors!r}.")
         if conversation is not None:
