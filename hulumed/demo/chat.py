@@ -21,7 +21,6 @@ from typing import Any
 from ..errors import HulumedError
 from ..generation import GenerationParams, GenerationResult
 from ..interface import StreamDelta, StreamFinal
-from .bridge import stream_events
 from .session import DemoSession, Message
 
 log = logging.getLogger("hulumed.demo")
@@ -103,7 +102,7 @@ def respond(
     started = time.monotonic()
     result: GenerationResult | None = None
     try:
-        for event in stream_events(engine, conversation, params, cancel):
+        for event in engine.stream(conversation, params, cancel=cancel):
             if isinstance(event, StreamDelta):
                 answer["content"] += event.text
                 yield copy.deepcopy(shown), "generating…"

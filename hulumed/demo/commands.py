@@ -26,19 +26,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 
 def _load(args: argparse.Namespace):
     import hulumed
+    from hulumed.interface import LoadOptions
 
-    try:  # the engine interface (LoadOptions) when the installed engine has it
-        from hulumed.interface import LoadOptions
-
-        options = LoadOptions(backend=args.backend).with_overrides(device=args.device, dtype=args.dtype,
-                                                                   revision=args.revision)
-        return hulumed.load(args.model, options)
-    except TypeError:
-        from hulumed.errors import HulumedError
-
-        if args.backend != "hf":
-            raise HulumedError("this install's engine has only the hf backend") from None
-        return hulumed.load(args.model, device=args.device, dtype=args.dtype, revision=args.revision)
+    return hulumed.load(args.model, LoadOptions(backend=args.backend), device=args.device, dtype=args.dtype,
+                        revision=args.revision)
 
 
 def run(args: argparse.Namespace) -> int:

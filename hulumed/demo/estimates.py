@@ -14,7 +14,6 @@ from typing import Any
 from ..conversation import Conversation
 from ..generation import GenerationParams
 from .attachments import Attachment
-from .bridge import visual_counts
 
 HEADERS = ["input", "kind", "visual tokens", "after reduction", "removed", "prompt tokens", "est. memory"]
 
@@ -24,19 +23,16 @@ class InputEstimate:
     name: str
     kind: str
     visual_tokens: int  # the processor's count
-    after_reduction: int | None  # what the decoder sees (None: the engine does not say)
+    after_reduction: int  # what the decoder sees
     prompt_tokens: int
     total_bytes: int
 
     @property
-    def removed(self) -> int | None:
-        return None if self.after_reduction is None else self.visual_tokens - self.after_reduction
+    def removed(self) -> int:
+        return self.visual_tokens - self.after_reduction
 
     def row(self) -> list[str]:
-        def show(value: int | None) -> str:
-            return "?" if value is None else f"{value:,}"
-
-        return [self.name, self.kind, show(self.visual_tokens), show(self.after_reduction), show(self.removed),
+        return [self.name, self.kind, f"{self.visual_tokens:,}", f"{self.after_reduction:,}", f"{self.removed:,}",
                 f"{self.prompt_tokens:,}", human_bytes(self.total_bytes)]
 
 
@@ -48,9 +44,10 @@ def human_bytes(count: int) -> str:
 
 
 def measure(engine: Any, name: str, kind: str, conversation: Conversation, params: GenerationParams) -> InputEstimate:
-    before, after = visual_counts(engine, conversation, params)
+    prepared = engine.prepare([conversation], params)  # exact counts, before and after reduction
     estimate = engine.estimate(conversation, params)
-    return InputEstimate(name, kind, before, after, int(estimate["prompt_tokens"]), int(estimate["total_bytes"]))
+    return InputEstimate(name, kind, int(prepared.visual_tokens_before_reduction[0]), int(prepared.visual_tokens[0]),
+                         int(estimate["prompt_tokens"]), int(estimate["total_bytes"]))
 
 
 def estimate_inputs(
