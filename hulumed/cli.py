@@ -33,6 +33,7 @@ VERBS: dict[str, tuple[str, str]] = {
     "merge-lora": ("hulumed.train.commands", "merge a LoRA adapter into its base model (full weights)"),
     "serve": ("hulumed.serve.commands", "OpenAI-compatible HTTP server (/v1/chat/completions)"),
     "eval": ("hulumed.eval.commands", "evaluate on medical benchmarks (--list shows them)"),
+    "demo": ("hulumed.demo.commands", "web demo: chat over images, videos and volumes (Gradio, loopback)"),
 }
 
 

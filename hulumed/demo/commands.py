@@ -1,0 +1,58 @@
+"""The ``hulumed demo`` verb: load the model once, serve the Gradio page (the ``demo`` extra).
+
+    hulumed demo --model ./tiny-hulumed [--host 127.0.0.1] [--port 7860] [--backend hf|vllm] [--media-root DIR]
+
+Gradio and the model are imported only when the verb runs, so ``hulumed --help`` stays fast without them.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    p = subparsers.add_parser("demo", help="web demo: chat over images, videos and volumes (Gradio, loopback)")
+    p.add_argument("--model", required=True, help="checkpoint folder or hub id")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default loopback only)")
+    p.add_argument("--port", type=int, default=7860)
+    p.add_argument("--backend", choices=["hf", "vllm"], default="hf", help="engine backend (vllm needs vLLM)")
+    p.add_argument("--media-root", help="also offer the files below this folder on the server")
+    p.add_argument("--device")
+    p.add_argument("--dtype")
+    p.add_argument("--revision")
+    p.set_defaults(handler=run)
+    return p
+
+
+def _load(args: argparse.Namespace):
+    import hulumed
+    from hulumed.interface import LoadOptions
+
+    return hulumed.load(args.model, LoadOptions(backend=args.backend), device=args.device, dtype=args.dtype,
+                        revision=args.revision)
+
+
+def run(args: argparse.Namespace) -> int:
+    from hulumed.errors import HulumedError
+
+    try:
+        import gradio  # noqa: F401
+    except ImportError as error:  # pragma: no cover - depends on the install
+        raise HulumedError("hulumed demo needs the demo extra: pip install 'hulumed[demo]'") from error
+    if args.media_root is not None:
+        from pathlib import Path
+
+        if not Path(args.media_root).is_dir():
+            raise HulumedError(f"--media-root {args.media_root} is not a folder")
+    from .app import build_demo, launch
+
+    engine = _load(args)
+    print(f"hulumed demo: http://{args.host}:{args.port} (Ctrl+C to stop)", flush=True)
+    launch(build_demo(engine, media_root=args.media_root), host=args.host, port=args.port,
+           media_root=args.media_root)
+    return 0
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """The hook ``hulumed.cli`` calls for every verb module."""
+    add_parser(subparsers)
