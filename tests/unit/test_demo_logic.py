@@ -16,10 +16,11 @@ from hulumed.demo.estimates import estimate_inputs, markdown_table
 from hulumed.demo.session import DemoSession
 from hulumed.demo.viewer import VolumeCache, video_frames, viewer_slice, volume_view
 from hulumed.errors import MediaError
-from hulumed.generation import THINK_INSTRUCTION, GenerationResult
+from hulumed.generation import GenerationResult
 from hulumed.interface import StreamDelta, StreamFinal
 from hulumed.processing.video import load_video
 from hulumed.processing.volume import load_volume
+from hulumed.think import THINK_INSTRUCTION
 from tests.conftest import GOLDEN
 
 INPUTS = GOLDEN / "inputs"
