@@ -9,7 +9,7 @@ inflating to 1 GiB, a Deflated DICOM of 20000 x 20000 zeros, a zip with a 64 MiB
 holding a 12000 x 12000 PNG). Each file is loaded in a fresh subprocess with its loader (load_image /
 load_video / load_volume): the row gives what the file claims, the outcome (the error's first words), the wall
 time and the peak RSS growth over the process's level after the imports. Prints a table and writes JSON naming
-the CPU (the machine may be shared). With `--genuine-slices N` (default 64) a genuine 512 x 512 x N int16 CT
+the CPU (the machine may be shared). With `--genuine-slices N` (default 32) a genuine 512 x 512 x N int16 CT
 volume is loaded too (upstream defaults, and with a window clip), giving the peak bytes per voxel that the
 per-item budget in docs/security.md is computed from.
 """
@@ -106,7 +106,7 @@ def _genuine(folder: Path, slices: int) -> list[dict]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "media_bombs.json"))
-    parser.add_argument("--genuine-slices", type=int, default=64,
+    parser.add_argument("--genuine-slices", type=int, default=32,
                         help="also load a genuine 512 x 512 x N int16 CT volume (0: skip) for the per-voxel cost")
     args = parser.parse_args()
     sys.path.insert(0, str(BAD))
