@@ -6,7 +6,7 @@ reads compressed data (gzip NIfTI of unusual names, zip members, Deflated DICOM)
 (`safe_files.read_capped`), so a small file cannot make a request allocate gigabytes. A refusal is a
 `MediaError` naming the limit; the server answers 400.
 
-Budget: the largest working array of one item is `MAX_VOXELS` float64 values (2 GiB; upstream converts
+Budget: the largest working array of one item is `MAX_VOXELS` float64 values (1 GiB; upstream converts
 volumes to float64 with `get_fdata`). The loaders hold at most about three arrays of that order at once (raw
 data, float64 copy, windowed copy), media items of a request are read one after another, and what is kept of
 each (uint8 slices / frames) is far smaller; docs/security.md gives the measured peaks. The loader modules keep
@@ -16,8 +16,8 @@ their historical names for these values (`volume.MAX_VOXELS`, `dicom.MAX_PIXELS`
 
 from __future__ import annotations
 
-ITEM_BUDGET_BYTES = 2 * 2**30  # the float64 working copy of one item's voxels / pixel values
-MAX_VOXELS = ITEM_BUDGET_BYTES // 8  # 2**28 voxels, e.g. 512 x 512 x 1024
+ITEM_BUDGET_BYTES = 2**30  # the float64 working copy of one item's voxels / pixel values
+MAX_VOXELS = ITEM_BUDGET_BYTES // 8  # 2**27 voxels, e.g. 512 x 512 x 512
 MAX_FRAME_PIXELS = 2**26  # one video frame, GIF canvas, frame-folder image or volume slice (8192 x 8192)
 MAX_INFLATED_BYTES = 2**30  # what one zip series may inflate to (its members are held in memory)
 MAX_DEFLATED_DICOM_BYTES = 2**28  # the inflated dataset of one Deflated-syntax DICOM file

@@ -108,8 +108,8 @@ def _check_shape(path: Path, shape: tuple[int, ...], axis: Optional[int] = None)
     voxels = int(np.prod(shape, dtype=np.float64)) if shape else 1
     if voxels > MAX_VOXELS:
         raise MediaError(
-            f"{path} declares {voxels:,} voxels (shape {shape}), more than the limit of {MAX_VOXELS:,} (2 GiB as "
-            "float64, the per-item memory budget): the header is corrupt or the volume is too large (decompression "
+            f"{path} declares {voxels:,} voxels (shape {shape}), more than the limit of {MAX_VOXELS:,} (the per-item "
+            "memory budget): the header is corrupt or the volume is too large (decompression "
             "bomb guard). Crop or downsample it first, or raise hulumed.processing.volume.MAX_VOXELS."
         )
     if axis in (0, 1, 2) and len(shape) >= 3:

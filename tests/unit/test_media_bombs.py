@@ -93,3 +93,13 @@ def test_peak_memory_of_the_bombs_stays_small(bombs):
     peaks = json.loads(run.stdout.strip().splitlines()[-1])
     assert "accepted" not in peaks.values(), peaks
     assert max(peaks.values()) < PEAK_BOUND_MB, peaks  # ru_maxrss is cumulative: the last value is the peak
+
+
+def test_a_slice_over_the_plane_limit_is_refused_before_reading(tmp_path):
+    """9000 x 9000 x 1 is under the voxel limit but one slice is over the plane limit (2^26 pixels)."""
+    path = tmp_path / "wide.nii.gz"
+    path.write_bytes(make_corpus._nifti_header_shape((9000, 9000, 1), True, make_corpus.np.uint8, extra=1024))
+    with pytest.raises(MediaError, match="slices of 81,000,000 pixels"):
+        load_volume(path)
+    with pytest.raises(MediaError, match="truncated"):  # along axis 0 the slices are small: the data is missing
+        load_volume(path, axis=0)
