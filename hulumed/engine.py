@@ -43,7 +43,6 @@ from .processing.visual_tokens import keep_mask, visual_tokens
 from .think import reasoning_of, strip_think, visible_prefix, with_think_instruction
 
 #: How long the scheduler waits for more requests to join a batch that is not full.
-GATHER_SECONDS = 0.005
 
 
 @dataclass
@@ -276,7 +275,7 @@ class HFEngine:
         with self._wakeup:
             while not self._waiting:
                 self._wakeup.wait()
-            deadline = time.monotonic() + GATHER_SECONDS
+            deadline = time.monotonic() + self.options.batch_wait_ms / 1000
             while sum(len(s.rows) for s in self._waiting) < size and not self._waiting[0].solo:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:

@@ -55,6 +55,7 @@ class LoadOptions:
     quantization: str | None = None  # "4bit" | "8bit" (hf backend, CUDA + bitsandbytes)
     revision: str | None = None  # hub revision
     batch_size: int = 8  # most conversations generated together (hf backend)
+    batch_wait_ms: float = 5.0  # how long the first waiting request waits for company before its batch runs (hf)
     frame_chunk_size: int | None = 32  # vision encoder frames per pass (identical results; bounds memory)
     system_prompt: bool | None = None  # None: on for conversations with media, as upstream's README
     reduction: ReductionOptions = field(default_factory=ReductionOptions)

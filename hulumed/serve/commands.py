@@ -59,7 +59,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from .app import create_app
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    engine = load(args.model, **{**load_kwargs(args), "batch_size": settings.max_batch_size})
+    engine = load(args.model, **{**load_kwargs(args), "batch_size": settings.max_batch_size,
+                                 "batch_wait_ms": settings.max_wait_ms})
     config = uvicorn.Config(create_app(engine, settings), host=args.host, port=args.port, log_level="warning")
     server = uvicorn.Server(config)
     original_startup = server.startup

@@ -25,6 +25,6 @@ class ServerSettings:
     max_stop_chars: int = 256  # characters of one stop string
     default_max_tokens: int = 512  # when a request does not say
     max_batch_size: int = 8  # requests answered together by one engine call
-    max_wait_ms: float = 10.0  # how long the first request of a batch waits for company
+    max_wait_ms: float = 10.0  # how long the first request of a batch waits for company (LoadOptions.batch_wait_ms)
     max_queue: int = 64  # requests waiting; more are refused with 429 + Retry-After
     log_content: bool = False  # log message text (off: logs carry ids, sizes, timings only)
