@@ -19,8 +19,9 @@ ARCHITECTURES = ("HulumedQwen2ForCausalLM", "HulumedQwen3ForCausalLM")
 
 def register() -> None:
     """Register the Hulu-Med architectures with vLLM (idempotent)."""
-    import hulumed  # noqa: F401 - registers the Hulu-Med configs with transformers' AutoConfig
     from vllm import ModelRegistry
+
+    import hulumed  # noqa: F401 - registers the Hulu-Med configs with transformers' AutoConfig
 
     supported = set(ModelRegistry.get_supported_archs())
     for name in ARCHITECTURES:

@@ -44,6 +44,7 @@ class PromptItems:
     full_prompt_ids: list[int] = field(default_factory=list)  # after reduction: what the decoder sees
     visual_tokens: int = 0  # after reduction
     visual_tokens_before_reduction: int = 0
+    engine_prompt_ids: list[int] | None = None  # the prompt vLLM ran (after its prompt updates), once run
 
 
 def build_prompt_items(

@@ -156,8 +156,8 @@ class HulumedMultiModalProcessor(BaseMultiModalProcessor[HulumedProcessingInfo])
 
 
 __all__ = [
+    "PAYLOAD_KEYS",
     "HulumedDummyInputsBuilder",
     "HulumedMultiModalProcessor",
     "HulumedProcessingInfo",
-    "PAYLOAD_KEYS",
 ]
