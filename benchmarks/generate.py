@@ -76,8 +76,7 @@ def build_engine(shape: str, device: str):
     torch.manual_seed(0)
     with torch.device(device):
         model = HulumedQwen2ForCausalLM(config).to(dtype)
-    model.frame_chunk_size = 32
-    return Engine(model, HulumedProcessor.from_pretrained(folder), batch_size=64)
+    return Engine(model, HulumedProcessor.from_pretrained(folder), batch_size=64, frame_chunk_size=32)
 
 
 def _peak(device: str) -> int:

@@ -18,6 +18,7 @@ from __future__ import annotations
 from .engine import Engine, load
 from .errors import CheckpointError, HulumedError, MediaError
 from .generation import GenerationParams, GenerationResult
+from .interface import LoadOptions, ReductionOptions
 from .model.configuration import HulumedQwen2Config, HulumedQwen3Config, HulumedVisionEncoderConfig
 from .model.modeling import (
     HulumedQwen2ForCausalLM,
@@ -25,7 +26,6 @@ from .model.modeling import (
     HulumedQwen3ForCausalLM,
     HulumedQwen3Model,
 )
-from .model.token_reduction import TokenReductionSettings
 from .model.vision_encoder import HulumedVisionEncoder
 from .registration import register_auto_classes
 
@@ -47,8 +47,9 @@ __all__ = [
     "HulumedQwen3Model",
     "HulumedVisionEncoder",
     "HulumedVisionEncoderConfig",
+    "LoadOptions",
     "MediaError",
-    "TokenReductionSettings",
+    "ReductionOptions",
     "load",
     "register_auto_classes",
 ]

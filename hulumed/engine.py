@@ -29,6 +29,8 @@ from .conversation import Conversation, has_media, validate, with_think_instruct
 from .errors import HulumedError, RequestTooLarge
 from .generation import GenerationParams, GenerationResult, cut_at_stop, reasoning_of
 from .hub import resolve_model
+from .interface import ReductionOptions
+from .processing.visual_tokens import keep_mask, visual_tokens
 
 
 def pick_device(device: str | None = None) -> torch.device:
@@ -80,8 +82,9 @@ def _quantization_config(quantization: str | None, device: torch.device) -> Any:
 @dataclass
 class _Prepared:
     inputs: dict[str, Any]
-    prompt_tokens: list[int]
-    visual_tokens: list[int]
+    prompt_tokens: list[int]  # after reduction
+    visual_tokens: list[int]  # after reduction
+    visual_tokens_before_reduction: list[int]
 
 
 class Engine:
@@ -95,8 +98,12 @@ class Engine:
         batch_size: int = 8,
         system_prompt: bool | None = None,
         path: Path | None = None,
+        reduction: ReductionOptions | None = None,
+        frame_chunk_size: int | None = None,
     ) -> None:
         self.model = model.eval()
+        self.reduction = reduction or ReductionOptions()
+        self.frame_chunk_size = frame_chunk_size
         self.processor = processor
         self.tokenizer = processor.tokenizer
         self.batch_size = batch_size
@@ -142,11 +149,14 @@ class Engine:
                 if key == "pixel_values":
                     value = value.to(self.dtype)
             inputs[key] = value
-        image_id = self.model.config.image_token_index
+        slots = (inputs["input_ids"] == self.model.config.image_token_index).sum(dim=1).tolist()  # per row
+        kept = self._kept_visual_tokens(inputs, slots)
+        prompt = inputs["attention_mask"].sum(dim=1).tolist()
         prepared = _Prepared(
             inputs=inputs,
-            prompt_tokens=inputs["attention_mask"].sum(dim=1).tolist(),
-            visual_tokens=(inputs["input_ids"] == image_id).sum(dim=1).tolist(),
+            prompt_tokens=[p - s + k for p, s, k in zip(prompt, slots, kept)],
+            visual_tokens=kept,
+            visual_tokens_before_reduction=slots,
         )
         if max_visual_tokens is not None and max(prepared.visual_tokens, default=0) > max_visual_tokens:
             raise RequestTooLarge(
@@ -155,8 +165,21 @@ class Engine:
             )
         return prepared
 
+    def _kept_visual_tokens(self, inputs: dict[str, Any], slots: list[int]) -> list[int]:
+        """Visual tokens per row after reduction, by the same function (same device, same dtype) the model uses."""
+        if "pixel_values" not in inputs or not sum(slots):
+            return list(slots)
+        items = visual_tokens(
+            inputs["pixel_values"], inputs["grid_sizes"], inputs["merge_sizes"], inputs.get("modals"),
+            self.model.model.vision_encoder.dtype, self.reduction,
+            checkpoint_default=bool(self.model.config.use_token_compression),
+        )
+        keep = keep_mask(items)  # (image slots of all rows,) row-major, as the model splices
+        return [int(part.sum()) for part in keep.split(slots)]
+
     def _generate_kwargs(self, params: GenerationParams) -> dict[str, Any]:
         kwargs = params.generate_kwargs()
+        kwargs.update(reduction=self.reduction, frame_chunk_size=self.frame_chunk_size)
         kwargs["pad_token_id"] = self.processor.pad_token_id
         if params.stop:
             kwargs.update(stop_strings=list(params.stop), tokenizer=self.tokenizer)
@@ -279,7 +302,8 @@ class Engine:
         return estimate_request(
             self.model.config, self.processor, conversation, params,
             dtype=self.dtype, add_system_prompt=self._add_system_prompt(conversation),
-            frame_chunk_size=self.model.frame_chunk_size,
+            frame_chunk_size=self.frame_chunk_size, reduction=self.reduction,
+            vision_dtype=self.model.model.vision_encoder.dtype,
         )
 
     def info(self) -> dict[str, Any]:
@@ -339,6 +363,8 @@ def load(
     )
     if quantization_config is None:
         loaded = loaded.to(target)
-    loaded.frame_chunk_size = frame_chunk_size
     processor = AutoProcessor.from_pretrained(path)
-    return Engine(loaded, processor, batch_size=batch_size, system_prompt=system_prompt, path=path)
+    return Engine(
+        loaded, processor, batch_size=batch_size, system_prompt=system_prompt, path=path,
+        frame_chunk_size=frame_chunk_size,
+    )

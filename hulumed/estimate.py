@@ -2,8 +2,8 @@
 
 ``estimate_request`` runs only the processor (media are read, no weights are touched) and returns
 
-* ``prompt_tokens``, ``visual_tokens`` (before inter-frame reduction: an upper bound when it is on), ``frames``
-  and ``patches``;
+* ``prompt_tokens`` and ``visual_tokens`` after inter-frame reduction (exact: the same function the model
+  uses, ``processing.visual_tokens``), ``visual_tokens_before_reduction``, ``frames`` and ``patches``;
 * ``weights_bytes``: parameter count (from a meta-device instance of the model, exact) x dtype size;
 * ``kv_cache_bytes`` = 2 x layers x kv_heads x head_dim x (prompt + max_new_tokens) x dtype size;
 * ``vision_peak_bytes`` ~ patches of the largest encoder pass x (6 x C + I) x dtype size: the residual stream,
@@ -25,6 +25,8 @@ import torch
 
 from .conversation import Conversation, validate, with_think_instruction
 from .generation import GenerationParams
+from .interface import ReductionOptions
+from .processing.visual_tokens import visual_tokens
 
 
 def parameter_count(config: Any) -> dict[str, int]:
@@ -40,7 +42,10 @@ def parameter_count(config: Any) -> dict[str, int]:
         if id(parameter) in seen:
             continue  # a tied lm_head is the embedding
         seen.add(id(parameter))
-        part = "vision_encoder" if ".vision_encoder." in name else "mm_projector" if ".mm_projector." in name else "language_model"
+        part = (
+            "vision_encoder" if ".vision_encoder." in name
+            else "mm_projector" if ".mm_projector." in name else "language_model"
+        )
         counts[part] += parameter.numel()
     counts["total"] = sum(counts.values())
     return counts
@@ -59,7 +64,11 @@ def estimate_request(
     dtype: torch.dtype = torch.bfloat16,
     add_system_prompt: bool = True,
     frame_chunk_size: int | None = None,
+    reduction: ReductionOptions | None = None,
+    vision_dtype: torch.dtype | None = None,
 ) -> dict[str, Any]:
+    """Token counts and a memory plan for one conversation; ``vision_dtype`` (default ``dtype``) is the dtype the
+    vision encoder runs in, in which the reduction's keep-mask is computed."""
     conversation = validate(conversation)
     if params.think:
         conversation = with_think_instruction(conversation)
@@ -67,9 +76,16 @@ def estimate_request(
         conversation=conversation, add_system_prompt=add_system_prompt, add_generation_prompt=True, return_tensors="pt"
     )
     size = _dtype_bytes(dtype)
-    prompt = int(batch["input_ids"].shape[1])
-    visual = int((batch["input_ids"] == config.image_token_index).sum())
+    slots = int((batch["input_ids"] == config.image_token_index).sum())
     grid = batch.get("grid_sizes")
+    visual = slots
+    if grid is not None and len(grid):
+        items = visual_tokens(
+            batch["pixel_values"], grid, batch["merge_sizes"], batch.get("modals"), vision_dtype or dtype, reduction,
+            checkpoint_default=bool(config.use_token_compression),
+        )
+        visual = sum(item.tokens for item in items)
+    prompt = int(batch["input_ids"].shape[1]) - slots + visual
     frames = int(grid[:, 0].sum()) if grid is not None else 0
     patches = int(grid.prod(dim=1).sum()) if grid is not None else 0
     vision = config.vision_config()
@@ -89,7 +105,7 @@ def estimate_request(
     return {
         "prompt_tokens": prompt,
         "visual_tokens": visual,
-        "visual_tokens_note": "before inter-frame reduction" if config.use_token_compression else "exact",
+        "visual_tokens_before_reduction": slots,
         "frames": frames,
         "patches": patches,
         "max_new_tokens": params.max_new_tokens,

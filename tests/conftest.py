@@ -43,7 +43,6 @@ def golden_model():
             cache[variant] = AutoModelForCausalLM.from_pretrained(GOLDEN / variant, attn_implementation="sdpa").eval()
         model = cache[variant]
         model.config.use_token_compression = False
-        model.frame_chunk_size = None
         return model
 
     return get

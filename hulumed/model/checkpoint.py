@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -156,12 +157,12 @@ def load_checkpoint(cls: Any, path: str | os.PathLike, *args: Any, **kwargs: Any
     """Strict ``from_pretrained`` for both layouts (``cls`` is a Hulu-Med ``*ForCausalLM``)."""
     want_info = bool(kwargs.pop("output_loading_info", False))
     folder = Path(path)
-    if folder.is_dir() and detect_layout(folder) == "original":
-        model = _load_original(cls, folder, **kwargs)
-        info = {"missing_keys": set(), "unexpected_keys": set(), "mismatched_keys": set(), "error_msgs": []}
-        return (model, info) if want_info else model
+    original = folder.is_dir() and detect_layout(folder) == "original"
     try:
-        model, info = cls._hf_from_pretrained(path, *args, output_loading_info=True, **kwargs)
+        if original:
+            model, info = _load_original(cls, folder, *args, **kwargs)
+        else:
+            model, info = cls._hf_from_pretrained(path, *args, output_loading_info=True, **kwargs)
     except RuntimeError as error:
         if "mismatch" not in str(error).lower():
             raise
@@ -173,14 +174,19 @@ def load_checkpoint(cls: Any, path: str | os.PathLike, *args: Any, **kwargs: Any
     return (model, info) if want_info else model
 
 
-def _load_original(cls: Any, folder: Path, **kwargs: Any) -> Any:
-    """Build the model from an original-layout folder and load its remapped tensors strictly."""
+def _load_original(cls: Any, folder: Path, *args: Any, **kwargs: Any) -> tuple[Any, dict[str, Any]]:
+    """Load an original-layout folder through transformers' own loader, with the vision prefix remapped.
+
+    The config is repaired here (model type from the tensors, an inferred ``vision_encoder_config``) and the
+    doubled prefix is undone by transformers' ``key_mapping``, so every other ``from_pretrained`` argument —
+    dtype, ``device_map``, ``quantization_config``, attention — applies exactly as for an HF-Version folder.
+    """
     from .configuration import HulumedQwen2Config, HulumedQwen3Config
     from .modeling import HulumedQwen2ForCausalLM, HulumedQwen3ForCausalLM
 
-    state = remap_original_keys(read_state_dict(folder))
+    names = tensor_names(folder)
     raw = json.loads((folder / "config.json").read_text())
-    is_qwen3 = any(key.endswith("self_attn.q_norm.weight") for key in state)
+    is_qwen3 = any(name.endswith("self_attn.q_norm.weight") for name in names)
     target = HulumedQwen3ForCausalLM if is_qwen3 else HulumedQwen2ForCausalLM
     if cls not in (target, HulumedQwen2ForCausalLM, HulumedQwen3ForCausalLM):
         target = cls
@@ -190,20 +196,10 @@ def _load_original(cls: Any, folder: Path, **kwargs: Any) -> Any:
     raw.pop("auto_map", None)
     raw["vision_encoder"] = None  # the tensors are in this checkpoint; never fetch the stand-alone encoder
     if not raw.get("vision_encoder_config"):
-        raw["vision_encoder_config"] = _infer_vision_encoder_config(state)
-    dtype = kwargs.pop("dtype", kwargs.pop("torch_dtype", None))
-    attn = kwargs.pop("attn_implementation", None)
+        raw["vision_encoder_config"] = _infer_vision_encoder_config(remap_original_keys(read_state_dict(folder)))
+    kwargs.pop("config", None)
     config = config_cls.from_dict(raw)
-    if attn is not None:
-        config._attn_implementation = attn
-    model = target(config)
-    if config.tie_word_embeddings:
-        state.pop("lm_head.weight", None)
-    result = model.load_state_dict(state, strict=False)
-    missing = [k for k in result.missing_keys if not (config.tie_word_embeddings and k == "lm_head.weight")]
-    check_loading_info(folder, missing, result.unexpected_keys)
-    if config.tie_word_embeddings:
-        model.tie_weights()
-    if dtype is not None and dtype != "auto":
-        model = model.to(getattr(torch, dtype) if isinstance(dtype, str) else dtype)
-    return model.eval()
+    mapping = {"^" + re.escape(ORIGINAL_VISION_PREFIX): VISION_PREFIX}
+    return target._hf_from_pretrained(
+        folder, *args, config=config, key_mapping=mapping, output_loading_info=True, **kwargs
+    )

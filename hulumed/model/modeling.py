@@ -36,9 +36,10 @@ from transformers.generation import LogitsProcessorList, RepetitionPenaltyLogits
 from transformers.models.qwen2.modeling_qwen2 import Qwen2PreTrainedModel
 from transformers.models.qwen3.modeling_qwen3 import Qwen3PreTrainedModel
 
+from ..interface import ReductionOptions
+from ..processing.visual_tokens import item_modals, keep_mask, visual_tokens
 from .configuration import HulumedQwen2Config, HulumedQwen3Config
 from .projector import HulumedProjector
-from .token_reduction import TokenReductionSettings, compression_mask, item_modals
 from .vision_encoder import HulumedVisionEncoder
 
 
@@ -79,10 +80,6 @@ class HulumedForCausalLMMixin:
 
     model: HulumedQwen2Model | HulumedQwen3Model
     config: HulumedQwen2Config | HulumedQwen3Config
-    #: Runtime knobs of the inter-frame reduction (the on/off switch is ``config.use_token_compression``).
-    token_reduction: TokenReductionSettings
-    #: Encode at most this many frames per vision-encoder pass (None = all at once); results are identical.
-    frame_chunk_size: int | None = None
 
     # ---------------------------------------------------------------- vision
     def encode_images(
@@ -91,24 +88,30 @@ class HulumedForCausalLMMixin:
         grid_sizes: torch.Tensor,  # (items, 3)
         merge_sizes: torch.Tensor,  # (items,)
         modals: Sequence[str] | None = None,
+        reduction: ReductionOptions | None = None,
+        frame_chunk_size: int | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:  # features (tokens, H), keep-mask (tokens,) bool
-        """Encoder + projector features of every non-text item, and the reduction keep-mask over them."""
+        """Encoder + projector features of every non-text item, and the reduction keep-mask over them.
+
+        ``reduction`` (None: upstream's rule, on/off as the checkpoint's ``use_token_compression``) and
+        ``frame_chunk_size`` (frames per encoder pass, None = all; identical results) are runtime options.
+        """
         encoder = self.model.vision_encoder
         pixel_values = pixel_values.to(device=encoder.device, dtype=encoder.dtype)
         grid_sizes = grid_sizes.to(encoder.device)
         merge_sizes = merge_sizes.to(encoder.device)
-        features = encoder(pixel_values, grid_sizes, merge_sizes, frame_chunk_size=self.frame_chunk_size)
+        features = encoder(pixel_values, grid_sizes, merge_sizes, frame_chunk_size=frame_chunk_size)
         features = self.model.mm_projector(features)  # (tokens of all items, H)
         modal_list = item_modals(grid_sizes, modals)
         if "text" in modal_list:
             counts = (grid_sizes.prod(dim=1) // merge_sizes**2).tolist()
             parts = features.split(counts, dim=0)
             features = torch.cat([p for p, modal in zip(parts, modal_list) if modal != "text"], dim=0)
-        if self.config.use_token_compression:
-            keep = compression_mask(pixel_values, grid_sizes, merge_sizes, modal_list, self.token_reduction)
-        else:
-            keep = torch.ones(features.shape[0], dtype=torch.bool, device=features.device)
-        return features, keep
+        items = visual_tokens(
+            pixel_values, grid_sizes, merge_sizes, modal_list, encoder.dtype, reduction,
+            checkpoint_default=bool(self.config.use_token_compression),
+        )
+        return features, keep_mask(items, features.device)
 
     # ---------------------------------------------------------------- splice
     def prepare_multimodal_inputs(
@@ -121,6 +124,8 @@ class HulumedForCausalLMMixin:
         grid_sizes: torch.Tensor | None = None,
         merge_sizes: torch.Tensor | None = None,
         modals: Sequence[str] | None = None,
+        reduction: ReductionOptions | None = None,
+        frame_chunk_size: int | None = None,
     ) -> dict[str, torch.Tensor | None]:
         """Token ids + media -> ``inputs_embeds`` (B, N', H) and the matching mask / labels / positions."""
         embed = self.model.embed_tokens
@@ -134,7 +139,9 @@ class HulumedForCausalLMMixin:
             }
         if grid_sizes is None or merge_sizes is None:
             raise ValueError("pixel_values need grid_sizes and merge_sizes (pass the processor's outputs unchanged)")
-        features, keep = self.encode_images(pixel_values, grid_sizes, merge_sizes, modals)
+        features, keep = self.encode_images(
+            pixel_values, grid_sizes, merge_sizes, modals, reduction=reduction, frame_chunk_size=frame_chunk_size
+        )
         image_positions = input_ids == self.config.image_token_index  # (B, N)
         n_slots = int(image_positions.sum())
         if n_slots != features.shape[0]:
@@ -171,13 +178,16 @@ class HulumedForCausalLMMixin:
         merge_sizes: torch.Tensor | None = None,
         modals: Sequence[str] | None = None,
         logits_to_keep: int | torch.Tensor = 0,
+        reduction: ReductionOptions | None = None,
+        frame_chunk_size: int | None = None,
         **kwargs: Any,
     ) -> Any:
         # ``logits_to_keep`` is named here so that ``generate`` sees it and computes prompt logits for the last
         # position only (else the prefill projects every prompt position onto the whole vocabulary).
         if inputs_embeds is None and input_ids is not None and pixel_values is not None:
             prepared = self.prepare_multimodal_inputs(
-                input_ids, attention_mask, labels, position_ids, pixel_values, grid_sizes, merge_sizes, modals
+                input_ids, attention_mask, labels, position_ids, pixel_values, grid_sizes, merge_sizes, modals,
+                reduction=reduction, frame_chunk_size=frame_chunk_size,
             )
             input_ids = None
             inputs_embeds = prepared["inputs_embeds"]
@@ -202,11 +212,14 @@ class HulumedForCausalLMMixin:
         grid_sizes: torch.Tensor | None = None,
         merge_sizes: torch.Tensor | None = None,
         modals: Sequence[str] | None = None,
+        reduction: ReductionOptions | None = None,
+        frame_chunk_size: int | None = None,
         **kwargs: Any,
     ) -> Any:
         """Upstream semantics: embeds the prompt (media included) and returns only the new tokens.
 
         As upstream, no prompt ids reach transformers, so a ``repetition_penalty`` applies to new tokens only.
+        ``reduction`` / ``frame_chunk_size``: runtime options, as in ``encode_images``.
         """
         if "inputs_embeds" in kwargs:
             raise ValueError("pass input_ids (and media), not inputs_embeds: the prompt is embedded here")
@@ -215,7 +228,8 @@ class HulumedForCausalLMMixin:
         attention_mask = kwargs.pop("attention_mask", None)
         position_ids = kwargs.pop("position_ids", None)
         prepared = self.prepare_multimodal_inputs(
-            input_ids, attention_mask, None, position_ids, pixel_values, grid_sizes, merge_sizes, modals
+            input_ids, attention_mask, None, position_ids, pixel_values, grid_sizes, merge_sizes, modals,
+            reduction=reduction, frame_chunk_size=frame_chunk_size,
         )
         if prepared["attention_mask"] is not None:
             kwargs["attention_mask"] = prepared["attention_mask"].to(prepared["inputs_embeds"].device)
@@ -315,7 +329,6 @@ class HulumedQwen2ForCausalLM(HulumedForCausalLMMixin, Qwen2ForCausalLM):
         self.model = HulumedQwen2Model(config)
         self.vocab_size = config.vocab_size
         self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
-        self.token_reduction = TokenReductionSettings()
         self.post_init()
 
 
@@ -330,7 +343,6 @@ class HulumedQwen3ForCausalLM(HulumedForCausalLMMixin, Qwen3ForCausalLM):
         self.model = HulumedQwen3Model(config)
         self.vocab_size = config.vocab_size
         self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
-        self.token_reduction = TokenReductionSettings()
         self.post_init()
 
 

@@ -92,6 +92,43 @@ def test_original_layout_doubled_prefix_and_bin(variant, tmp_path):
     torch.testing.assert_close(_logits(model), t["logits"], atol=1e-4, rtol=1e-4)
 
 
+def _original_folder(tmp_path, variant: str = "tiny-qwen2"):
+    folder = tmp_path / "original"
+    folder.mkdir()
+    state = load_file(str(GOLDEN / variant / "model.safetensors"))
+    state = {k.replace("model.vision_encoder.", "model.vision_encoder.vision_encoder.", 1): v for k, v in state.items()}
+    torch.save(state, folder / "pytorch_model.bin")
+    config = json.loads((GOLDEN / variant / "config.json").read_text())
+    config.pop("auto_map")
+    (folder / "config.json").write_text(json.dumps(config))
+    return folder
+
+
+def test_original_layout_keeps_dtype_and_device_placement(tmp_path):
+    """Regression: the original-layout path used to drop device_map (and quantization_config)."""
+    folder = _original_folder(tmp_path)
+    model = HulumedQwen2ForCausalLM.from_pretrained(folder, dtype=torch.bfloat16)
+    assert model.dtype == torch.bfloat16 and model.model.vision_encoder.dtype == torch.bfloat16
+    placed = HulumedQwen2ForCausalLM.from_pretrained(folder, device_map={"": "meta"})  # placed by transformers
+    assert {p.device.type for p in placed.parameters()} == {"meta"}
+
+
+def test_original_layout_honours_quantization_config(tmp_path):
+    """A quantization config reaches transformers' quantizer for both layouts (here: it asks for bitsandbytes)."""
+    from transformers import BitsAndBytesConfig
+
+    try:
+        import bitsandbytes  # noqa: F401
+    except ImportError:
+        pass
+    else:
+        pytest.skip("bitsandbytes is installed: the refusal below is what a machine without it shows")
+    quantization = BitsAndBytesConfig(load_in_4bit=True)
+    for folder in (GOLDEN / "tiny-qwen2", _original_folder(tmp_path)):
+        with pytest.raises(ImportError, match="bitsandbytes"):
+            HulumedQwen2ForCausalLM.from_pretrained(folder, quantization_config=quantization, device_map={"": "cpu"})
+
+
 def test_original_layout_without_encoder_config_needs_standard_encoder(tmp_path):
     folder = tmp_path / "original"
     folder.mkdir()

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import torch
 
-from hulumed.model.token_reduction import TokenReductionSettings, compression_mask, frame_keep_mask
+from hulumed.interface import ReductionOptions
+from hulumed.model.token_reduction import compression_mask
+from hulumed.processing.visual_tokens import frame_keep_mask
 
 
 def _video(frames: torch.Tensor, m: int = 2) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -33,7 +35,7 @@ def test_frames_changing_everywhere_keep_everything_but_first_frame():
 def test_corrected_rule_keeps_first_frame_whole():
     base = torch.rand(1, 16, 588)
     pixels, grid, merge = _video(base.repeat(3, 1, 1))
-    mask = compression_mask(pixels, grid, merge, ["video"], TokenReductionSettings(keep_first_frame=True))
+    mask = compression_mask(pixels, grid, merge, ["video"], ReductionOptions(keep_first_frame=True))
     assert mask.reshape(3, 4).sum(dim=1).tolist() == [4, 1, 1]
 
 
@@ -41,7 +43,7 @@ def test_threshold_is_strict_and_per_token():
     frames = torch.zeros(2, 4, 4 * 588)
     frames[1, 2] = 0.1001  # only merged token 2 changes by just over the threshold
     frames[1, 3] = 0.0999
-    keep = frame_keep_mask(frames, TokenReductionSettings())
+    keep = frame_keep_mask(frames, ReductionOptions())
     assert keep[1].tolist() == [False, False, True, False]
 
 
