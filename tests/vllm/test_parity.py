@@ -10,10 +10,10 @@ import pytest
 
 pytest.importorskip("vllm")
 
-from hulumed.generation import GenerationParams  # noqa: E402
-from hulumed.interface import LoadOptions  # noqa: E402
+from hulumed.generation import GenerationParams
+from hulumed.interface import LoadOptions
 
-from .conftest import MAX_NEW, cases, hf_reference  # noqa: E402
+from .conftest import MAX_NEW, cases, hf_reference
 
 CASES = ["text", "image", "two_images", "interleaved", "image_video", "video", "nifti", "dicom_series"]
 
