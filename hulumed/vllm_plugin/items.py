@@ -14,9 +14,9 @@ span (first to last ``<image>`` of the item, separators included) is cut from th
 from the whole prompt, so its text tokens are exactly the transformers engine's.
 
 The keep-mask comes from ``hulumed.processing.visual_tokens`` (computed in the model dtype), the function the
-transformers model and engine count with; items are processed together with their whole conversation, so an item's payload
-already carries the context-dependent merge size and pixel budget, and vLLM's content hash of the payload is a
-cache identity that includes that context.
+transformers model and engine count with; items are processed together with their whole conversation, so an
+item's payload already carries the context-dependent merge size and pixel budget, and vLLM's content hash of the
+payload is a cache identity that includes that context.
 
 Glossary: P patches of an item, T its merged tokens (before reduction), K its kept tokens.
 """

@@ -75,7 +75,9 @@ class _HulumedForCausalLM(nn.Module, SupportsMultiModal, SupportsPP):
         vision_config._attn_implementation = "sdpa"
         with self._mark_tower_model(vllm_config, "image"):
             self.vision_encoder = HulumedVisionEncoder(vision_config)
-            self.mm_projector = HulumedProjector(config.mm_projector_type, vision_config.hidden_size, config.hidden_size)
+            self.mm_projector = HulumedProjector(
+                config.mm_projector_type, vision_config.hidden_size, config.hidden_size
+            )
         with self._mark_language_model(vllm_config):
             self.language_model = init_vllm_registered_model(
                 vllm_config=vllm_config,

@@ -16,7 +16,8 @@ that context to every hash and ``_get_cache_missing_processor_kwargs`` hands it 
 that missed the cache. A payload's hash is of already processed tensors, so it carries its context itself.
 
 Fields (per item, ``flat_from_sizes`` over the concatenation): ``hulumed_pixel_values`` (P, 588),
-``hulumed_grid_sizes`` (1, 3), ``hulumed_merge_sizes`` (1,), ``hulumed_keep`` (T,) bool, ``hulumed_span`` (len,), ``hulumed_span_lengths`` (1,).
+``hulumed_grid_sizes`` (1, 3), ``hulumed_merge_sizes`` (1,), ``hulumed_keep`` (T,) bool, ``hulumed_span`` (len,),
+``hulumed_span_lengths`` (1,).
 """
 
 from __future__ import annotations

@@ -76,7 +76,9 @@ def tiny_vllm_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
                                 token_compression=True)
 
 
-def hf_reference(engine: Any, conversation: list[dict[str, Any]], max_new: int = MAX_NEW) -> tuple[list[int], list[int]]:
+def hf_reference(
+    engine: Any, conversation: list[dict[str, Any]], max_new: int = MAX_NEW
+) -> tuple[list[int], list[int]]:
     """(prompt ids the transformers decoder sees after reduction, greedy tokens) from the transformers engine."""
     from hulumed.conversation import has_media
     from hulumed.generation import GenerationParams
