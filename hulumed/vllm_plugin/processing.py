@@ -12,8 +12,9 @@ Two kinds of "image" items reach it:
 
 Cache identity: vLLM caches processed items by a hash of the item and the request's processor kwargs. A raw item's
 processing depends on the other items of the request (merge size 2 next to a video), so ``_get_mm_hashes`` adds
-that context to every hash and ``_get_cache_missing_processor_kwargs`` hands it to the processing of the items
-that missed the cache. A payload's hash is of already processed tensors, so it carries its context itself.
+a digest of all the request's items to every hash (a request hits for all its items or for none) and
+``_get_cache_missing_processor_kwargs`` hands the merge context to the processing of the items that missed.
+A payload's hash is of already processed tensors, so it carries its context itself.
 
 Fields (per item, ``flat_from_sizes`` over the concatenation): ``hulumed_pixel_values`` (P, 588),
 ``hulumed_grid_sizes`` (1, 3), ``hulumed_merge_sizes`` (1,), ``hulumed_keep`` (T,) bool, ``hulumed_span`` (len,),
@@ -23,6 +24,7 @@ Fields (per item, ``flat_from_sizes`` over the concatenation): ``hulumed_pixel_v
 from __future__ import annotations
 
 import functools
+import hashlib
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -93,9 +95,16 @@ class HulumedMultiModalProcessor(BaseMultiModalProcessor[HulumedProcessingInfo])
         return 1
 
     def _get_mm_hashes(self, inputs: Any) -> Any:
+        """Each item's hash, suffixed with a digest of every item of the request.
+
+        Hulu-Med processes a request's items together (merge size 2 for all of them next to a video, one pixel
+        budget over all frames), so an item processed in another request is not reusable: with the request
+        digest in every identity, a request hits the cache for all its items or for none.
+        """
         hashes = super()._get_mm_hashes(inputs)
-        context = self._merge_context(inputs.mm_data_items)
-        return {modality: [f"{h}-m{context}" for h in values] for modality, values in hashes.items()}
+        every = [h for modality in sorted(hashes) for h in hashes[modality]]
+        digest = hashlib.sha256("|".join(every).encode()).hexdigest()[:16]
+        return {modality: [f"{h}-{digest}" for h in values] for modality, values in hashes.items()}
 
     def _get_cache_missing_processor_kwargs(self, inputs: Any, mm_is_cached: Any) -> Mapping[str, object]:
         return {**inputs.hf_processor_mm_kwargs, _CONTEXT_KEY: self._merge_context(inputs.mm_data_items)}
