@@ -36,6 +36,7 @@ def hf_rows(device: str, dtype: str, attn: str) -> list[dict]:
                 GOLDEN / variant, dtype=getattr(torch, dtype), attn_implementation=attn
             ).to(device).eval()
         model = models[variant]
+        model.config.use_token_compression = meta["use_token_compression"]  # the case's runtime choice
         inputs = {k: tensors[k].to(device) for k in ("input_ids", "attention_mask") if k in tensors}
         for k in ("pixel_values", "grid_sizes", "merge_sizes"):
             if k in tensors:
@@ -75,7 +76,7 @@ def vllm_rows(dtype: str, tp: int) -> list[dict]:
             if "pixel_values" in batch:
                 batch["modals"] = meta["modals"]
             prompt = build_prompt_items(batch, int(engine.config.image_token_index),
-                                        bool(engine.config.use_token_compression), engine.dtype)
+                                        bool(meta["use_token_compression"]), engine.dtype)
             expected = tensors["generated_ids"][0].tolist()
             prepared = engine.prepare([[{"role": "user", "content": "x"}]])
             prepared.inputs, prepared.prompt_tokens = [prompt], [len(prompt.full_prompt_ids)]

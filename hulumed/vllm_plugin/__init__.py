@@ -8,6 +8,8 @@ loaded and nothing else changes.
 
     model.py       vLLM model classes: vLLM's Qwen2/Qwen3 decoder + our vision encoder and projector
     processing.py  vLLM multimodal processor: placeholders, fields and cache identity of Hulu-Med items
+    media.py       vLLM video loader "hulumed": videos and volumes (NIfTI, DICOM) read by our loaders
+    chat_template.jinja  upstream's template, plus one <|video_pad|> placeholder for a video part vLLM renders
     items.py       (vLLM-free) conversation -> prompt ids with one placeholder per item + processed item payloads
     engine.py      ``VllmEngine`` (hulumed.interface.Engine over vLLM) and ``load_vllm_engine``
 """
@@ -27,3 +29,11 @@ def register() -> None:
     for name in ARCHITECTURES:
         if name not in supported:
             ModelRegistry.register_model(name, f"hulumed.vllm_plugin.model:{name}")
+    from .media import register_video_loader
+
+    register_video_loader()
+
+
+#: Chat template for vLLM's OpenAI server (``--chat-template``): upstream's, and a ``video`` part without loaded
+#: frames (as vLLM renders it) becomes one ``<|video_pad|>`` placeholder that the plugin expands.
+CHAT_TEMPLATE = str(__import__("pathlib").Path(__file__).with_name("chat_template.jinja"))

@@ -64,7 +64,9 @@ class _HulumedForCausalLM(nn.Module, SupportsMultiModal, SupportsPP):
     def get_placeholder_str(cls, modality: str, i: int) -> str | None:
         if modality.startswith("image"):
             return "<image>"
-        raise ValueError(f"Hulu-Med's vLLM plugin takes image items; got {modality!r}")
+        if modality.startswith("video"):
+            return "<|video_pad|>"
+        raise ValueError(f"Hulu-Med's vLLM plugin takes image and video items; got {modality!r}")
 
     def __init__(self, *, vllm_config: VllmConfig, prefix: str = "") -> None:
         super().__init__()
@@ -73,7 +75,7 @@ class _HulumedForCausalLM(nn.Module, SupportsMultiModal, SupportsPP):
         self.frame_chunk_size = 32
         vision_config = config.vision_config()
         vision_config._attn_implementation = "sdpa"
-        with self._mark_tower_model(vllm_config, "image"):
+        with self._mark_tower_model(vllm_config, {"image", "video"}):
             self.vision_encoder = HulumedVisionEncoder(vision_config)
             self.mm_projector = HulumedProjector(
                 config.mm_projector_type, vision_config.hidden_size, config.hidden_size
@@ -89,18 +91,29 @@ class _HulumedForCausalLM(nn.Module, SupportsMultiModal, SupportsPP):
 
     # ------------------------------------------------------------------ vision
     def embed_multimodal(self, **kwargs: object) -> MultiModalEmbeddings:
-        if kwargs.get("hulumed_pixel_values") is None:
-            return []
+        prefixes: list[str] = []  # "hulumed_" (image items) / "hulumed_video_" (raw videos), in kwargs order
+        for key in kwargs:
+            prefix = "hulumed_video_" if key.startswith("hulumed_video_") else "hulumed_"
+            present = kwargs.get(prefix + "pixel_values") is not None
+            if key.startswith("hulumed_") and prefix not in prefixes and present:
+                prefixes.append(prefix)
+        embeddings: list[torch.Tensor] = []
+        for prefix in prefixes:
+            embeddings.extend(self._embed_items(*(kwargs[prefix + k] for k in (
+                "pixel_values", "grid_sizes", "merge_sizes", "keep"))))
+        return tuple(embeddings)
+
+    def _embed_items(self, pixel_values: Any, grid_sizes: Any, merge_sizes: Any, keep: Any) -> list[torch.Tensor]:
         encoder = self.vision_encoder
         device, dtype = next(encoder.parameters()).device, next(encoder.parameters()).dtype
-        pixel_values = _as_tensor(kwargs["hulumed_pixel_values"]).to(device=device, dtype=dtype)  # (P, 588)
-        grid_sizes = _as_tensor(kwargs["hulumed_grid_sizes"]).reshape(-1, 3).to(device=device, dtype=torch.int64)
-        merge_sizes = _as_tensor(kwargs["hulumed_merge_sizes"]).reshape(-1).to(device=device, dtype=torch.int64)
-        keep = _as_tensor(kwargs["hulumed_keep"]).reshape(-1).to(device=device, dtype=torch.bool)  # (tokens,)
+        pixel_values = _as_tensor(pixel_values).to(device=device, dtype=dtype)  # (P, 588)
+        grid_sizes = _as_tensor(grid_sizes).reshape(-1, 3).to(device=device, dtype=torch.int64)  # (items, 3)
+        merge_sizes = _as_tensor(merge_sizes).reshape(-1).to(device=device, dtype=torch.int64)  # (items,)
+        keep = _as_tensor(keep).reshape(-1).to(device=device, dtype=torch.bool)  # (tokens,)
         features = encoder(pixel_values, grid_sizes, merge_sizes, frame_chunk_size=self.frame_chunk_size)
         features = self.mm_projector(features)  # (tokens, H)
         counts = (grid_sizes.prod(dim=1) // merge_sizes**2).tolist()
-        return tuple(f[k] for f, k in zip(features.split(counts), keep.split(counts)))  # (K_i, H) per item
+        return [f[k] for f, k in zip(features.split(counts), keep.split(counts))]  # (K_i, H) per item
 
     # ------------------------------------------------------------------ decoder
     def forward(

@@ -32,7 +32,7 @@ import numpy as np
 import torch
 from transformers.feature_extraction_utils import BatchFeature
 from vllm.multimodal.inputs import MultiModalFieldConfig, MultiModalKwargsItems
-from vllm.multimodal.parse import MultiModalDataItems
+from vllm.multimodal.parse import MultiModalDataItems, MultiModalDataParser
 from vllm.multimodal.processing import (
     BaseDummyInputsBuilder,
     BaseMultiModalProcessor,
@@ -45,6 +45,8 @@ from vllm.multimodal.processing import (
 from .items import PAYLOAD_KEYS, is_payload, stack_payloads
 
 _CONTEXT_KEY = "hulumed_merge_context"
+VIDEO_PLACEHOLDER = "<|video_pad|>"  # what chat_template.jinja renders for a video part (one per item)
+VIDEO_PREFIX = "hulumed_video_"  # field names of raw video items (modality "video")
 
 
 @functools.lru_cache(maxsize=4)
@@ -61,14 +63,23 @@ class HulumedProcessingInfo(BaseProcessingInfo):
         return _hulumed_processor(self.ctx.model_config.model)
 
     def get_supported_mm_limits(self) -> Mapping[str, int | None]:
-        return {"image": None}
+        return {"image": None, "video": None}
+
+    def get_data_parser(self) -> MultiModalDataParser:
+        return MultiModalDataParser(
+            video_needs_metadata=True, expected_hidden_size=self._get_expected_hidden_size(),
+            allow_missing_mm_embeddings=self.allow_missing_mm_embeddings,
+        )
 
     def image_token_id(self) -> int:
         return int(self.get_hf_config().image_token_index)
 
+    def video_token_id(self) -> int:
+        return int(self.get_tokenizer().convert_tokens_to_ids(VIDEO_PLACEHOLDER))
+
     def get_mm_max_tokens_per_item(self, seq_len: int, mm_counts: Mapping[str, int]) -> Mapping[str, int]:
         max_tokens = int(getattr(self.get_hf_processor().image_processor, "max_tokens", 16384))
-        return {"image": min(seq_len, max_tokens)}
+        return {"image": min(seq_len, max_tokens), "video": min(seq_len, max_tokens)}
 
 
 class HulumedDummyInputsBuilder(BaseDummyInputsBuilder[HulumedProcessingInfo]):
@@ -112,45 +123,79 @@ class HulumedMultiModalProcessor(BaseMultiModalProcessor[HulumedProcessingInfo])
     # ------------------------------------------------------------------ processing
     def _call_hf_processor(self, hf_data: Mapping[str, object], hf_kwargs: Mapping[str, object]) -> BatchFeature:
         images = list(hf_data.get("images") or [])
-        payloads = []
-        raw_merge = int(hf_kwargs.get(_CONTEXT_KEY, 1))  # type: ignore[arg-type]
-        for image in images:
-            payloads.append(image if is_payload(image) else self._process_raw(image, raw_merge))
-        if not payloads:
-            return BatchFeature({})
-        return BatchFeature(stack_payloads(payloads))
+        videos = list(hf_data.get("videos") or [])
+        merge = max(int(hf_kwargs.get(_CONTEXT_KEY, 1)), 2 if videos else 1)  # type: ignore[arg-type]
+        raw_images = [image for image in images if not is_payload(image)]
+        processed = iter(self._process_raw(raw_images, videos, merge)) if (raw_images or videos) else iter(())
+        image_payloads = [image if is_payload(image) else next(processed) for image in images]
+        video_payloads = list(processed)
+        out: dict[str, torch.Tensor] = {}
+        if image_payloads:
+            out.update(stack_payloads(image_payloads))
+        if video_payloads:
+            out.update({VIDEO_PREFIX + k[len("hulumed_"):]: v for k, v in stack_payloads(video_payloads).items()})
+        return BatchFeature(out)
 
-    def _process_raw(self, image: Any, merge_size: int) -> dict[str, torch.Tensor]:
+    def _process_raw(self, images: list[Any], videos: list[Any], merge_size: int) -> list[dict[str, torch.Tensor]]:
+        """Raw images then raw videos of one request, processed together as our processor does (one call: the
+        conversation-wide merge size and pixel budget), with keep-masks and spans."""
+        from ..processing.visual_tokens import visual_tokens
+
         processor = self.info.get_hf_processor()
-        if isinstance(image, torch.Tensor):
-            image = image.numpy()
-        out = processor.image_processor([[image]], merge_size=merge_size)
-        grid = torch.as_tensor(np.asarray(out["grid_sizes"]), dtype=torch.int64)  # (1, 3)
-        tokens = int(grid.prod()) // merge_size**2
-        return {
-            "hulumed_pixel_values": torch.as_tensor(np.asarray(out["pixel_values"]), dtype=torch.float32),
-            "hulumed_grid_sizes": grid,
-            "hulumed_merge_sizes": torch.tensor([merge_size], dtype=torch.int64),
-            "hulumed_keep": torch.ones(tokens, dtype=torch.bool),
-            "hulumed_span": torch.full((tokens,), self.info.image_token_id(), dtype=torch.int64),
-        }
+        tokenizer = processor.tokenizer
+        image_id = self.info.image_token_id()
+        frames_of = [v[0] if isinstance(v, tuple) else v for v in videos]
+        metadata = [v[1] if isinstance(v, tuple) else {} for v in videos]
+        items = [[i.numpy() if isinstance(i, torch.Tensor) else i] for i in images]
+        items += [[np.asarray(f) for f in frames] for frames in frames_of]
+        modals = ["image"] * len(images) + ["video"] * len(videos)
+        out = processor.image_processor(items, merge_size=merge_size)
+        pixel_values = torch.as_tensor(np.asarray(out["pixel_values"]), dtype=torch.float32)  # (P, 588)
+        grid_sizes = torch.as_tensor(np.asarray(out["grid_sizes"]), dtype=torch.int64)  # (items, 3)
+        merge_sizes = torch.as_tensor(np.asarray(out["merge_sizes"]), dtype=torch.int64)  # (items,)
+        config = self.info.get_hf_config()
+        counted = visual_tokens(pixel_values, grid_sizes, merge_sizes, modals, self.info.ctx.model_config.dtype,
+                                checkpoint_default=bool(config.use_token_compression))
+        payloads, row = [], 0
+        for index, (item, modal) in enumerate(zip(counted, modals)):
+            patches = int(grid_sizes[index].prod())
+            if modal == "image":
+                span = [image_id] * item.tokens
+            else:
+                times = metadata[index - len(images)].get("hulumed_timestamps")
+                span = []
+                for frame, kept in enumerate(item.frame_tokens):
+                    text = ("," if frame else "") + (f"Time {round(float(times[frame]), 1)}s:" if times else "")
+                    span += tokenizer.encode(text, add_special_tokens=False) if text else []
+                    span += [image_id] * kept
+            payloads.append({
+                "hulumed_pixel_values": pixel_values[row : row + patches],
+                "hulumed_grid_sizes": grid_sizes[index : index + 1],
+                "hulumed_merge_sizes": merge_sizes[index : index + 1],
+                "hulumed_keep": item.keep,
+                "hulumed_span": torch.tensor(span, dtype=torch.int64),
+            })
+            row += patches
+        return payloads
 
     def _get_mm_fields_config(
         self, hf_inputs: BatchFeature, hf_processor_mm_kwargs: Mapping[str, object]
     ) -> Mapping[str, MultiModalFieldConfig]:
-        grid = hf_inputs.get("hulumed_grid_sizes", torch.empty((0, 3), dtype=torch.int64))
-        merge = hf_inputs.get("hulumed_merge_sizes", torch.empty((0,), dtype=torch.int64))
-        patches = grid.prod(-1)
-        tokens = patches // merge**2
-        spans = hf_inputs.get("hulumed_span_lengths", torch.empty((0,), dtype=torch.int64))
-        return {
-            "hulumed_pixel_values": MultiModalFieldConfig.flat_from_sizes("image", patches),
-            "hulumed_grid_sizes": MultiModalFieldConfig.batched("image"),
-            "hulumed_merge_sizes": MultiModalFieldConfig.batched("image"),
-            "hulumed_keep": MultiModalFieldConfig.flat_from_sizes("image", tokens),
-            "hulumed_span": MultiModalFieldConfig.flat_from_sizes("image", spans),
-            "hulumed_span_lengths": MultiModalFieldConfig.batched("image"),
-        }
+        fields: dict[str, MultiModalFieldConfig] = {}
+        for modality, prefix in (("image", "hulumed_"), ("video", VIDEO_PREFIX)):
+            if prefix + "grid_sizes" not in hf_inputs:
+                continue
+            grid, merge = hf_inputs[prefix + "grid_sizes"], hf_inputs[prefix + "merge_sizes"]
+            patches = grid.prod(-1)
+            fields.update({
+                prefix + "pixel_values": MultiModalFieldConfig.flat_from_sizes(modality, patches),
+                prefix + "grid_sizes": MultiModalFieldConfig.batched(modality),
+                prefix + "merge_sizes": MultiModalFieldConfig.batched(modality),
+                prefix + "keep": MultiModalFieldConfig.flat_from_sizes(modality, patches // merge**2),
+                prefix + "span": MultiModalFieldConfig.flat_from_sizes(modality, hf_inputs[prefix + "span_lengths"]),
+                prefix + "span_lengths": MultiModalFieldConfig.batched(modality),
+            })
+        return fields
 
     def _get_prompt_updates(
         self, mm_items: MultiModalDataItems, hf_processor_mm_kwargs: Mapping[str, object],
@@ -158,11 +203,19 @@ class HulumedMultiModalProcessor(BaseMultiModalProcessor[HulumedProcessingInfo])
     ) -> Sequence[PromptUpdate]:
         image_token_id = self.info.image_token_id()
 
-        def replacement(item_idx: int) -> PromptUpdateDetails:
-            span = out_mm_kwargs["image"][item_idx]["hulumed_span"].data.tolist()
-            return PromptUpdateDetails.select_token_id(span, image_token_id)
+        def replacement(modality: str, key: str) -> Any:
+            def build(item_idx: int) -> PromptUpdateDetails:
+                span = out_mm_kwargs[modality][item_idx][key].data.tolist()
+                return PromptUpdateDetails.select_token_id(span, image_token_id)
 
-        return [PromptReplacement(modality="image", target=[image_token_id], replacement=replacement)]
+            return build
+
+        return [
+            PromptReplacement(modality="image", target=[image_token_id],
+                              replacement=replacement("image", "hulumed_span")),
+            PromptReplacement(modality="video", target=[self.info.video_token_id()],
+                              replacement=replacement("video", VIDEO_PREFIX + "span")),
+        ]
 
 
 __all__ = [
