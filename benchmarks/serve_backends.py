@@ -8,7 +8,7 @@ One random checkpoint (shapes of ``benchmarks/generate.py``: tiny / mid / 7b; to
 files of the tiny checkpoint) is written once; each backend runs in its own subprocess. For every concurrency c,
 c client threads send requests (text, image, 8-slice volume, in turn; greedy with ``ignore_eos`` so each answer is
 exactly ``--max-new-tokens``) through the engine interface, non-streamed (``generate``) and streamed
-(``stream``), until ``max(8, 2c)`` requests are answered. Reported: req/s, generated tokens/s, p50/p95 latency,
+(``stream``), until ``max(8, c)`` requests are answered. Reported: req/s, generated tokens/s, p50/p95 latency,
 time to first token (streamed: first delta; non-streamed: the whole answer), and peak memory (RSS of the
 backend's process tree on CPU, ``torch.cuda.max_memory_allocated`` + vLLM's reservation on CUDA: see note).
 The hf backend is the in-process engine (one generate at a time); the vLLM backend batches continuously.
@@ -129,7 +129,7 @@ def worker(backend: str, checkpoint: str, device: str, levels: list[int], max_ne
     rows = []
     for level in levels:
         for streamed in (False, True):
-            n = max(8, 2 * level)
+            n = max(8, level)
             memory.reset()
             start = time.perf_counter()
             with ThreadPoolExecutor(level) as pool:
@@ -158,7 +158,7 @@ def main() -> None:
     parser.add_argument("--backends", default="hf,vllm")
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "serve_backends.json"))
     parser.add_argument("--worker", help=argparse.SUPPRESS)
-    parser.add_argument("--checkpoint", help=argparse.SUPPRESS)
+    parser.add_argument("--checkpoint", help="use this checkpoint folder instead of writing a random one")
     args = parser.parse_args()
     levels = [int(c) for c in args.concurrency.split(",")]
     if args.worker:
@@ -169,13 +169,19 @@ def main() -> None:
 
     rows: list[dict] = []
     with tempfile.TemporaryDirectory() as tmp:
-        checkpoint = write_checkpoint(args.shape, Path(tmp) / args.shape)
+        checkpoint = Path(args.checkpoint) if args.checkpoint else write_checkpoint(args.shape, Path(tmp) / args.shape)
+        env = dict(os.environ, PYTHONPATH=str(ROOT))
+        if args.device == "cpu":  # vLLM's CPU KV cache: 4 GiB, not 90% of the machine's memory
+            env.setdefault("VLLM_CPU_KVCACHE_SPACE", "4")
         for backend in args.backends.split(","):
             run = subprocess.run(
                 [sys.executable, __file__, "--worker", backend, "--checkpoint", str(checkpoint), "--device",
                  args.device, "--concurrency", args.concurrency, "--max-new-tokens", str(args.max_new_tokens)],
-                check=True, capture_output=True, text=True, env=dict(os.environ, PYTHONPATH=str(ROOT)),
+                check=False, capture_output=True, text=True, env=env,
             )
+            if run.returncode != 0:
+                print(f"{backend} backend failed:\n{run.stderr[-4000:]}", file=sys.stderr)
+                continue
             rows.extend(json.loads(run.stdout.strip().splitlines()[-1]))
     device = args.device
     if device == "cpu":

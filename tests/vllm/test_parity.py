@@ -81,3 +81,48 @@ def test_batched_generate_equals_one_by_one(engines, media):
     results = engine.generate(conversations, GenerationParams.greedy(MAX_NEW))
     for conversation, result in zip(conversations, results):
         assert result.token_ids == hf_reference(hf, conversation)[1]
+
+
+def test_repetition_penalty_counts_generated_tokens_only(engines, media):
+    """Upstream's penalty (transformers on inputs_embeds) sees only new tokens; so does the vLLM backend."""
+    hf, engine = engines
+    params = GenerationParams.greedy(24, repetition_penalty=1.5)
+    for name in ("text", "video"):
+        conversation = cases(media)[name]
+        [expected] = hf.generate(conversation, params)
+        [result] = engine.generate([conversation], params)
+        assert result.token_ids == expected.token_ids, name
+
+
+def test_stream_joins_to_the_answer_and_cancel_stops(engines, media):
+    import threading
+
+    from hulumed.interface import StreamDelta, StreamFinal
+
+    _, engine = engines
+    conversation = cases(media)["image"]
+    params = GenerationParams.greedy(MAX_NEW)
+    [result] = engine.generate([conversation], params)
+    events = list(engine.stream(conversation, params))
+    assert isinstance(events[-1], StreamFinal) and sum(isinstance(e, StreamFinal) for e in events) == 1
+    assert "".join(e.text for e in events if isinstance(e, StreamDelta)) == events[-1].result.text == result.text
+
+    cancel = threading.Event()
+    long = GenerationParams.greedy(2000, ignore_eos=True)
+    for event in engine.stream(conversation, long, cancel=cancel):
+        cancel.set()
+        final = event
+    assert isinstance(final, StreamFinal)
+    assert final.result.finish_reason == "cancelled" and final.result.completion_tokens < 2000
+
+
+def test_threads_share_the_engine(engines, media):
+    from concurrent.futures import ThreadPoolExecutor
+
+    _, engine = engines
+    conversations = [cases(media)[name] for name in ("text", "image", "video", "nifti")] * 2
+    params = GenerationParams.greedy(MAX_NEW)
+    alone = [engine.generate([c], params)[0].token_ids for c in conversations[:4]]
+    with ThreadPoolExecutor(8) as pool:
+        together = list(pool.map(lambda c: engine.generate([c], params)[0].token_ids, conversations))
+    assert together == alone * 2
