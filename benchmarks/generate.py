@@ -58,10 +58,12 @@ def conversations(n: int) -> list[list[dict]]:
     return [[kinds[i % 3](i)] for i in range(n)]
 
 
-def build_engine(shape: str, device: str):
+def build_engine(shape: str, device: str, batch_size: int = 64):
     import torch
 
-    from hulumed.engine import Engine, pick_dtype
+    from hulumed.engine import HFEngine
+    from hulumed.interface import LoadOptions
+    from hulumed.loading import pick_dtype
     from hulumed.model.configuration import HulumedQwen2Config
     from hulumed.model.modeling import HulumedQwen2ForCausalLM
     from hulumed.processing import HulumedProcessor
@@ -76,7 +78,8 @@ def build_engine(shape: str, device: str):
     torch.manual_seed(0)
     with torch.device(device):
         model = HulumedQwen2ForCausalLM(config).to(dtype)
-    return Engine(model, HulumedProcessor.from_pretrained(folder), batch_size=64, frame_chunk_size=32)
+    options = LoadOptions(batch_size=batch_size, frame_chunk_size=32)
+    return HFEngine(model, HulumedProcessor.from_pretrained(folder), options)
 
 
 def _peak(device: str) -> int:
@@ -92,7 +95,7 @@ def worker(shape: str, mode: str, n: int, max_new_tokens: int, device: str) -> d
 
     from hulumed.generation import GenerationParams
 
-    engine = build_engine(shape, device)
+    engine = build_engine(shape, device, batch_size=max(1, n))
     params = GenerationParams.greedy(max_new_tokens, ignore_eos=True)
     batch = conversations(n)
     engine.generate(batch[:3], params)  # warm-up: every request kind once
@@ -104,7 +107,7 @@ def worker(shape: str, mode: str, n: int, max_new_tokens: int, device: str) -> d
     if mode == "one-by-one":
         results = [engine.generate(c, params)[0] for c in batch]
     else:
-        results = engine.generate(batch, params, batch_size=n)
+        results = engine.generate(batch, params)
     if device == "cuda":
         torch.cuda.synchronize()
     seconds = time.perf_counter() - start
@@ -149,11 +152,14 @@ def main() -> None:
             found[mode] = json.loads(done.stdout.strip().splitlines()[-1])
             rows.append(found[mode])
         if len(found) == 2:
-            ratios.append({"shape": shape, "throughput_ratio": found["batched"]["tokens_per_s"] / found["one-by-one"]["tokens_per_s"]})
-    print(f"engine throughput, {args.n} conversations (text/image/volume), {args.max_new_tokens} new tokens each, {device_name}")
+            ratio = found["batched"]["tokens_per_s"] / found["one-by-one"]["tokens_per_s"]
+            ratios.append({"shape": shape, "throughput_ratio": ratio})
+    print(f"engine throughput, {args.n} conversations (text/image/volume), {args.max_new_tokens} new tokens each, "
+          f"{device_name}")
     print(f"{'shape':>5} {'params':>12} {'mode':>11} | {'seconds':>8} {'tok/s':>8} {'req/s':>7} {'peak MB':>8}")
     for r in rows:
-        print(f"{r['shape']:>5} {r['parameters']:>12,} {r['mode']:>11} | {r['seconds']:>8.2f} {r['tokens_per_s']:>8.1f} "
+        print(f"{r['shape']:>5} {r['parameters']:>12,} {r['mode']:>11} | {r['seconds']:>8.2f} "
+              f"{r['tokens_per_s']:>8.1f} "
               f"{r['requests_per_s']:>7.2f} {r['peak_bytes'] / 2**20:>8.1f}")
     for ratio in ratios:
         print(f"{ratio['shape']}: batched / one-by-one throughput = {ratio['throughput_ratio']:.2f}x")

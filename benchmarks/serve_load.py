@@ -1,10 +1,13 @@
-"""Server load: requests/s and p50/p95 latency at concurrency 1, 4, 16, request batching on vs off, one run.
+"""Server load: requests/s and p50/p95 latency at concurrency 1, 4, 16, batching on vs off, streamed or not.
 
     python benchmarks/serve_load.py [--model tests/fixtures/golden/tiny-qwen2] [--requests 48] [--max-tokens 16]
+                                    [--stream on,off]
 
-A real uvicorn server on 127.0.0.1 (a free port) serves the checkpoint; "on" gathers concurrent requests into
-engine batches (max batch 16, 10 ms wait), "off" answers them one at a time (max batch 1). Requests alternate
-text and image (data: URI) prompts, greedy with ``ignore_eos`` so each generates exactly ``--max-tokens``.
+A real uvicorn server on 127.0.0.1 (a free port) serves the checkpoint; "on" lets the engine batch concurrent
+requests, streamed and not (engine and server batch size 16), "off" answers them one at a time (server batch
+size 1: what streams got before the engine batched them). Requests alternate text and image (data: URI)
+prompts, greedy with ``ignore_eos`` so each generates exactly ``--max-tokens``; a streamed request ends when
+its ``[DONE]`` arrives.
 Clients are threads on this machine sharing its cores with the server. Prints a table and writes JSON
 (``benchmarks/results/serve_load.json`` unless ``--out``), naming the device.
 """
@@ -27,14 +30,14 @@ ROOT = Path(__file__).resolve().parents[1]
 IMAGE = ROOT / "tests" / "fixtures" / "golden" / "inputs" / "image_a.png"
 
 
-def _bodies(n: int, max_tokens: int) -> list[dict]:
+def _bodies(n: int, max_tokens: int, stream: bool = False) -> list[dict]:
     image = "data:image/png;base64," + base64.b64encode(IMAGE.read_bytes()).decode()
     bodies = []
     for i in range(n):
         content = (f"Explain finding {i} in a chest CT." if i % 2 == 0 else
                    [{"type": "image_url", "image_url": {"url": image}}, {"type": "text", "text": "Describe."}])
         bodies.append({"model": "bench", "messages": [{"role": "user", "content": content}], "max_tokens": max_tokens,
-                       "temperature": 0, "ignore_eos": True})
+                       "temperature": 0, "ignore_eos": True, "stream": stream})
     return bodies
 
 
@@ -46,10 +49,14 @@ def _run(url: str, bodies: list[dict], concurrency: int) -> dict:
     def one(body: dict) -> None:
         nonlocal errors
         start = time.perf_counter()
-        reply = httpx.post(f"{url}/v1/chat/completions", json=body, timeout=600)
+        if body.get("stream"):
+            with httpx.stream("POST", f"{url}/v1/chat/completions", json=body, timeout=600) as reply:
+                ok = reply.status_code == 200 and any(line == "data: [DONE]" for line in reply.iter_lines())
+        else:
+            ok = httpx.post(f"{url}/v1/chat/completions", json=body, timeout=600).status_code == 200
         with lock:
             latencies.append(time.perf_counter() - start)
-            errors += reply.status_code != 200
+            errors += not ok
 
     start = time.perf_counter()
     with ThreadPoolExecutor(concurrency) as pool:
@@ -69,6 +76,7 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=48)
     parser.add_argument("--max-tokens", type=int, default=16)
     parser.add_argument("--concurrency", default="1,4,16")
+    parser.add_argument("--stream", default="on,off", help="streamed requests (on), plain ones (off), or both")
     parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "serve_load.json"))
     args = parser.parse_args()
 
@@ -79,26 +87,31 @@ def main() -> None:
     from hulumed.serve.settings import ServerSettings
 
     engine = hulumed.load(args.model, device=args.device, batch_size=16)
-    device_name = torch.cuda.get_device_name() if args.device == "cuda" else f"CPU {platform.machine()}, {torch.get_num_threads()} threads"
+    device_name = (torch.cuda.get_device_name() if args.device == "cuda"
+                   else f"CPU {platform.machine()}, {torch.get_num_threads()} threads")
     rows = []
-    for batching in ("on", "off"):
-        settings = ServerSettings(model_name="bench", max_batch_size=16 if batching == "on" else 1,
-                                  max_wait_ms=10 if batching == "on" else 0, max_queue=256)
-        with serving(engine, settings) as url:
-            _run(url, _bodies(4, args.max_tokens), 2)  # warm-up
-            for concurrency in [int(c) for c in args.concurrency.split(",")]:
-                row = {"batching": batching, "concurrency": concurrency,
-                       **_run(url, _bodies(args.requests, args.max_tokens), concurrency)}
-                rows.append(row)
-    print(f"server load, {args.requests} requests x {args.max_tokens} tokens (text / image), {Path(args.model).name}, {device_name}")
-    print(f"{'batching':>8} {'conc':>5} | {'req/s':>7} {'p50 s':>7} {'p95 s':>7} {'errors':>6}")
+    for stream in args.stream.split(","):
+        for batching in ("on", "off"):
+            settings = ServerSettings(model_name="bench", max_batch_size=16 if batching == "on" else 1, max_queue=256)
+            with serving(engine, settings) as url:
+                _run(url, _bodies(4, args.max_tokens, stream == "on"), 2)  # warm-up
+                for concurrency in [int(c) for c in args.concurrency.split(",")]:
+                    row = {"stream": stream, "batching": batching, "concurrency": concurrency,
+                           **_run(url, _bodies(args.requests, args.max_tokens, stream == "on"), concurrency)}
+                    rows.append(row)
+    print(f"server load, {args.requests} requests x {args.max_tokens} tokens (text / image), "
+          f"{Path(args.model).name}, {device_name}")
+    print(f"{'stream':>6} {'batching':>8} {'conc':>5} | {'req/s':>7} {'p50 s':>7} {'p95 s':>7} {'errors':>6}")
     for r in rows:
-        print(f"{r['batching']:>8} {r['concurrency']:>5} | {r['requests_per_s']:>7.2f} {r['p50_s']:>7.3f} {r['p95_s']:>7.3f} {r['errors']:>6}")
-    by = {(r["batching"], r["concurrency"]): r for r in rows}
-    speedups = {c: by[("on", c)]["requests_per_s"] / by[("off", c)]["requests_per_s"]
-                for c in sorted({r["concurrency"] for r in rows}) if ("on", c) in by and ("off", c) in by}
-    for c, s in speedups.items():
-        print(f"concurrency {c}: batching on / off = {s:.2f}x requests/s")
+        print(f"{r['stream']:>6} {r['batching']:>8} {r['concurrency']:>5} | {r['requests_per_s']:>7.2f} "
+              f"{r['p50_s']:>7.3f} {r['p95_s']:>7.3f} {r['errors']:>6}")
+    by = {(r["stream"], r["batching"], r["concurrency"]): r for r in rows}
+    speedups = {
+        f"stream={st} concurrency={c}": by[(st, "on", c)]["requests_per_s"] / by[(st, "off", c)]["requests_per_s"]
+        for st, _, c in by if (st, "on", c) in by and (st, "off", c) in by
+    }
+    for name, ratio in speedups.items():
+        print(f"{name}: batching on / off = {ratio:.2f}x requests/s")
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"device": device_name, "model": args.model, "rows": rows,

@@ -4,7 +4,7 @@
 
 "ours" is ``HulumedVisionEncoder`` with the default ``sdpa`` backend and frame batching (one attention call
 for all slices, batched over slices); "loop" is the same without frame batching (transformers' per-slice loop);
-"dense" is upstream's formulation (one sequence, a (P, P) block-diagonal mask; ``hulumed.model.dense_reference``)
+"dense" is upstream's formulation (one sequence, a (P, P) block-diagonal mask; ``benchmarks/dense_reference.py``)
 on the same weights and inputs. Times are the minimum of ``--repeat`` runs. Each measurement runs in a fresh subprocess so that peak memory is clean:
 on CPU it is the growth of the process's peak RSS over its level after building the model and inputs; on CUDA
 ``torch.cuda.max_memory_allocated`` over the same baseline. Prints a table and writes JSON
@@ -37,7 +37,7 @@ def worker(impl: str, slices: int, slice_size: int, device: str, layers: int, re
     import torch
 
     from hulumed.model.configuration import HulumedVisionEncoderConfig
-    from hulumed.model.dense_reference import dense_encode
+    from dense_reference import dense_encode  # benchmarks/dense_reference.py, beside this script
     from hulumed.model.vision_encoder import HulumedVisionEncoder
 
     torch.manual_seed(0)

@@ -15,10 +15,11 @@ work on official HF-Version folders, and gives the engine:
 
 from __future__ import annotations
 
-from .engine import Engine, load
+from .engine import HFEngine
 from .errors import CheckpointError, HulumedError, MediaError
 from .generation import GenerationParams, GenerationResult
-from .interface import LoadOptions, ReductionOptions
+from .interface import Engine, LoadOptions, Prepared, ReductionOptions, StreamDelta, StreamFinal
+from .loading import load
 from .model.configuration import HulumedQwen2Config, HulumedQwen3Config, HulumedVisionEncoderConfig
 from .model.modeling import (
     HulumedQwen2ForCausalLM,
@@ -38,6 +39,7 @@ __all__ = [
     "Engine",
     "GenerationParams",
     "GenerationResult",
+    "HFEngine",
     "HulumedError",
     "HulumedQwen2Config",
     "HulumedQwen2ForCausalLM",
@@ -49,7 +51,10 @@ __all__ = [
     "HulumedVisionEncoderConfig",
     "LoadOptions",
     "MediaError",
+    "Prepared",
     "ReductionOptions",
+    "StreamDelta",
+    "StreamFinal",
     "load",
     "register_auto_classes",
 ]

@@ -27,6 +27,7 @@ from typing import Any, TextIO
 from .conversation import user_turn, validate
 from .errors import HulumedError
 from .generation import GenerationParams, GenerationResult
+from .interface import Engine
 
 _PARAM_FIELDS = {f.name for f in fields(GenerationParams)}
 _MEDIA_KEYS = ("image_path", "video_path")
@@ -43,7 +44,10 @@ class Request:
 def _absolute_media(value: Any, root: Path) -> Any:
     if isinstance(value, dict):
         return {
-            k: str(root / v) if k in _MEDIA_KEYS and isinstance(v, str) and not os.path.isabs(v) else _absolute_media(v, root)
+            k: (
+                str(root / v) if k in _MEDIA_KEYS and isinstance(v, str) and not os.path.isabs(v)
+                else _absolute_media(v, root)
+            )
             for k, v in value.items()
         }
     if isinstance(value, list):
@@ -138,7 +142,7 @@ def _pending(input_path: Path, root: Path, defaults: GenerationParams, skip: set
 
 
 def run_batch_job(
-    engine: Any,
+    engine: Engine,
     input_path: str | os.PathLike,
     output_path: str | os.PathLike,
     *,
@@ -175,7 +179,7 @@ def run_batch_job(
     return counts
 
 
-def _answer(engine: Any, chunk: list[Request]) -> Iterator[tuple[Request, dict[str, Any]]]:
+def _answer(engine: Engine, chunk: list[Request]) -> Iterator[tuple[Request, dict[str, Any]]]:
     """Records for a chunk: errors first, then batches of requests sharing their parameters."""
     groups: dict[str, list[Request]] = {}
     for request in chunk:

@@ -12,6 +12,7 @@ import sys
 from typing import Any
 
 from .generation import GenerationParams
+from .interface import text_deltas
 
 
 # ---------------------------------------------------------------------------------------------- options
@@ -83,14 +84,14 @@ def _params(args: argparse.Namespace) -> GenerationParams:
 
 
 def _engine(args: argparse.Namespace, batch_size: int = 8) -> Any:
-    from .engine import load
+    from .interface import ReductionOptions
+    from .loading import load
 
     engine = load(
         args.model, device=args.device, dtype=args.dtype, attn_implementation=args.attn,
         quantization=args.quantization, revision=args.revision, batch_size=batch_size,
+        reduction=ReductionOptions(enabled=None if args.compression is None else args.compression == "on"),
     )
-    if args.compression is not None:
-        engine.model.config.use_token_compression = args.compression == "on"
     return engine
 
 
@@ -112,7 +113,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
         [result] = engine.generate(conversation, params)
         print(json.dumps(result.to_dict(), ensure_ascii=False))
         return 0
-    for delta in engine.stream(conversation, params):
+    for delta in text_deltas(engine.stream(conversation, params)):
         sys.stdout.write(delta)
         sys.stdout.flush()
     sys.stdout.write("\n")
@@ -171,7 +172,7 @@ def cmd_chat(args: argparse.Namespace) -> int:
             try:
                 print("hulumed> ", end="", flush=True)
                 answer = ""
-                for delta in engine.stream(conversation, params):
+                for delta in text_deltas(engine.stream(conversation, params)):
                     answer += delta
                     print(delta, end="", flush=True)
                 print()
@@ -194,14 +195,10 @@ def cmd_batch(args: argparse.Namespace) -> int:
 
 
 def _config_and_processor(model: str, revision: str | None) -> tuple[Any, Any, Any]:
-    from transformers import AutoConfig, AutoProcessor
+    from .loading import load_config, load_processor
 
-    from .hub import resolve_model
-    from .registration import register_auto_classes
-
-    register_auto_classes()
-    path = resolve_model(model, revision=revision)
-    return path, AutoConfig.from_pretrained(path), AutoProcessor.from_pretrained(path)
+    path, config = load_config(model, revision)
+    return path, config, load_processor(path)
 
 
 def cmd_info(args: argparse.Namespace) -> int:
@@ -216,8 +213,8 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 def cmd_estimate(args: argparse.Namespace) -> int:
     from .conversation import has_media
-    from .engine import pick_device, pick_dtype
     from .estimate import estimate_request
+    from .loading import pick_device, pick_dtype
 
     _, config, processor = _config_and_processor(args.model, args.revision)
     conversation = [_turn(args, args.prompt)]

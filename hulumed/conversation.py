@@ -9,17 +9,16 @@ a part is one of
     {"type": "3d", "3d": {"image_path": "ct.nii.gz", "nii_num_slices": 64, "nii_axis": 2}}
 
 ``user_turn`` builds a turn from a prompt plus media paths (CLI, batch files, server); ``validate`` checks the
-shape with messages that name the offending message and part; ``with_think_instruction`` appends upstream's
-reasoning instruction to the last user turn.
+shape with messages that name the offending message and part (``think.with_think_instruction`` appends
+upstream's reasoning instruction to the last user turn).
 """
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Sequence
 from typing import Any
 
-from .generation import THINK_INSTRUCTION
+from .errors import ConversationError
 
 Conversation = list[dict[str, Any]]
 _ROLES = {"system", "user", "assistant", "stream"}
@@ -62,47 +61,31 @@ def has_media(conversation: Conversation) -> bool:
 
 
 def validate(conversation: Any) -> Conversation:
-    """Raise ``ValueError`` naming the first malformed message or part; return the conversation."""
+    """Raise ``ConversationError`` (a ``ValueError``) naming the first malformed message or part; return it."""
     if not isinstance(conversation, list) or not conversation:
-        raise ValueError("a conversation is a non-empty list of {'role', 'content'} messages")
+        raise ConversationError("a conversation is a non-empty list of {'role', 'content'} messages")
     for i, message in enumerate(conversation):
         if not isinstance(message, dict) or "role" not in message or "content" not in message:
-            raise ValueError(f"message {i} must be a dict with 'role' and 'content'")
+            raise ConversationError(f"message {i} must be a dict with 'role' and 'content'")
         if message["role"] not in _ROLES:
-            raise ValueError(f"message {i} has role {message['role']!r}; use one of {sorted(_ROLES)}")
+            raise ConversationError(f"message {i} has role {message['role']!r}; use one of {sorted(_ROLES)}")
         content = message["content"]
         if isinstance(content, str):
             continue
         if not isinstance(content, list):
-            raise ValueError(f"message {i}: content must be a string or a list of parts")
+            raise ConversationError(f"message {i}: content must be a string or a list of parts")
         for j, part in enumerate(content):
             if isinstance(part, str):
                 continue
             kind = part.get("type") if isinstance(part, dict) else None
             if kind not in _PART_TYPES:
-                raise ValueError(f"message {i} part {j}: type must be one of {sorted(_PART_TYPES)}, got {kind!r}")
+                raise ConversationError(
+                    f"message {i} part {j}: type must be one of {sorted(_PART_TYPES)}, got {kind!r}"
+                )
             if kind == "text" and not isinstance(part.get("text"), str):
-                raise ValueError(f"message {i} part {j}: a text part needs a string 'text'")
+                raise ConversationError(f"message {i} part {j}: a text part needs a string 'text'")
             if kind != "text" and kind not in part:
-                raise ValueError(f"message {i} part {j}: a {kind} part needs its options under the key {kind!r}")
+                raise ConversationError(f"message {i} part {j}: a {kind} part needs its options under the key {kind!r}")
     if conversation[-1]["role"] == "assistant":
-        raise ValueError("the last message is the assistant's; end with a user message to get an answer")
+        raise ConversationError("the last message is the assistant's; end with a user message to get an answer")
     return conversation
-
-
-def with_think_instruction(conversation: Conversation) -> Conversation:
-    """A copy with upstream's reasoning instruction appended (on a new line) to the last user turn."""
-    conversation = copy.deepcopy(conversation)
-    for message in reversed(conversation):
-        if message["role"] != "user":
-            continue
-        if isinstance(message["content"], str):
-            message["content"] = f"{message['content']}\n{THINK_INSTRUCTION}"
-        else:
-            texts = [part for part in message["content"] if isinstance(part, dict) and part.get("type") == "text"]
-            if texts:
-                texts[-1]["text"] = f"{texts[-1]['text']}\n{THINK_INSTRUCTION}"
-            else:
-                message["content"].append({"type": "text", "text": THINK_INSTRUCTION})
-        return conversation
-    raise ValueError("think mode needs a user message")

@@ -1,119 +1,102 @@
-"""The engine: load a checkpoint once, then answer conversations — batched, streamed, on any device.
+"""The transformers backend of the engine interface (``hulumed.interface.Engine``): ``HFEngine``.
 
-    engine = hulumed.load("ZJU-AI4H/Hulu-Med-7B")                      # or a local folder
-    [result] = engine.generate(conversation, hulumed.GenerationParams.greedy(256))
-    for delta in engine.stream(conversation): print(delta, end="")
+    engine = hulumed.load("ZJU-AI4H/Hulu-Med-7B")                      # LoadOptions(backend="hf") by default
+    prepared = engine.prepare([conversation], params, max_visual_tokens=32768)
+    [result] = engine.generate(prepared, params)
+    for event in engine.stream(conversation, params): ...              # StreamDelta..., then one StreamFinal
 
-It is the one door the CLI, the server, evaluation and the demo go through, and knows nothing of HTTP.
+It knows nothing of HTTP. How it works:
 
-* Batches: conversations are processed into one left-padded batch (``batch_size`` at a time) and generated
-  together; token reduction works in batches. Results come back in input order.
-* Long videos / volumes: the vision encoder runs ``frame_chunk_size`` frames at a time (identical results).
-* Devices: cuda -> mps -> cpu unless told; bf16 on CUDA, fp32 elsewhere unless told; 4/8-bit weights through
-  bitsandbytes on CUDA (``quantization="4bit" | "8bit"``).
-* System prompt: as in upstream's README, conversations with media get ``add_system_prompt=True`` and
-  text-only ones ``False``; ``system_prompt=True/False`` forces it.
+* ``prepare`` runs the processor once per conversation (media read, chat template, token ids), moves the
+  tensors to the model's device and dtype and counts visual tokens *after* inter-frame reduction with
+  ``processing.visual_tokens`` (the function the model's forward applies, same device and dtype).
+* One scheduler thread owns the model. ``generate`` / ``stream`` calls from any thread queue their prepared
+  rows; the scheduler gathers what is waiting (up to ``options.batch_size`` rows whose generation parameters
+  are identical; a request with a ``seed`` runs on its own so its samples are reproducible), left-pads them
+  into one batch and runs one ``model.generate``. Streamed rows get their text deltas from a batch streamer;
+  setting a row's ``cancel`` stops that row only. A failing batch is retried request by request, so only the
+  bad request fails. Batched rows equal rows run alone (left padding; tested).
+* Runtime options (reduction, frame chunking) go to the model's ``generate`` as arguments; nothing is written
+  onto the model.
+* System prompt: as in upstream's README, conversations with media get ``add_system_prompt=True`` and text-only
+  ones ``False``; ``options.system_prompt`` forces it.
 """
 
 from __future__ import annotations
 
+import queue
 import threading
+import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import torch
+from transformers.generation.streamers import BaseStreamer
 
-from .conversation import Conversation, has_media, validate, with_think_instruction
-from .errors import HulumedError, RequestTooLarge
-from .generation import GenerationParams, GenerationResult, cut_at_stop, reasoning_of
-from .hub import resolve_model
-from .interface import ReductionOptions
+from .conversation import Conversation, has_media, validate
+from .errors import RequestTooLarge
+from .generation import GenerationParams, GenerationResult, cut_at_stop
+from .interface import LoadOptions, Prepared, StreamDelta, StreamEvent, StreamFinal
 from .processing.visual_tokens import keep_mask, visual_tokens
+from .think import reasoning_of, strip_think, visible_prefix, with_think_instruction
 
-
-def pick_device(device: str | None = None) -> torch.device:
-    """The requested device, else cuda, then mps, then cpu."""
-    if device is not None:
-        return torch.device(device)
-    if torch.cuda.is_available():
-        return torch.device("cuda")
-    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-        return torch.device("mps")
-    return torch.device("cpu")
-
-
-def pick_dtype(device: torch.device, dtype: str | torch.dtype | None = None) -> torch.dtype:
-    """The requested dtype, else bf16 on CUDA and fp32 elsewhere."""
-    if isinstance(dtype, torch.dtype):
-        return dtype
-    if dtype is not None:
-        names = {"bf16": "bfloat16", "fp16": "float16", "fp32": "float32", "half": "float16", "float": "float32"}
-        resolved = getattr(torch, names.get(dtype, dtype), None)
-        if not isinstance(resolved, torch.dtype):
-            raise ValueError(f"unknown dtype {dtype!r}; use bfloat16, float16 or float32")
-        return resolved
-    return torch.bfloat16 if device.type == "cuda" else torch.float32
-
-
-def _quantization_config(quantization: str | None, device: torch.device) -> Any:
-    if quantization is None:
-        return None
-    if quantization not in ("4bit", "8bit"):
-        raise ValueError(f"quantization must be '4bit' or '8bit', not {quantization!r}")
-    if device.type != "cuda":
-        raise HulumedError(f"{quantization} loading needs a CUDA device (bitsandbytes); this engine is on {device}")
-    try:
-        import bitsandbytes  # noqa: F401
-    except ImportError as error:
-        raise HulumedError(f"{quantization} loading needs bitsandbytes: pip install bitsandbytes") from error
-    from transformers import BitsAndBytesConfig
-
-    skip = ["vision_encoder", "mm_projector", "lm_head"]  # keep the vision side and the head in full precision
-    if quantization == "4bit":
-        return BitsAndBytesConfig(
-            load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=torch.bfloat16,
-            llm_int8_skip_modules=skip,
-        )
-    return BitsAndBytesConfig(load_in_8bit=True, llm_int8_skip_modules=skip)
+#: How long the scheduler waits for more requests to join a batch that is not full.
+GATHER_SECONDS = 0.005
 
 
 @dataclass
-class _Prepared:
-    inputs: dict[str, Any]
-    prompt_tokens: list[int]  # after reduction
-    visual_tokens: list[int]  # after reduction
-    visual_tokens_before_reduction: list[int]
+class _Row:
+    """One conversation on its way through the scheduler."""
+
+    inputs: dict[str, Any]  # processor outputs of this conversation alone, on the model's device
+    prompt_tokens: int
+    visual_tokens: int
+    cancel: threading.Event | None = None
+    events: queue.Queue | None = None  # stream rows: StreamDelta / StreamFinal / BaseException
+    ids: list[int] = field(default_factory=list)
+    shown: str = ""
+    done: bool = False
+    cancelled: bool = False
 
 
-class Engine:
-    """A loaded model + processor. Build it with ``hulumed.load``."""
+@dataclass
+class _Submission:
+    """Rows of one ``generate`` / ``stream`` call; answered together."""
+
+    rows: list[_Row]
+    params: GenerationParams
+    key: str
+    results: list[GenerationResult] | None = None
+    error: BaseException | None = None
+    finished: threading.Event = field(default_factory=threading.Event)
+    solo: bool = False
+
+    @property
+    def streamed_anything(self) -> bool:
+        return any(row.shown for row in self.rows)
+
+
+class HFEngine:
+    """A loaded model + processor behind transformers' ``generate``. Build it with ``hulumed.load``."""
 
     def __init__(
-        self,
-        model: Any,
-        processor: Any,
-        *,
-        batch_size: int = 8,
-        system_prompt: bool | None = None,
-        path: Path | None = None,
-        reduction: ReductionOptions | None = None,
-        frame_chunk_size: int | None = None,
+        self, model: Any, processor: Any, options: LoadOptions | None = None, path: Path | None = None
     ) -> None:
         self.model = model.eval()
-        self.reduction = reduction or ReductionOptions()
-        self.frame_chunk_size = frame_chunk_size
         self.processor = processor
         self.tokenizer = processor.tokenizer
-        self.batch_size = batch_size
-        self.system_prompt = system_prompt
+        self.options = options or LoadOptions()
         self.path = path
         eos = model.generation_config.eos_token_id
         self.eos_ids = set(eos if isinstance(eos, list) else [eos] if eos is not None else [])
         self.eos_ids.add(self.tokenizer.convert_tokens_to_ids("<|im_end|>"))
         self.eos_ids.discard(None)
-        self._lock = threading.Lock()  # one generate at a time per engine (the model is not re-entrant)
+        self._processor_lock = threading.Lock()  # tokenizers are not safe to call from several threads at once
+        self._waiting: list[_Submission] = []
+        self._wakeup = threading.Condition()
+        self._scheduler: threading.Thread | None = None
 
     @property
     def device(self) -> torch.device:
@@ -123,25 +106,51 @@ class Engine:
     def dtype(self) -> torch.dtype:
         return self.model.dtype
 
+    @property
+    def vision_dtype(self) -> torch.dtype:
+        return self.model.model.vision_encoder.dtype
+
     # ------------------------------------------------------------------ inputs
     def _add_system_prompt(self, conversation: Conversation) -> bool:
-        return self.system_prompt if self.system_prompt is not None else has_media(conversation)
+        forced = self.options.system_prompt
+        return forced if forced is not None else has_media(conversation)
 
     def prepare(
-        self, conversations: Sequence[Conversation], params: GenerationParams, max_visual_tokens: int | None = None
-    ) -> _Prepared:
-        """Processor outputs for one batch, on the model's device and dtype.
-
-        With ``max_visual_tokens``, a conversation whose media make more visual tokens raises ``RequestTooLarge``
-        (checked right after processing, before any model work).
-        """
+        self, conversations: Sequence[Conversation], params: GenerationParams | None = None,
+        max_visual_tokens: int | None = None,
+    ) -> Prepared:
+        """Process conversations once; exact counts (visual tokens after reduction); ``RequestTooLarge`` over
+        ``max_visual_tokens``, before any model work."""
+        params = params or GenerationParams()
         conversations = [validate(c) for c in conversations]
         if params.think:
             conversations = [with_think_instruction(c) for c in conversations]
-        batch = self.processor(
-            conversation=list(conversations), add_system_prompt=[self._add_system_prompt(c) for c in conversations],
-            add_generation_prompt=True, return_tensors="pt",
+        rows = [self._prepare_row(c) for c in conversations]
+        for row in rows:
+            if max_visual_tokens is not None and row.visual_tokens > max_visual_tokens:
+                raise RequestTooLarge(
+                    f"the media make {row.visual_tokens} visual tokens; the limit is {max_visual_tokens} "
+                    "(use fewer frames / slices or smaller images)"
+                )
+        return Prepared(
+            conversations=conversations,
+            prompt_tokens=[r.prompt_tokens for r in rows],
+            visual_tokens=[r.visual_tokens for r in rows],
+            visual_tokens_before_reduction=[int((r.inputs["input_ids"] == self._image_id).sum()) for r in rows],
+            params=params,
+            inputs=rows,
         )
+
+    @property
+    def _image_id(self) -> int:
+        return self.model.config.image_token_index
+
+    def _prepare_row(self, conversation: Conversation) -> _Row:
+        with self._processor_lock:
+            batch = self.processor(
+                conversation=[conversation], add_system_prompt=[self._add_system_prompt(conversation)],
+                add_generation_prompt=True, return_tensors="pt",
+            )
         inputs: dict[str, Any] = {}
         for key, value in batch.items():
             if isinstance(value, torch.Tensor):
@@ -149,44 +158,217 @@ class Engine:
                 if key == "pixel_values":
                     value = value.to(self.dtype)
             inputs[key] = value
-        slots = (inputs["input_ids"] == self.model.config.image_token_index).sum(dim=1).tolist()  # per row
-        kept = self._kept_visual_tokens(inputs, slots)
-        prompt = inputs["attention_mask"].sum(dim=1).tolist()
-        prepared = _Prepared(
-            inputs=inputs,
-            prompt_tokens=[p - s + k for p, s, k in zip(prompt, slots, kept)],
-            visual_tokens=kept,
-            visual_tokens_before_reduction=slots,
-        )
-        if max_visual_tokens is not None and max(prepared.visual_tokens, default=0) > max_visual_tokens:
-            raise RequestTooLarge(
-                f"the media make {max(prepared.visual_tokens)} visual tokens; the limit is {max_visual_tokens} "
-                "(use fewer frames / slices or smaller images)"
+        slots = int((inputs["input_ids"] == self._image_id).sum())
+        kept = slots
+        if "pixel_values" in inputs and slots:
+            items = visual_tokens(
+                inputs["pixel_values"], inputs["grid_sizes"], inputs["merge_sizes"], inputs.get("modals"),
+                self.vision_dtype, self.options.reduction,
+                checkpoint_default=bool(self.model.config.use_token_compression),
             )
-        return prepared
+            kept = int(keep_mask(items).sum())
+        prompt = int(inputs["attention_mask"].sum())
+        return _Row(inputs=inputs, prompt_tokens=prompt - slots + kept, visual_tokens=kept)
 
-    def _kept_visual_tokens(self, inputs: dict[str, Any], slots: list[int]) -> list[int]:
-        """Visual tokens per row after reduction, by the same function (same device, same dtype) the model uses."""
-        if "pixel_values" not in inputs or not sum(slots):
-            return list(slots)
-        items = visual_tokens(
-            inputs["pixel_values"], inputs["grid_sizes"], inputs["merge_sizes"], inputs.get("modals"),
-            self.model.model.vision_encoder.dtype, self.reduction,
-            checkpoint_default=bool(self.model.config.use_token_compression),
-        )
-        keep = keep_mask(items)  # (image slots of all rows,) row-major, as the model splices
-        return [int(part.sum()) for part in keep.split(slots)]
+    def _as_prepared(
+        self, conversations: Conversation | Sequence[Conversation] | Prepared, params: GenerationParams | None
+    ) -> tuple[Prepared, GenerationParams]:
+        if isinstance(conversations, Prepared):
+            return conversations, params or conversations.params or GenerationParams()
+        params = params or GenerationParams()
+        if conversations and isinstance(conversations[0], dict):
+            conversations = [conversations]  # type: ignore[list-item]
+        return self.prepare(list(conversations), params), params  # type: ignore[arg-type]
+
+    # ------------------------------------------------------------------ public API
+    def generate(
+        self, conversations: Conversation | Sequence[Conversation] | Prepared, params: GenerationParams | None = None,
+    ) -> list[GenerationResult]:
+        """Answers for one conversation or many (or a ``Prepared``), in input order; batched with other callers."""
+        prepared, params = self._as_prepared(conversations, params)
+        rows = [replace(row, ids=[], shown="", done=False, cancelled=False) for row in prepared.inputs]
+        size = max(1, self.options.batch_size)
+        submissions = [self._submit(rows[i : i + size], params) for i in range(0, len(rows), size)]
+        results: list[GenerationResult] = []
+        for submission in submissions:
+            submission.finished.wait()
+            if submission.error is not None:
+                raise submission.error
+            results.extend(submission.results or [])
+        return results
+
+    def stream(
+        self, conversation: Conversation | Prepared, params: GenerationParams | None = None,
+        cancel: threading.Event | None = None,
+    ) -> Iterator[StreamEvent]:
+        """``StreamDelta`` events whose texts join to the answer, then one ``StreamFinal`` with the result.
+
+        Setting ``cancel`` (or closing the iterator) stops this answer at its next token; the Final then says
+        ``finish_reason="cancelled"``.
+        """
+        prepared, params = self._as_prepared(conversation, params)
+        if len(prepared.inputs) != 1:
+            raise ValueError(f"stream answers one conversation; got {len(prepared.inputs)}")
+        cancel = cancel or threading.Event()
+        row = replace(prepared.inputs[0], ids=[], shown="", done=False, cancelled=False, cancel=cancel,
+                      events=queue.Queue())
+        self._submit([row], params)
+        finished = False
+        try:
+            while True:
+                event = row.events.get()
+                if isinstance(event, BaseException):
+                    finished = True
+                    raise event
+                if isinstance(event, StreamFinal):
+                    finished = True
+                yield event
+                if finished:
+                    return
+        finally:
+            if not finished:  # the caller stopped reading: stop generating this row
+                cancel.set()
+
+    def estimate(self, conversation: Conversation, params: GenerationParams | None = None) -> dict[str, Any]:
+        """Tokens and memory this request needs, before running it (see ``hulumed.estimate``)."""
+        from .estimate import estimate_request
+
+        params = params or GenerationParams()
+        with self._processor_lock:
+            return estimate_request(
+                self.model.config, self.processor, conversation, params,
+                dtype=self.dtype, add_system_prompt=self._add_system_prompt(conversation),
+                frame_chunk_size=self.options.frame_chunk_size, reduction=self.options.reduction,
+                vision_dtype=self.vision_dtype, parameters=self._parameters(),
+            )
+
+    def info(self) -> dict[str, Any]:
+        from .estimate import describe_model
+
+        info = describe_model(self.model.config, path=self.path, dtype=self.dtype, device=self.device,
+                              parameters=self._parameters())
+        info["backend"] = "hf"
+        return info
+
+    def _parameters(self) -> dict[str, int]:
+        from .estimate import count_parameters
+
+        if not hasattr(self, "_parameter_counts"):
+            self._parameter_counts = count_parameters(self.model)
+        return self._parameter_counts
+
+    # ------------------------------------------------------------------ scheduler
+    def _submit(self, rows: list[_Row], params: GenerationParams) -> _Submission:
+        key = repr(sorted(params.generate_kwargs().items())) + repr(params.stop)
+        if params.seed is not None:
+            key += f"#seed{params.seed}#{id(rows)}"  # seeded requests run alone: reproducible samples
+        submission = _Submission(rows, params, key)
+        with self._wakeup:
+            if self._scheduler is None or not self._scheduler.is_alive():
+                self._scheduler = threading.Thread(target=self._schedule, name="hulumed-scheduler", daemon=True)
+                self._scheduler.start()
+            self._waiting.append(submission)
+            self._wakeup.notify()
+        return submission
+
+    def _next_batch(self) -> list[_Submission]:
+        size = max(1, self.options.batch_size)
+        with self._wakeup:
+            while not self._waiting:
+                self._wakeup.wait()
+            deadline = time.monotonic() + GATHER_SECONDS
+            while sum(len(s.rows) for s in self._waiting) < size and not self._waiting[0].solo:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                self._wakeup.wait(remaining)
+            first = self._waiting[0]
+            batch, rows = [first], len(first.rows)
+            if not first.solo:
+                for submission in self._waiting[1:]:
+                    if submission.key == first.key and not submission.solo and rows + len(submission.rows) <= size:
+                        batch.append(submission)
+                        rows += len(submission.rows)
+            for submission in batch:
+                self._waiting.remove(submission)
+            return batch
+
+    def _schedule(self) -> None:
+        while True:
+            batch = self._next_batch()
+            try:
+                self._run(batch)
+            except BaseException as error:  # noqa: BLE001 - delivered to the callers below
+                if len(batch) > 1:
+                    retry = [s for s in batch if not s.streamed_anything]
+                    for submission in batch:
+                        if submission not in retry:
+                            self._fail(submission, error)
+                    with self._wakeup:
+                        for submission in retry:
+                            submission.solo = True
+                        self._waiting[:0] = retry
+                else:
+                    self._fail(batch[0], error)
+
+    @staticmethod
+    def _fail(submission: _Submission, error: BaseException) -> None:
+        submission.error = error
+        for row in submission.rows:
+            if row.events is not None:
+                row.events.put(error)
+        submission.finished.set()
 
     def _generate_kwargs(self, params: GenerationParams) -> dict[str, Any]:
         kwargs = params.generate_kwargs()
-        kwargs.update(reduction=self.reduction, frame_chunk_size=self.frame_chunk_size)
         kwargs["pad_token_id"] = self.processor.pad_token_id
+        kwargs.update(reduction=self.options.reduction, frame_chunk_size=self.options.frame_chunk_size)
         if params.stop:
             kwargs.update(stop_strings=list(params.stop), tokenizer=self.tokenizer)
         return kwargs
 
+    def _run(self, batch: list[_Submission]) -> None:
+        from transformers import StoppingCriteria, StoppingCriteriaList
+
+        rows = [row for submission in batch for row in submission.rows]
+        params = batch[0].params
+        inputs = _collate([row.inputs for row in rows], self.processor.pad_token_id)
+        streamer = _BatchStreamer(rows, self, params) if any(r.events is not None for r in rows) else None
+
+        class _Cancelled(StoppingCriteria):
+            def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor, **kwargs: Any) -> torch.Tensor:
+                flags = [row.cancel is not None and row.cancel.is_set() for row in rows]
+                return torch.tensor(flags, dtype=torch.bool, device=input_ids.device)
+
+        if params.seed is not None:
+            torch.manual_seed(params.seed)
+        extra: dict[str, Any] = {}
+        if any(row.cancel is not None for row in rows):
+            extra["stopping_criteria"] = StoppingCriteriaList([_Cancelled()])
+        if streamer is not None:
+            extra["streamer"] = streamer
+        output = self.model.generate(**inputs, **self._generate_kwargs(params), **extra)  # (B, new tokens)
+        start = 0
+        for submission in batch:
+            results = []
+            for row in submission.rows:
+                result = self._result(output[start].tolist(), row, params)
+                if row.cancel is not None and row.cancel.is_set():
+                    result.finish_reason = "cancelled"
+                results.append(result)
+                if row.events is not None:
+                    if not result.text.startswith(row.shown):  # cannot happen for append-only text; keep it explicit
+                        row.events.put(RuntimeError("streamed text diverged from the final answer"))
+                    else:
+                        if len(result.text) > len(row.shown):
+                            row.events.put(StreamDelta(result.text[len(row.shown) :]))
+                        row.events.put(StreamFinal(result))
+                start += 1
+            submission.results = results
+            submission.finished.set()
+
     # ------------------------------------------------------------------ outputs
-    def _result(self, ids: list[int], prepared: _Prepared, row: int, params: GenerationParams) -> GenerationResult:
+    def _result(self, ids: list[int], row: _Row, params: GenerationParams) -> GenerationResult:
         end = next((i for i, token in enumerate(ids) if token in self.eos_ids), None)
         finish = "stop" if end is not None else "length"
         ids = ids[: end + 1] if end is not None else ids
@@ -195,176 +377,65 @@ class Engine:
         if stopped:
             finish = "stop"
         return GenerationResult(
-            text=_postprocess(raw),
+            text=strip_think(raw),
             reasoning=reasoning_of(raw),
             token_ids=ids,
-            prompt_tokens=int(prepared.prompt_tokens[row]),
+            prompt_tokens=row.prompt_tokens,
             completion_tokens=len(ids),
-            visual_tokens=int(prepared.visual_tokens[row]),
+            visual_tokens=row.visual_tokens,
             finish_reason=finish,
         )
 
-    # ------------------------------------------------------------------ public API
-    def generate(
-        self,
-        conversations: Conversation | Sequence[Conversation],
-        params: GenerationParams | None = None,
-        batch_size: int | None = None,
-        max_visual_tokens: int | None = None,
-    ) -> list[GenerationResult]:
-        """Answers for one conversation or many, in input order, generated in left-padded batches."""
-        params = params or GenerationParams()
-        if conversations and isinstance(conversations[0], dict):
-            conversations = [conversations]  # type: ignore[list-item]
-        conversations = list(conversations)  # type: ignore[arg-type]
-        size = max(1, batch_size or self.batch_size)
-        results: list[GenerationResult] = []
-        for start in range(0, len(conversations), size):
-            results.extend(self._generate_batch(conversations[start : start + size], params, max_visual_tokens))
-        return results
 
-    def _generate_batch(
-        self, conversations: list[Conversation], params: GenerationParams, max_visual_tokens: int | None = None
-    ) -> list[GenerationResult]:
-        prepared = self.prepare(conversations, params, max_visual_tokens)
-        with self._lock:
-            if params.seed is not None:
-                torch.manual_seed(params.seed)
-            output = self.model.generate(**prepared.inputs, **self._generate_kwargs(params))
-        return [self._result(output[row].tolist(), prepared, row, params) for row in range(output.shape[0])]
+class _BatchStreamer(BaseStreamer):
+    """transformers streamer for a whole batch: each streamed row gets the deltas of its visible text."""
 
-    def stream(
-        self,
-        conversation: Conversation,
-        params: GenerationParams | None = None,
-        cancel: threading.Event | None = None,
-        on_finish: Any = None,
-    ) -> Iterator[str]:
-        """Text deltas of one answer; their concatenation equals ``generate(conversation)[0].text``.
+    def __init__(self, rows: list[_Row], engine: HFEngine, params: GenerationParams) -> None:
+        self.rows, self.engine, self.params = rows, engine, params
+        self.prompt_seen = False
 
-        Setting ``cancel`` stops the generation at the next token (a client went away). ``on_finish``, if
-        given, is called with the ``GenerationResult`` (token counts, finish reason) once the answer is done.
-        """
-        from transformers import StoppingCriteria, StoppingCriteriaList, TextIteratorStreamer
+    def put(self, value: torch.Tensor) -> None:
+        if not self.prompt_seen:  # the first call carries the prompt ids (empty with inputs_embeds)
+            self.prompt_seen = True
+            return
+        tokens = value.reshape(len(self.rows), -1)[:, -1].tolist()  # (B,) the newest token of every row
+        for row, token in zip(self.rows, tokens):
+            if row.done:
+                continue
+            if row.cancel is not None and row.cancel.is_set():
+                row.done = row.cancelled = True
+                continue
+            row.ids.append(token)
+            if token in self.engine.eos_ids:
+                row.done = True
+                continue
+            if row.events is None:
+                continue
+            raw = self.engine.tokenizer.decode(row.ids, skip_special_tokens=True)
+            visible = visible_prefix(raw, self.params.stop)
+            if visible.startswith(row.shown) and len(visible) > len(row.shown):
+                row.events.put(StreamDelta(visible[len(row.shown) :]))
+                row.shown = visible
 
-        params = params or GenerationParams()
-        prepared = self.prepare([conversation], params)
-        streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True)
-        failure: list[BaseException] = []
-        output: list[torch.Tensor] = []
-
-        class _Cancelled(StoppingCriteria):
-            def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor, **kwargs: Any) -> torch.Tensor:
-                stop = cancel is not None and cancel.is_set()
-                return torch.full((input_ids.shape[0],), stop, dtype=torch.bool, device=input_ids.device)
-
-        def run() -> None:
-            try:
-                with self._lock:
-                    if params.seed is not None:
-                        torch.manual_seed(params.seed)
-                    output.append(
-                        self.model.generate(
-                            **prepared.inputs, **self._generate_kwargs(params), streamer=streamer,
-                            stopping_criteria=StoppingCriteriaList([_Cancelled()]),
-                        )
-                    )
-            except BaseException as error:  # noqa: BLE001 - re-raised in the consumer below
-                failure.append(error)
-                streamer.end()
-
-        worker = threading.Thread(target=run, daemon=True)
-        worker.start()
-        raw, shown = "", ""
-        for piece in streamer:
-            raw += piece
-            visible = _visible_prefix(raw, params.stop)
-            if visible.startswith(shown) and len(visible) > len(shown):
-                yield visible[len(shown) :]
-                shown = visible
-        worker.join()
-        if failure:
-            raise failure[0]
-        final = _postprocess(cut_at_stop(raw, params.stop)[0])
-        if final.startswith(shown):
-            if len(final) > len(shown):
-                yield final[len(shown) :]
-        else:  # cannot happen for append-only text; keep the guarantee explicit
-            raise RuntimeError("streamed text diverged from the final answer")
-        if on_finish is not None and output:
-            on_finish(self._result(output[0][0].tolist(), prepared, 0, params))
-
-    def estimate(self, conversation: Conversation, params: GenerationParams | None = None) -> dict[str, Any]:
-        """Tokens and memory this request needs, before running it (see ``hulumed.estimate``)."""
-        from .estimate import estimate_request
-
-        params = params or GenerationParams()
-        return estimate_request(
-            self.model.config, self.processor, conversation, params,
-            dtype=self.dtype, add_system_prompt=self._add_system_prompt(conversation),
-            frame_chunk_size=self.frame_chunk_size, reduction=self.reduction,
-            vision_dtype=self.model.model.vision_encoder.dtype,
-        )
-
-    def info(self) -> dict[str, Any]:
-        from .estimate import describe_model
-
-        return describe_model(self.model.config, path=self.path, dtype=self.dtype, device=self.device)
+    def end(self) -> None:
+        pass
 
 
-def _postprocess(raw: str) -> str:
-    """Upstream's ``batch_decode(use_think=False)`` on an already decoded string."""
-    from .processing.processor import strip_think
-
-    return strip_think(raw)
-
-
-def _visible_prefix(raw: str, stop: Sequence[str]) -> str:
-    """The part of a partial answer that can no longer change: think blocks removed, an open <think> and a
-    possible start of a stop string held back, blank-line runs collapsed, trailing whitespace held back."""
-    text, _ = cut_at_stop(raw, list(stop))
-    open_think = text.rfind("<think>")
-    if open_think >= 0 and text.find("</think>", open_think) < 0:
-        text = text[:open_think]
-    text = _postprocess(text) if text.strip() else ""
-    for marker in ["<think>", *stop]:  # hold back a tail that may become a marker
-        for k in range(min(len(marker) - 1, len(text)), 0, -1):
-            if marker and text.endswith(marker[:k]):
-                text = text[:-k]
-                break
-    return text.rstrip()
-
-
-def load(
-    model: str | Path,
-    *,
-    device: str | None = None,
-    dtype: str | torch.dtype | None = None,
-    attn_implementation: str = "sdpa",
-    quantization: str | None = None,
-    revision: str | None = None,
-    batch_size: int = 8,
-    frame_chunk_size: int | None = 32,
-    system_prompt: bool | None = None,
-) -> Engine:
-    """Load a Hulu-Med checkpoint (folder or hub id) and its processor into an ``Engine``."""
-    from transformers import AutoModelForCausalLM, AutoProcessor
-
-    from . import registration
-
-    registration.register_auto_classes()
-    path = resolve_model(model, revision=revision)
-    target = pick_device(device)
-    torch_dtype = pick_dtype(target, dtype)
-    quantization_config = _quantization_config(quantization, target)
-    loaded = AutoModelForCausalLM.from_pretrained(
-        path, dtype=torch_dtype, attn_implementation=attn_implementation, quantization_config=quantization_config,
-        **({"device_map": {"": str(target)}} if quantization_config is not None else {}),
-    )
-    if quantization_config is None:
-        loaded = loaded.to(target)
-    processor = AutoProcessor.from_pretrained(path)
-    return Engine(
-        loaded, processor, batch_size=batch_size, system_prompt=system_prompt, path=path,
-        frame_chunk_size=frame_chunk_size,
-    )
+def _collate(rows: list[dict[str, Any]], pad_id: int) -> dict[str, Any]:
+    """Single-row processor outputs -> one left-padded batch (what the processor gives for them together)."""
+    if len(rows) == 1:
+        return dict(rows[0])
+    width = max(int(r["input_ids"].shape[1]) for r in rows)
+    ids, masks = [], []
+    for r in rows:
+        pad = width - int(r["input_ids"].shape[1])
+        ids.append(torch.nn.functional.pad(r["input_ids"], (pad, 0), value=pad_id))  # (1, width)
+        masks.append(torch.nn.functional.pad(r["attention_mask"], (pad, 0), value=0))
+    out: dict[str, Any] = {"input_ids": torch.cat(ids), "attention_mask": torch.cat(masks)}  # (B, width)
+    visual = [r for r in rows if "pixel_values" in r]
+    if visual:
+        out["pixel_values"] = torch.cat([r["pixel_values"] for r in visual])  # (P, 588)
+        out["grid_sizes"] = torch.cat([r["grid_sizes"] for r in visual])  # (items, 3)
+        out["merge_sizes"] = torch.cat([r["merge_sizes"] for r in visual])  # (items,)
+        out["modals"] = [m for r in visual for m in r["modals"]]
+    return out

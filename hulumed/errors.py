@@ -21,3 +21,26 @@ class MediaError(HulumedError, ValueError):
 
 class RequestTooLarge(HulumedError, ValueError):
     """A request needs more than a configured limit allows (e.g. visual tokens); make it smaller."""
+
+
+class ConversationError(HulumedError, ValueError):
+    """A conversation does not follow the schema of ``hulumed.conversation`` (the message says where)."""
+
+
+class DataError(HulumedError, ValueError):
+    """A data file or record (training data, benchmark files) is missing, malformed, or cannot be encoded."""
+
+
+class ApiError(HulumedError):
+    """A request the server answers with an OpenAI-style error: HTTP ``status``, ``code`` and ``kind``."""
+
+    def __init__(self, status: int, message: str, code: str, kind: str = "invalid_request_error") -> None:
+        super().__init__(message)
+        self.status, self.message, self.code, self.kind = status, message, code, kind
+
+
+class MediaRejected(ApiError):
+    """A media part the server will not take; ``status`` is the HTTP code to answer with."""
+
+    def __init__(self, message: str, status: int = 400, code: str = "invalid_media") -> None:
+        super().__init__(status, message, code)

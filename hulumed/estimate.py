@@ -23,17 +23,16 @@ from typing import Any
 
 import torch
 
-from .conversation import Conversation, validate, with_think_instruction
+from .conversation import Conversation, validate
 from .generation import GenerationParams
 from .interface import ReductionOptions
 from .processing.visual_tokens import visual_tokens
+from .think import with_think_instruction
 
 
 def parameter_count(config: Any) -> dict[str, int]:
     """Exact parameter counts per part, from a model instantiated on the meta device (no memory)."""
-    from .model.modeling import HulumedQwen2ForCausalLM, HulumedQwen3ForCausalLM
-
-    cls = HulumedQwen3ForCausalLM if config.model_type == "hulumed_qwen3" else HulumedQwen2ForCausalLM
+    cls = _family(config).causal_lm_class
     with torch.device("meta"):
         model = cls(config)
     counts = {"vision_encoder": 0, "mm_projector": 0, "language_model": 0}
@@ -51,6 +50,27 @@ def parameter_count(config: Any) -> dict[str, int]:
     return counts
 
 
+def count_parameters(model: Any) -> dict[str, int]:
+    """Parameter counts per part of a loaded model (a 4-bit weight counts its unpacked size)."""
+    counts = {"vision_encoder": 0, "mm_projector": 0, "language_model": 0}
+    for name, parameter in model.named_parameters():
+        state = getattr(parameter, "quant_state", None)
+        numel = int(torch.Size(state.shape).numel()) if state is not None else parameter.numel()
+        part = (
+            "vision_encoder" if ".vision_encoder." in name
+            else "mm_projector" if ".mm_projector." in name else "language_model"
+        )
+        counts[part] += numel
+    counts["total"] = sum(counts.values())
+    return counts
+
+
+def _family(config: Any) -> Any:
+    from .model.modeling import family_of
+
+    return family_of(config)
+
+
 def _dtype_bytes(dtype: torch.dtype) -> int:
     return torch.empty(0, dtype=dtype).element_size()
 
@@ -66,6 +86,7 @@ def estimate_request(
     frame_chunk_size: int | None = None,
     reduction: ReductionOptions | None = None,
     vision_dtype: torch.dtype | None = None,
+    parameters: dict[str, int] | None = None,
 ) -> dict[str, Any]:
     """Token counts and a memory plan for one conversation; ``vision_dtype`` (default ``dtype``) is the dtype the
     vision encoder runs in, in which the reduction's keep-mask is computed."""
@@ -101,7 +122,7 @@ def estimate_request(
     kv = 2 * config.num_hidden_layers * config.num_key_value_heads * head_dim * total_len * size
     vision_peak = largest_pass * (6 * vision.hidden_size + vision.intermediate_size) * size
     prefill = prompt * (4 * config.hidden_size + 2 * config.intermediate_size) * size + config.vocab_size * 4
-    weights = parameter_count(config)["total"] * size
+    weights = (parameters or parameter_count(config))["total"] * size
     return {
         "prompt_tokens": prompt,
         "visual_tokens": visual,
@@ -118,15 +139,19 @@ def estimate_request(
     }
 
 
-def describe_model(config: Any, path: Path | None = None, dtype: Any = None, device: Any = None) -> dict[str, Any]:
-    """Variant, sizes and flags of a checkpoint (from its config; parameters counted without weights)."""
+def describe_model(
+    config: Any, path: Path | None = None, dtype: Any = None, device: Any = None,
+    parameters: dict[str, int] | None = None,
+) -> dict[str, Any]:
+    """Variant, sizes and flags of a checkpoint (from its config; parameters counted without weights unless a
+    loaded model's ``parameters`` are given)."""
     vision = config.vision_config()
-    counts = parameter_count(config)
+    counts = parameters or parameter_count(config)
     return {
         "path": str(path) if path is not None else None,
         "architecture": (config.architectures or ["?"])[0],
         "model_type": config.model_type,
-        "decoder": "Qwen3" if config.model_type == "hulumed_qwen3" else "Qwen2.5",
+        "decoder": _family(config).decoder,
         "parameters": counts["total"],
         "parameters_billions": round(counts["total"] / 1e9, 3),
         "parameters_by_part": {k: v for k, v in counts.items() if k != "total"},

@@ -8,14 +8,8 @@ is appended to the last user turn and the result separates ``reasoning`` (inside
 
 from __future__ import annotations
 
-import re
 from dataclasses import asdict, dataclass, field
 from typing import Any
-
-#: Upstream's reasoning instruction (Hulu-Med README; MedUniEval's REASONING mode).
-THINK_INSTRUCTION = "Please reason step by step, and put your final answer within \\boxed{}."
-
-_THINK_BLOCK = re.compile(r"<think>(.*?)</think>", re.DOTALL)
 
 
 @dataclass
@@ -70,10 +64,10 @@ class GenerationResult:
     text: str  # the decoded answer, think blocks removed (upstream's use_think=False)
     reasoning: str | None  # content of <think> blocks when the model produced them, else None
     token_ids: list[int]  # generated ids, up to and including the end token
-    prompt_tokens: int  # prompt length in tokens (every visual token counted)
+    prompt_tokens: int  # prompt length in tokens the decoder sees (visual tokens counted after reduction)
     completion_tokens: int
-    visual_tokens: int  # visual tokens in the prompt (before any inter-frame reduction)
-    finish_reason: str  # "stop" (end token or stop string) or "length"
+    visual_tokens: int  # visual tokens in the prompt, after inter-frame reduction (what the decoder sees)
+    finish_reason: str  # "stop" (end token or stop string), "length" or "cancelled"
 
     @property
     def answer(self) -> str:
@@ -81,12 +75,6 @@ class GenerationResult:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-
-def reasoning_of(raw: str) -> str | None:
-    """The text of the complete <think> blocks of a raw decode (None when there are none)."""
-    blocks = [block.strip() for block in _THINK_BLOCK.findall(raw)]
-    return "\n\n".join(blocks) if blocks else None
 
 
 def cut_at_stop(text: str, stop: list[str]) -> tuple[str, bool]:

@@ -121,3 +121,10 @@ class Engine(Protocol):
     def estimate(self, conversation: Conversation, params: GenerationParams | None = None) -> dict[str, Any]: ...
 
     def info(self) -> dict[str, Any]: ...
+
+
+def text_deltas(events: Iterator[StreamEvent]) -> Iterator[str]:
+    """The texts of a stream's deltas (for callers that only print them); the Final is dropped."""
+    for event in events:
+        if isinstance(event, StreamDelta):
+            yield event.text

@@ -19,29 +19,22 @@ def register_auto_classes() -> None:
         AutoProcessor,
     )
 
-    from .model.configuration import HulumedQwen2Config, HulumedQwen3Config, HulumedVisionEncoderConfig
-    from .model.modeling import (
-        HulumedQwen2ForCausalLM,
-        HulumedQwen2Model,
-        HulumedQwen3ForCausalLM,
-        HulumedQwen3Model,
-    )
+    from .model.configuration import HulumedVisionEncoderConfig
+    from .model.modeling import FAMILIES
     from .model.vision_encoder import HulumedVisionEncoder
 
     AutoConfig.register("hulumed_vision_encoder", HulumedVisionEncoderConfig, exist_ok=True)
-    AutoConfig.register("hulumed_qwen2", HulumedQwen2Config, exist_ok=True)
-    AutoConfig.register("hulumed_qwen3", HulumedQwen3Config, exist_ok=True)
     AutoModel.register(HulumedVisionEncoderConfig, HulumedVisionEncoder, exist_ok=True)
-    AutoModel.register(HulumedQwen2Config, HulumedQwen2Model, exist_ok=True)
-    AutoModel.register(HulumedQwen3Config, HulumedQwen3Model, exist_ok=True)
-    AutoModelForCausalLM.register(HulumedQwen2Config, HulumedQwen2ForCausalLM, exist_ok=True)
-    AutoModelForCausalLM.register(HulumedQwen3Config, HulumedQwen3ForCausalLM, exist_ok=True)
+    for family in FAMILIES:
+        AutoConfig.register(family.config_class.model_type, family.config_class, exist_ok=True)
+        AutoModel.register(family.config_class, family.model_class, exist_ok=True)
+        AutoModelForCausalLM.register(family.config_class, family.causal_lm_class, exist_ok=True)
 
     try:
         from .processing.image_processing import HulumedImageProcessor
         from .processing.processor import HulumedProcessor
     except ImportError:  # the processing package is optional only while it is being built
         return
-    for config_class in (HulumedQwen2Config, HulumedQwen3Config):
+    for config_class in (family.config_class for family in FAMILIES):
         AutoImageProcessor.register(config_class, image_processor_classes={"pil": HulumedImageProcessor}, exist_ok=True)
         AutoProcessor.register(config_class, HulumedProcessor, exist_ok=True)

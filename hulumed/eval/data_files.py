@@ -12,13 +12,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-from ..errors import HulumedError
+from ..errors import DataError
 
 EXTENSIONS = (".parquet", ".jsonl", ".json", ".csv")
-
-
-class DataError(HulumedError, ValueError):
-    """A benchmark's files are missing or not in the published layout."""
 
 
 def find_files(root: Path, split: str | None = None, names: tuple[str, ...] = ()) -> list[Path]:

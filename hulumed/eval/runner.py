@@ -19,6 +19,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from ..interface import Engine
 from .benchmarks import Benchmark, Sample
 from .judge import JudgeClient
 from .scoring import (
@@ -114,7 +115,7 @@ def run_key(benchmark: Benchmark, params: Any, options: RunOptions) -> str:
     return hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def run_benchmark(engine: Any, benchmark: Benchmark, data_dir: Path, output: Path, params: Any,
+def run_benchmark(engine: Engine, benchmark: Benchmark, data_dir: Path, output: Path, params: Any,
                   options: RunOptions) -> dict[str, Any]:
     """Generate and score every selected sample not already in the predictions file; write metrics.json."""
     samples = select(benchmark.loader(data_dir / benchmark.name), options)
@@ -137,8 +138,8 @@ def run_benchmark(engine: Any, benchmark: Benchmark, data_dir: Path, output: Pat
         _judge_finished(options.judge, benchmark, samples, path, options.scoring)
     todo = [s for s in samples if s.id not in done]
     with path.open("a", encoding="utf-8") as handle:
-        for start in range(0, len(todo), engine.batch_size):
-            batch = todo[start : start + engine.batch_size]
+        for start in range(0, len(todo), engine.options.batch_size):
+            batch = todo[start : start + engine.options.batch_size]
             results = engine.generate([s.conversation(options.blank_images) for s in batch], params)
             records = []
             for sample, result in zip(batch, results):
@@ -216,7 +217,7 @@ def _judge_finished(client: JudgeClient, benchmark: Benchmark, samples: list[Sam
     return len(chosen)
 
 
-def run_info(engine: Any, benchmark: Benchmark, params: Any, options: RunOptions) -> dict[str, Any]:
+def run_info(engine: Engine, benchmark: Benchmark, params: Any, options: RunOptions) -> dict[str, Any]:
     model_path = Path(str(getattr(engine, "path", "") or ""))
     revision = model_path.name if model_path.parent.name == "snapshots" else None  # hub cache: commit hash
     return {

@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import os
 import re
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -153,14 +154,15 @@ def _infer_vision_encoder_config(state: dict[str, torch.Tensor]) -> dict[str, An
     }
 
 
-def load_checkpoint(cls: Any, path: str | os.PathLike, *args: Any, **kwargs: Any) -> Any:
-    """Strict ``from_pretrained`` for both layouts (``cls`` is a Hulu-Med ``*ForCausalLM``)."""
+def load_checkpoint(cls: Any, path: str | os.PathLike, *args: Any, families: Sequence[Any] = (), **kwargs: Any) -> Any:
+    """Strict ``from_pretrained`` for both layouts (``cls`` is a Hulu-Med ``*ForCausalLM``; ``families`` the
+    model-family table, ``modeling.FAMILIES``, used to pick the class of an original-layout folder)."""
     want_info = bool(kwargs.pop("output_loading_info", False))
     folder = Path(path)
     original = folder.is_dir() and detect_layout(folder) == "original"
     try:
         if original:
-            model, info = _load_original(cls, folder, *args, **kwargs)
+            model, info = _load_original(cls, folder, families, *args, **kwargs)
         else:
             model, info = cls._hf_from_pretrained(path, *args, output_loading_info=True, **kwargs)
     except RuntimeError as error:
@@ -174,23 +176,24 @@ def load_checkpoint(cls: Any, path: str | os.PathLike, *args: Any, **kwargs: Any
     return (model, info) if want_info else model
 
 
-def _load_original(cls: Any, folder: Path, *args: Any, **kwargs: Any) -> tuple[Any, dict[str, Any]]:
+def _load_original(
+    cls: Any, folder: Path, families: Sequence[Any], *args: Any, **kwargs: Any
+) -> tuple[Any, dict[str, Any]]:
     """Load an original-layout folder through transformers' own loader, with the vision prefix remapped.
 
     The config is repaired here (model type from the tensors, an inferred ``vision_encoder_config``) and the
     doubled prefix is undone by transformers' ``key_mapping``, so every other ``from_pretrained`` argument —
     dtype, ``device_map``, ``quantization_config``, attention — applies exactly as for an HF-Version folder.
     """
-    from .configuration import HulumedQwen2Config, HulumedQwen3Config
-    from .modeling import HulumedQwen2ForCausalLM, HulumedQwen3ForCausalLM
-
     names = tensor_names(folder)
     raw = json.loads((folder / "config.json").read_text())
-    is_qwen3 = any(name.endswith("self_attn.q_norm.weight") for name in names)
-    target = HulumedQwen3ForCausalLM if is_qwen3 else HulumedQwen2ForCausalLM
-    if cls not in (target, HulumedQwen2ForCausalLM, HulumedQwen3ForCausalLM):
-        target = cls
-    config_cls = HulumedQwen3Config if target is HulumedQwen3ForCausalLM else HulumedQwen2Config
+    family = next(  # the original code calls every family hulumed_qwen2: recognise it by its tensors
+        f for f in families if f.marker_tensor is None or any(name.endswith(f.marker_tensor) for name in names)
+    )
+    target = family.causal_lm_class
+    if cls not in [f.causal_lm_class for f in families]:
+        target = cls  # a subclass asked for itself
+    config_cls = target.config_class
     raw["model_type"] = config_cls.model_type
     raw["architectures"] = [target.__name__]
     raw.pop("auto_map", None)

@@ -142,5 +142,3 @@ class HulumedQwen3Config(_HulumedConfigMixin, Qwen3Config):
         super().__post_init__(**kwargs)
         self._hulumed_post_init()
 
-
-HulumedConfig = HulumedQwen2Config | HulumedQwen3Config

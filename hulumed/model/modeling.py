@@ -27,6 +27,7 @@ import logging
 import os
 import warnings
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -38,6 +39,7 @@ from transformers.models.qwen3.modeling_qwen3 import Qwen3PreTrainedModel
 
 from ..interface import ReductionOptions
 from ..processing.visual_tokens import item_modals, keep_mask, visual_tokens
+from .checkpoint import load_checkpoint
 from .configuration import HulumedQwen2Config, HulumedQwen3Config
 from .projector import HulumedProjector
 from .vision_encoder import HulumedVisionEncoder
@@ -265,9 +267,7 @@ class HulumedForCausalLMMixin:
         Folders in the original (pre-HF) layout — doubled ``model.vision_encoder.vision_encoder.`` prefix,
         ``pytorch_model.bin`` — are detected and remapped (see ``checkpoint.py``).
         """
-        from .checkpoint import load_checkpoint
-
-        return load_checkpoint(cls, pretrained_model_name_or_path, *args, **kwargs)
+        return load_checkpoint(cls, pretrained_model_name_or_path, *args, families=FAMILIES, **kwargs)
 
     @classmethod
     def _hf_from_pretrained(cls, *args: Any, **kwargs: Any) -> Any:
@@ -346,4 +346,30 @@ class HulumedQwen3ForCausalLM(HulumedForCausalLMMixin, Qwen3ForCausalLM):
         self.post_init()
 
 
-HulumedForCausalLM = HulumedQwen2ForCausalLM | HulumedQwen3ForCausalLM
+@dataclass(frozen=True)
+class ModelFamily:
+    """One decoder family of Hulu-Med: its config / model classes and how to recognise its checkpoints."""
+
+    name: str  # "qwen2" | "qwen3"
+    decoder: str  # the decoder's name in model cards
+    config_class: type
+    model_class: type
+    causal_lm_class: type
+    marker_tensor: str | None  # a tensor-name suffix only this family's checkpoints have (None: the fallback)
+
+
+FAMILIES: tuple[ModelFamily, ...] = (
+    ModelFamily("qwen3", "Qwen3", HulumedQwen3Config, HulumedQwen3Model, HulumedQwen3ForCausalLM,
+                "self_attn.q_norm.weight"),
+    ModelFamily("qwen2", "Qwen2.5", HulumedQwen2Config, HulumedQwen2Model, HulumedQwen2ForCausalLM, None),
+)
+
+
+def family_of(config_or_model_type: Any) -> ModelFamily:
+    """The family of a config (or a ``model_type`` string); unknown types raise ``ValueError``."""
+    model_type = getattr(config_or_model_type, "model_type", config_or_model_type)
+    for family in FAMILIES:
+        if family.config_class.model_type == model_type:
+            return family
+    known = ", ".join(f.config_class.model_type for f in FAMILIES)
+    raise ValueError(f"{model_type!r} is not a Hulu-Med model type ({known})")

@@ -17,7 +17,7 @@ Attention backends (``config._attn_implementation``), none of which builds a P x
   ``sdpa``               SDPA over (frames, heads, L, d) batches (memory linear in the number of frames) — default;
   ``eager``              matmul + softmax per frame (correct masking; upstream's eager adds the mask as +1);
   ``flash_attention_2``  varlen kernel over ``cu_seqlens`` when flash-attn is installed.
-Upstream's dense-mask path is kept only as a test/benchmark reference in ``dense_reference.py``.
+Upstream's dense-mask path is kept only as a test/benchmark reference in ``benchmarks/dense_reference.py``.
 
 Glossary: P = patches of all frames of all items; t, gh, gw = frames and patch grid of one item; m = merge
 size (1 images, 2 video/3D); C = encoder hidden size; tokens = sum over items of t * (gh/m) * (gw/m).

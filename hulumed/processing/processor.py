@@ -31,7 +31,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import re
 from dataclasses import dataclass
 from typing import Any, Optional, Union
 
@@ -45,6 +44,7 @@ from hulumed.processing.image import load_images
 from hulumed.processing.image_processing import HulumedImageProcessor, is_video
 from hulumed.processing.video import load_video
 from hulumed.processing.volume import VOLUME_ITEM_KEYS, load_volume
+from hulumed.think import strip_think
 
 Message = dict[str, Any]
 Conversation = list[Message]
@@ -52,18 +52,7 @@ Conversation = list[Message]
 DEFAULT_IMAGE_TOKEN = "<image>"
 FALLBACK_PAD_TOKEN = "<|endoftext|>"
 _VIDEO_OPTIONS = {"video_path", "fps", "max_frames", "start_time", "end_time"}
-_IGNORED_CALL_KWARGS = {"padding", "padding_side", "truncation", "max_length", "return_labels"}
-
-_THINK_SPAN = re.compile(r"<think>.*?</think>", re.DOTALL)
-_BLANK_RUN = re.compile(r"\n\s*\n")
-
-
-def strip_think(text: str) -> str:
-    """Upstream's `use_think=False` post-processing: drop `<think>...</think>`, collapse blank runs, strip."""
-    text = _THINK_SPAN.sub("", text)
-    text = _BLANK_RUN.sub("\n\n", text)
-    return text.strip()
-
+_IGNORED_CALL_KWARGS = {"padding", "padding_side", "truncation", "max_length"}
 
 @dataclass
 class _Encoded:
@@ -425,8 +414,6 @@ class HulumedProcessor(ProcessorMixin):
         unknown = set(kwargs) - _IGNORED_CALL_KWARGS
         if unknown:
             raise TypeError(f"Unexpected argument(s) {sorted(unknown)} for HulumedProcessor.__call__.")
-        if kwargs.get("return_labels"):
-            raise NotImplementedError("return_labels (training labels) is not supported yet.")
         if return_tensors not in (None, "pt", "np"):
             raise ValueError(f"return_tensors must be 'pt', 'np' or None; got {return_tensors!r}.")
         if conversation is not None:

@@ -3,7 +3,7 @@
 settings.py  limits and switches (one dataclass)
 protocol.py  request / response shapes of /v1/chat/completions
 media.py     OpenAI message parts -> hulumed conversation parts (data: URIs, media root, remote URLs, limits)
-batcher.py   gathers concurrent requests into engine batches; bounded queue
+batcher.py   admission (bounded queue) and the hand-over of prepared requests to the engine, which batches them
 metrics.py   Prometheus counters, gauges and the latency histogram
 app.py       the FastAPI application (routes, auth, errors, streaming)
 background.py  ``serving(engine, settings)``: the server in a thread on a free loopback port

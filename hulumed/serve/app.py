@@ -3,7 +3,9 @@
 Order of checks for a completion request: API key (401) -> admission (429 + Retry-After when the queue is
 full) -> body size (413) -> JSON (400) -> schema (400) -> model name (404) -> max_tokens limit (400) ->
 media rules (400 / 403 / 413, see media.py) -> conversation shape (400) -> media decoding and the visual-token
-limit (400; for streams before the 200, for batched requests inside the engine call) -> generation. Every error is OpenAI-style JSON (``{"error": {"message", "type", "param", "code"}}``) and never
+limit (400, by ``engine.prepare``, which reads the media once for the whole request) -> generation (streamed and
+non-streamed requests batched together by the engine). Every error is OpenAI-style JSON (``{"error": {"message",
+"type", "param", "code"}}``) and never
 carries a stack trace; those go to the server log. The log has one JSON line per request (id, status, timings,
 token counts) and the message text only with ``log_content``.
 """
@@ -28,10 +30,11 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from ..errors import HulumedError, MediaError, RequestTooLarge
+from ..errors import ApiError, HulumedError, MediaError, RequestTooLarge
 from ..generation import GenerationParams
+from ..interface import Engine, Prepared, StreamDelta, StreamFinal
 from .batcher import Admission, Batcher
-from .media import MediaRejected, MediaResolver
+from .media import MediaResolver
 from .metrics import CONTENT_TYPE, ServerMetrics
 from .protocol import ChatCompletionRequest, chunk, completion_id, completion_response, error_body, usage_block
 from .settings import ServerSettings
@@ -39,30 +42,21 @@ from .settings import ServerSettings
 log = logging.getLogger("hulumed.serve")
 
 
-class ApiError(Exception):
-    def __init__(self, status: int, message: str, code: str, kind: str = "invalid_request_error") -> None:
-        super().__init__(message)
-        self.status, self.message, self.code, self.kind = status, message, code, kind
-
-
 def _error(status: int, message: str, code: str, kind: str = "invalid_request_error",
            headers: dict[str, str] | None = None) -> JSONResponse:
     return JSONResponse(error_body(message, kind, code), status_code=status, headers=headers)
 
 
-def create_app(engine: Any, settings: ServerSettings) -> FastAPI:
+def create_app(engine: Engine, settings: ServerSettings) -> FastAPI:
     metrics = ServerMetrics()
     admission = Admission(settings.max_queue, metrics)
-    executor = ThreadPoolExecutor(max_workers=4, thread_name_prefix="hulumed-batch")
+    executor = ThreadPoolExecutor(max_workers=max(4, settings.max_queue), thread_name_prefix="hulumed-batch")
     stream_executor = ThreadPoolExecutor(max_workers=max(2, settings.max_queue), thread_name_prefix="hulumed-stream")
-    batcher = Batcher(engine, settings.max_batch_size, settings.max_wait_ms, metrics, executor,
-                      settings.max_visual_tokens)
+    batcher = Batcher(engine, settings.max_batch_size, metrics, executor)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        batcher.start()
         yield
-        await batcher.stop()
         executor.shutdown(wait=False, cancel_futures=True)
         stream_executor.shutdown(wait=False, cancel_futures=True)
 
@@ -134,26 +128,20 @@ def create_app(engine: Any, settings: ServerSettings) -> FastAPI:
                 stream_executor, _conversation, payload, settings, scratch
             )
             request_id = completion_id()
+            prepared = await loop.run_in_executor(
+                stream_executor, _prepare, engine, conversation, params, settings.max_visual_tokens
+            )
             if payload.stream:
-                # A stream answers 200 before generating, so its media are checked first (read twice); batched
-                # requests are checked inside the engine call that reads them once.
-                report = await loop.run_in_executor(stream_executor, _estimate, engine, conversation, params)
-                if report["visual_tokens"] > settings.max_visual_tokens:
-                    raise ApiError(400, f"the media make {report['visual_tokens']} visual tokens; this server "
-                                   f"allows {settings.max_visual_tokens} (use fewer frames / slices or smaller images)",
-                                   "too_many_visual_tokens")
                 handed_to_stream = True
                 status = 200
                 return StreamingResponse(
-                    _stream(engine, conversation, params, payload, request_id, settings, metrics, admission, scratch,
+                    _stream(batcher, prepared, params, payload, request_id, settings, metrics, admission, scratch,
                             stream_executor, started),
                     media_type="text/event-stream",
                     headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
                 )
             try:
-                result = await batcher.submit(conversation, params)
-            except RequestTooLarge as error:
-                raise ApiError(400, str(error), "too_many_visual_tokens") from error
+                result = await batcher.submit(prepared, params)
             except (MediaError, ValueError) as error:
                 code = "invalid_media" if isinstance(error, MediaError) else "invalid_request"
                 raise ApiError(400, str(error), code) from error
@@ -165,14 +153,10 @@ def create_app(engine: Any, settings: ServerSettings) -> FastAPI:
                 request_id, settings.model_name, result.text, result.reasoning if payload.think else None,
                 result.finish_reason, usage,
             ))
-        except ApiError as error:
+        except ApiError as error:  # MediaRejected included
             status = error.status
             metrics.errors.labels(code=error.code).inc()
             return _error(error.status, error.message, error.code, error.kind)
-        except MediaRejected as error:
-            status = error.status
-            metrics.errors.labels(code=error.code).inc()
-            return _error(error.status, str(error), error.code)
         finally:
             if not handed_to_stream:
                 metrics.requests.labels(status=str(status)).inc()
@@ -234,9 +218,13 @@ def _conversation(payload: ChatCompletionRequest, settings: ServerSettings, scra
         raise ApiError(400, str(error), "invalid_messages") from error
 
 
-def _estimate(engine: Any, conversation: list[dict[str, Any]], params: GenerationParams) -> dict[str, Any]:
+def _prepare(engine: Engine, conversation: list[dict[str, Any]], params: GenerationParams,
+             max_visual_tokens: int) -> Prepared:
+    """Media read once, exact visual tokens (after reduction) checked against the server's limit."""
     try:
-        return engine.estimate(conversation, params)
+        return engine.prepare([conversation], params, max_visual_tokens=max_visual_tokens)
+    except RequestTooLarge as error:
+        raise ApiError(400, str(error), "too_many_visual_tokens") from error
     except MediaError as error:
         raise ApiError(400, str(error), "invalid_media") from error
     except (HulumedError, ValueError) as error:
@@ -249,7 +237,9 @@ def _count_tokens(metrics: ServerMetrics, prompt: int, completion: int, visual: 
     metrics.visual_tokens.inc(visual)
 
 
-def _log(request_id: str, status: int, started: float, usage: dict[str, Any] | None, payload: Any, stream: bool) -> None:
+def _log(
+    request_id: str, status: int, started: float, usage: dict[str, Any] | None, payload: Any, stream: bool
+) -> None:
     record: dict[str, Any] = {
         "event": "chat.completion", "id": request_id, "status": status, "stream": stream,
         "latency_ms": round((time.monotonic() - started) * 1000, 1),
@@ -261,7 +251,7 @@ def _log(request_id: str, status: int, started: float, usage: dict[str, Any] | N
     log.info(json.dumps(record, ensure_ascii=False, default=str))
 
 
-async def _stream(engine: Any, conversation: list[dict[str, Any]], params: GenerationParams,
+async def _stream(batcher: Batcher, prepared: Prepared, params: GenerationParams,
                   payload: ChatCompletionRequest, request_id: str, settings: ServerSettings, metrics: ServerMetrics,
                   admission: Admission, scratch: Path, executor: ThreadPoolExecutor, started: float):
     """SSE events: a role chunk, content deltas, a final chunk with finish_reason and usage, then [DONE]."""
@@ -272,8 +262,11 @@ async def _stream(engine: Any, conversation: list[dict[str, Any]], params: Gener
 
     def produce() -> None:
         try:
-            for delta in engine.stream(conversation, params, cancel=cancel, on_finish=finished.append):
-                loop.call_soon_threadsafe(events.put_nowait, ("delta", delta))
+            for event in batcher.stream(prepared, params, cancel):
+                if isinstance(event, StreamDelta):
+                    loop.call_soon_threadsafe(events.put_nowait, ("delta", event.text))
+                elif isinstance(event, StreamFinal):
+                    finished.append(event.result)
                 if cancel.is_set():
                     break
             loop.call_soon_threadsafe(events.put_nowait, ("done", None))
@@ -298,13 +291,17 @@ async def _stream(engine: Any, conversation: list[dict[str, Any]], params: Gener
                 break
             else:
                 result = finished[0] if finished else None
-                usage = usage_block(result.prompt_tokens, result.completion_tokens, result.visual_tokens) if result else None
+                usage = (
+                    usage_block(result.prompt_tokens, result.completion_tokens, result.visual_tokens)
+                    if result else None
+                )
                 delta: dict[str, Any] = {}
                 if result is not None and payload.think and result.reasoning is not None:
                     delta["reasoning"] = result.reasoning
                 if result is not None:
                     _count_tokens(metrics, result.prompt_tokens, result.completion_tokens, result.visual_tokens)
-                yield _sse(chunk(request_id, model, delta, finish=result.finish_reason if result else "stop", usage=usage))
+                finish = result.finish_reason if result else "stop"
+                yield _sse(chunk(request_id, model, delta, finish=finish, usage=usage))
                 _log(request_id, 200, started, usage, payload if settings.log_content else None, stream=True)
                 break
         yield "data: [DONE]\n\n"

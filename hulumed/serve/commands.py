@@ -15,7 +15,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         from ..errors import HulumedError
 
         raise HulumedError("hulumed serve needs the serve extra: pip install 'hulumed[serve]'") from error
-    from ..engine import load
+    from ..loading import load
     from .app import create_app
     from .settings import ServerSettings
 

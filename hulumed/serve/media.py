@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlparse
 
+from ..errors import MediaRejected
 from .settings import ServerSettings
 
 _EXTENSIONS = {
@@ -26,15 +27,6 @@ _EXTENSIONS = {
     "video/x-msvideo": ".avi", "application/dicom": ".dcm", "application/x-nifti": ".nii", "application/nifti": ".nii",
 }
 _VOLUME_KEYS = {"slices": "nii_num_slices", "axis": "nii_axis"}
-
-
-class MediaRejected(Exception):
-    """A media part the server will not take; ``status`` is the HTTP code to answer with."""
-
-    def __init__(self, message: str, status: int = 400, code: str = "invalid_media") -> None:
-        super().__init__(message)
-        self.status = status
-        self.code = code
 
 
 class MediaResolver:

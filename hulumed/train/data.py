@@ -40,7 +40,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from hulumed.errors import HulumedError
+from hulumed.errors import DataError, HulumedError
 
 Conversation = list[dict[str, Any]]
 
@@ -50,10 +50,6 @@ _PLACEHOLDER_RE = re.compile("(" + "|".join(re.escape(p) for p in PLACEHOLDERS) 
 _PATH_KEY = {"image": "image_path", "video": "video_path", "3d": "image_path"}
 _ROLES = {"system": "system", "user": "user", "human": "user", "assistant": "assistant", "gpt": "assistant"}
 _MAX_LISTED = 10
-
-
-class DataError(HulumedError, ValueError):
-    """A training record is malformed, names missing media, or cannot be encoded (the message says where)."""
 
 
 @dataclass

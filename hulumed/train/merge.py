@@ -36,9 +36,7 @@ def merge_lora(
         from peft import PeftConfig, PeftModel
     except ImportError as error:
         raise RecipeError("merge-lora needs peft: pip install 'hulumed[train]'") from error
-    from transformers import AutoModelForCausalLM
-
-    import hulumed  # noqa: F401  (registers the Auto classes)
+    from hulumed.loading import load_model, pick_dtype
 
     if not (Path(adapter) / "adapter_config.json").is_file():
         raise RecipeError(f"{adapter} has no adapter_config.json: pass the output folder of a LoRA run")
@@ -47,7 +45,7 @@ def merge_lora(
     base = base or PeftConfig.from_pretrained(str(adapter)).base_model_name_or_path
     if not base:
         raise RecipeError("the adapter does not name its base model: pass --base")
-    model = AutoModelForCausalLM.from_pretrained(base, dtype=DTYPES[dtype])
+    model, _ = load_model(base, device="cpu", dtype=pick_dtype("cpu", dtype), attn_implementation=None)
     merged = PeftModel.from_pretrained(model, str(adapter)).merge_and_unload()
     merged.save_pretrained(output)
     has_processor = (Path(adapter) / "preprocessor_config.json").is_file()

@@ -87,31 +87,32 @@ def resolve_precision(recipe: TrainRecipe) -> str:
 
 # ---------------------------------------------------------------------------------------------- model
 def load_model(recipe: TrainRecipe) -> Any:
-    """The base model, in bf16 for adapter training on a GPU, 4-bit for QLoRA, fp32 otherwise."""
-    from transformers import AutoModelForCausalLM
+    """The base model, in bf16 for adapter training on a GPU, 4-bit for QLoRA, fp32 otherwise.
 
-    import hulumed  # noqa: F401  (registers the Auto classes)
+    Loaded through the one loading door (``hulumed.loading``): same dtype names, same ``BitsAndBytesConfig``
+    (plus double quantization for QLoRA). Unquantized models stay on the CPU; the Trainer places them.
+    """
+    from hulumed.errors import HulumedError
+    from hulumed.loading import load_model as load_checkpoint_model
 
-    kwargs: dict[str, Any] = {"attn_implementation": recipe.attn_implementation}
     precision = resolve_precision(recipe)
+    device = None
     if recipe.qlora:
-        from transformers import BitsAndBytesConfig
-
-        kwargs["quantization_config"] = BitsAndBytesConfig(
-            load_in_4bit=True,
-            bnb_4bit_quant_type="nf4",
-            bnb_4bit_use_double_quant=True,
-            bnb_4bit_compute_dtype=torch.bfloat16,
-            llm_int8_skip_modules=["vision_encoder", "mm_projector", "lm_head"],
-        )
-        kwargs["dtype"] = torch.bfloat16
+        dtype, quantization = torch.bfloat16, "4bit"
+        device = f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}"
     elif recipe.uses_lora and precision in ("bf16", "fp16"):
-        kwargs["dtype"] = torch.bfloat16 if precision == "bf16" else torch.float16
+        dtype, quantization = (torch.bfloat16 if precision == "bf16" else torch.float16), None
     else:
-        kwargs["dtype"] = torch.float32  # master weights; bf16 / fp16 compute comes from autocast
-    model = AutoModelForCausalLM.from_pretrained(recipe.model, **kwargs)
-    if not hasattr(model, "encode_images"):
-        raise RecipeError(f"{recipe.model} is not a Hulu-Med checkpoint (model type {model.config.model_type})")
+        dtype, quantization = torch.float32, None  # master weights; bf16 / fp16 compute comes from autocast
+    try:
+        model, _ = load_checkpoint_model(
+            recipe.model, device=device, dtype=dtype, attn_implementation=recipe.attn_implementation,
+            quantization=quantization, double_quant=True, place=False,
+        )
+    except HulumedError as error:
+        if "not a Hulu-Med checkpoint" in str(error):
+            raise RecipeError(str(error)) from error
+        raise
     if Path(str(recipe.model)).is_dir():
         model.name_or_path = str(Path(str(recipe.model)).resolve())  # peft records it as the adapter's base
     return model

@@ -72,26 +72,6 @@ def test_sharded_safetensors_with_index(tmp_path, golden_model):
     assert torch.equal(_logits(HulumedQwen2ForCausalLM.from_pretrained(tmp_path / "sharded")), _logits(model))
 
 
-@pytest.mark.parametrize("variant", ["tiny-qwen2", "tiny-qwen3"])
-def test_original_layout_doubled_prefix_and_bin(variant, tmp_path):
-    folder = tmp_path / "original"
-    folder.mkdir()
-    state = load_file(str(GOLDEN / variant / "model.safetensors"))
-    state = {k.replace("model.vision_encoder.", "model.vision_encoder.vision_encoder.", 1): v for k, v in state.items()}
-    torch.save(state, folder / "pytorch_model.bin")
-    config = json.loads((GOLDEN / variant / "config.json").read_text())
-    config["model_type"] = "hulumed_qwen2"  # the original code calls the Qwen3 models hulumed_qwen2 too
-    config["vision_encoder"] = "ZJU-AI4H/SigLip-NaViT"
-    config.pop("auto_map")
-    (folder / "config.json").write_text(json.dumps(config))
-    assert detect_layout(folder) == "original"
-    model = HulumedQwen2ForCausalLM.from_pretrained(folder)
-    expected = HulumedQwen2ForCausalLM if variant == "tiny-qwen2" else HulumedQwen3ForCausalLM
-    assert type(model) is expected
-    _, t = load_case(variant, "volume_3d")
-    torch.testing.assert_close(_logits(model), t["logits"], atol=1e-4, rtol=1e-4)
-
-
 def _original_folder(tmp_path, variant: str = "tiny-qwen2"):
     folder = tmp_path / "original"
     folder.mkdir()
@@ -102,6 +82,21 @@ def _original_folder(tmp_path, variant: str = "tiny-qwen2"):
     config.pop("auto_map")
     (folder / "config.json").write_text(json.dumps(config))
     return folder
+
+
+@pytest.mark.parametrize("variant", ["tiny-qwen2", "tiny-qwen3"])
+def test_original_layout_doubled_prefix_and_bin(variant, tmp_path):
+    folder = _original_folder(tmp_path, variant)
+    config = json.loads((folder / "config.json").read_text())
+    config["model_type"] = "hulumed_qwen2"  # the original code calls the Qwen3 models hulumed_qwen2 too
+    config["vision_encoder"] = "ZJU-AI4H/SigLip-NaViT"
+    (folder / "config.json").write_text(json.dumps(config))
+    assert detect_layout(folder) == "original"
+    model = HulumedQwen2ForCausalLM.from_pretrained(folder)
+    expected = HulumedQwen2ForCausalLM if variant == "tiny-qwen2" else HulumedQwen3ForCausalLM
+    assert type(model) is expected
+    _, t = load_case(variant, "volume_3d")
+    torch.testing.assert_close(_logits(model), t["logits"], atol=1e-4, rtol=1e-4)
 
 
 def test_original_layout_keeps_dtype_and_device_placement(tmp_path):

@@ -6,10 +6,12 @@ import pytest
 import torch
 
 import hulumed
-from hulumed.conversation import user_turn, validate, with_think_instruction
-from hulumed.engine import Engine, _visible_prefix
+from hulumed.conversation import user_turn, validate
+from hulumed.engine import HFEngine
 from hulumed.estimate import parameter_count
-from hulumed.generation import THINK_INSTRUCTION, GenerationParams, cut_at_stop, reasoning_of
+from hulumed.generation import GenerationParams, cut_at_stop
+from hulumed.interface import Engine, Prepared, ReductionOptions, StreamDelta, StreamFinal, text_deltas
+from hulumed.think import THINK_INSTRUCTION, reasoning_of, visible_prefix, with_think_instruction
 from tests.conftest import GOLDEN, golden_cases, load_case
 
 INPUTS = GOLDEN / "inputs"
@@ -17,16 +19,14 @@ INPUTS = GOLDEN / "inputs"
 
 @pytest.fixture(scope="module")
 def engines():
-    cache: dict[str, Engine] = {}
+    cache: dict[str, HFEngine] = {}
 
-    def get(variant: str, **kwargs) -> Engine:
-        key = f"{variant}{sorted(kwargs.items())}"
+    def get(variant: str, compress: bool = False, **kwargs) -> HFEngine:
+        key = f"{variant}{compress}{sorted(kwargs.items())}"
         if key not in cache:
-            cache[key] = hulumed.load(GOLDEN / variant, device="cpu", **kwargs)
-        engine = cache[key]
-        engine.model.config.use_token_compression = False
-        engine.frame_chunk_size = 32
-        return engine
+            reduction = ReductionOptions(enabled=compress)
+            cache[key] = hulumed.load(GOLDEN / variant, device="cpu", reduction=reduction, **kwargs)
+        return cache[key]
 
     return get
 
@@ -38,17 +38,19 @@ def _conversations() -> list[list[dict]]:
         [user_turn("Write a report.", volume=str(INPUTS / "volume.nii.gz"), slices=8)],
         [user_turn("What moves?", video=str(INPUTS / "video_frames"))],
         [user_turn("Compare.", images=[str(INPUTS / "image_a.png"), str(INPUTS / "image_b.png")])],
-        [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello."}, {"role": "user", "content": "CT?"}],
+        [
+            {"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello."},
+            {"role": "user", "content": "CT?"},
+        ],
     ]
 
 
 @pytest.mark.parametrize("variant", ["tiny-qwen2", "tiny-qwen3"])
 @pytest.mark.parametrize("compress", [False, True])
 def test_batched_equals_one_by_one(engines, variant, compress):
-    engine = engines(variant)
-    engine.model.config.use_token_compression = compress
+    engine = engines(variant, compress, batch_size=4)
     params = GenerationParams.greedy(10)
-    batched = engine.generate(_conversations(), params, batch_size=4)
+    batched = engine.generate(_conversations(), params)
     alone = [engine.generate(c, params)[0] for c in _conversations()]
     assert [r.token_ids for r in batched] == [r.token_ids for r in alone]
     assert [r.text for r in batched] == [r.text for r in alone]
@@ -62,17 +64,20 @@ def test_batched_equals_one_by_one(engines, variant, compress):
 @pytest.mark.parametrize("variant", ["tiny-qwen2", "tiny-qwen3"])
 def test_stream_equals_generate(engines, variant):
     engine = engines(variant)
-    for params in (GenerationParams.greedy(16), GenerationParams.greedy(16, think=True), GenerationParams(max_new_tokens=12, seed=7)):
+    for params in (
+        GenerationParams.greedy(16), GenerationParams.greedy(16, think=True),
+        GenerationParams(max_new_tokens=12, seed=7),
+    ):
         for conversation in _conversations()[:4]:
-            streamed = "".join(engine.stream(conversation, params))
+            streamed = "".join(text_deltas(engine.stream(conversation, params)))
             assert streamed == engine.generate(conversation, params)[0].text
 
 
 @pytest.mark.parametrize("variant,case", golden_cases())
 def test_engine_reproduces_upstream_greedy_tokens(engines, variant, case):
     meta, _ = load_case(variant, case)
-    engine = engines(variant, system_prompt=meta["processor_call_kwargs"]["add_system_prompt"])
-    engine.model.config.use_token_compression = meta["use_token_compression"]
+    system_prompt = meta["processor_call_kwargs"]["add_system_prompt"]
+    engine = engines(variant, meta["use_token_compression"], system_prompt=system_prompt)
     conversation = [
         {"role": m["role"], "content": [_absolute(p) for p in m["content"]]} for m in meta["conversation"]
     ]
@@ -94,12 +99,9 @@ def _absolute(part: dict) -> dict:
 
 
 def test_frame_chunking_gives_identical_answers(engines):
-    engine = engines("tiny-qwen2")
     conversation = _conversations()[2]
-    engine.frame_chunk_size = None
-    whole = engine.generate(conversation, GenerationParams.greedy(8))[0]
-    engine.frame_chunk_size = 3
-    chunked = engine.generate(conversation, GenerationParams.greedy(8))[0]
+    whole = engines("tiny-qwen2", frame_chunk_size=None).generate(conversation, GenerationParams.greedy(8))[0]
+    chunked = engines("tiny-qwen2", frame_chunk_size=3).generate(conversation, GenerationParams.greedy(8))[0]
     assert chunked.token_ids == whole.token_ids
 
 
@@ -130,7 +132,7 @@ def test_think_mode_appends_upstream_instruction(engines):
     assert with_think_instruction([{"role": "user", "content": "Q"}])[0]["content"] == f"Q\n{THINK_INSTRUCTION}"
     engine = engines("tiny-qwen3")
     prepared = engine.prepare([_conversations()[1]], GenerationParams(think=True))
-    prompt = engine.tokenizer.decode(prepared.inputs["input_ids"][0])
+    prompt = engine.tokenizer.decode(prepared.inputs[0].inputs["input_ids"][0])
     assert THINK_INSTRUCTION in prompt
 
 
@@ -138,16 +140,15 @@ def test_reasoning_and_visible_prefix_rules():
     raw = "<think>step 1\n\n\nstep 2</think>\n\nThe answer is B."
     assert reasoning_of(raw) == "step 1\n\n\nstep 2"
     assert reasoning_of("no think") is None
-    assert _visible_prefix("<think>partial reasoning", []) == ""
-    assert _visible_prefix("Answer <thi", []) == "Answer"
-    assert _visible_prefix("The answer is B. STO", ["STOP"]) == "The answer is B."
+    assert visible_prefix("<think>partial reasoning", []) == ""
+    assert visible_prefix("Answer <thi", []) == "Answer"
+    assert visible_prefix("The answer is B. STO", ["STOP"]) == "The answer is B."
     assert cut_at_stop("a STOP b", ["STOP"]) == ("a ", True)
 
 
 @pytest.mark.parametrize("compress", [False, True])
 def test_estimate_counts_match_the_real_request(engines, compress):
-    engine = engines("tiny-qwen2")
-    engine.model.config.use_token_compression = compress
+    engine = engines("tiny-qwen2", compress)
     for conversation in _conversations()[:5]:
         report = engine.estimate(conversation, GenerationParams.greedy(10))
         [result] = engine.generate(conversation, GenerationParams.greedy(10))
@@ -199,7 +200,7 @@ def test_missing_media_is_a_media_error(engines):
 
 
 def test_device_and_dtype_selection():
-    from hulumed.engine import pick_device, pick_dtype
+    from hulumed.loading import pick_device, pick_dtype
 
     assert pick_device("cpu") == torch.device("cpu")
     assert pick_dtype(torch.device("cpu")) == torch.float32
@@ -215,6 +216,110 @@ def test_visual_token_limit_is_checked_per_conversation(engines):
     engine = engines("tiny-qwen2")
     volume, text = _conversations()[2], _conversations()[1]
     with pytest.raises(RequestTooLarge, match="128 visual tokens"):
-        engine.generate([text, volume], GenerationParams.greedy(2), max_visual_tokens=100)
-    [result] = engine.generate(volume, GenerationParams.greedy(2), max_visual_tokens=128)
-    assert result.visual_tokens == 128
+        engine.prepare([text, volume], GenerationParams.greedy(2), max_visual_tokens=100)
+    prepared = engine.prepare([volume], GenerationParams.greedy(2), max_visual_tokens=128)
+    [result] = engine.generate(prepared)
+    assert result.visual_tokens == 128 == prepared.visual_tokens[0]
+    # counted after reduction: the same volume fits a limit under its processor count when reduction is on
+    reduced = engines("tiny-qwen2", True).prepare([volume], GenerationParams.greedy(2), max_visual_tokens=100)
+    assert reduced.visual_tokens[0] < 100 < reduced.visual_tokens_before_reduction[0] == 128
+
+
+def test_engine_implements_the_protocol_and_stream_events(engines):
+    engine = engines("tiny-qwen2")
+    assert isinstance(engine, Engine) and engine.options.batch_size == 8
+    conversation = _conversations()[0]
+    prepared = engine.prepare([conversation], GenerationParams.greedy(8))
+    assert isinstance(prepared, Prepared) and prepared.visual_tokens == [35] == prepared.visual_tokens_before_reduction
+    events = list(engine.stream(prepared))
+    assert all(isinstance(e, StreamDelta) for e in events[:-1]) and isinstance(events[-1], StreamFinal)
+    [result] = engine.generate(prepared)  # a Prepared is reused as is
+    assert events[-1].result == result and "".join(e.text for e in events[:-1]) == result.text
+
+
+def _threads(targets):
+    import threading
+
+    threads = [threading.Thread(target=t) for t in targets]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+
+
+def test_concurrent_streams_and_generates_are_batched_and_equal_alone(engines, monkeypatch):
+    import threading
+
+    engine = engines("tiny-qwen2", batch_size=8)
+    params = GenerationParams.greedy(12, ignore_eos=True)
+    conversations = _conversations()[:5]
+    alone = [engine.generate(c, params)[0] for c in conversations]
+    batches: list[int] = []
+    run = engine._run
+    started = threading.Event()
+
+    def spy(batch):
+        batches.append(sum(len(s.rows) for s in batch))
+        started.set()
+        if len(batches) == 1:
+            threading.Event().wait(0.5)  # hold the first batch so the others queue up behind it
+        return run(batch)
+
+    monkeypatch.setattr(engine, "_run", spy)
+    got: dict[int, object] = {}
+
+    def streamer(i):
+        return lambda: got.__setitem__(i, list(engine.stream(conversations[i], params))[-1].result)
+
+    def generator(i):
+        return lambda: got.__setitem__(i, engine.generate(conversations[i], params)[0])
+
+    first = threading.Thread(target=generator(0))
+    first.start()
+    started.wait(30)
+    _threads([streamer(1), generator(2), streamer(3), generator(4)])
+    first.join()
+    assert [got[i].token_ids for i in range(5)] == [r.token_ids for r in alone]
+    assert [got[i].text for i in range(5)] == [r.text for r in alone]
+    assert batches[0] == 1 and max(batches[1:]) > 1  # the four waiting requests ran together
+
+
+def test_cancelling_one_stream_leaves_its_batch_mates_running(engines):
+    import threading
+
+    engine = engines("tiny-qwen2")
+    params = GenerationParams.greedy(24, ignore_eos=True)
+    cancel = threading.Event()
+    finals: dict[str, object] = {}
+
+    def cancelled():
+        for event in engine.stream(_conversations()[1], params, cancel=cancel):
+            if isinstance(event, StreamDelta):
+                cancel.set()
+            else:
+                finals["cancelled"] = event.result
+
+    def full():
+        finals["full"] = list(engine.stream(_conversations()[0], params))[-1].result
+
+    _threads([cancelled, full])
+    assert finals["cancelled"].finish_reason == "cancelled" and finals["cancelled"].completion_tokens < 24
+    assert finals["full"].finish_reason == "length" and finals["full"].completion_tokens == 24
+
+
+def test_nothing_is_written_onto_the_model(engines):
+    engine = engines("tiny-qwen2", True, frame_chunk_size=3)
+    assert engine.model.config.use_token_compression is False  # the checkpoint's value, untouched
+    assert not hasattr(engine.model, "frame_chunk_size") and not hasattr(engine.model, "token_reduction")
+    [result] = engine.generate(_conversations()[2], GenerationParams.greedy(2))
+    assert result.visual_tokens < 128  # reduction on, from the options
+
+
+def test_unknown_load_option_and_missing_vllm_are_clear_errors():
+    import importlib.util
+
+    with pytest.raises(TypeError, match="unknown load option"):
+        hulumed.load(GOLDEN / "tiny-qwen2", colour="blue")
+    if importlib.util.find_spec("vllm") is None:
+        with pytest.raises(hulumed.HulumedError, match="vllm"):
+            hulumed.load(GOLDEN / "tiny-qwen2", backend="vllm")

@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from transformers.models.video_llama_3.modeling_video_llama_3 import apply_rotary_pos_emb_vision
 from transformers.vision_utils import get_vision_cu_seqlens, get_vision_position_ids
 
-from .vision_encoder import HulumedVisionEncoder
+from hulumed.model.vision_encoder import HulumedVisionEncoder
 
 
 def block_diagonal_mask(grid_sizes: torch.Tensor, device: torch.device) -> torch.Tensor:  # (P, P) bool

