@@ -20,17 +20,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from .settings import ServerSettings
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    if getattr(args, "backend", "hf") == "vllm":
-        from ..interface import LoadOptions
-        from ..vllm_plugin.engine import load_vllm_engine
-
-        engine = load_vllm_engine(args.model, LoadOptions(
-            backend="vllm", device=args.device, dtype=args.dtype, revision=args.revision,
-            tensor_parallel_size=args.tensor_parallel_size,
-        ))
-    else:
-        engine = load(args.model, device=args.device, dtype=args.dtype, attn_implementation=args.attn,
-                      quantization=args.quantization, revision=args.revision, batch_size=args.max_batch_size)
+    engine = load(args.model, device=args.device, dtype=args.dtype, attn_implementation=args.attn,
+                  quantization=args.quantization, revision=args.revision, batch_size=args.max_batch_size,
+                  backend=args.backend, tensor_parallel_size=args.tensor_parallel_size)
     settings = ServerSettings(
         model_name=args.served_model_name or args.model,
         api_key=args.api_key or os.environ.get("HULUMED_API_KEY") or None,

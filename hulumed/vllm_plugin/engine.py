@@ -32,10 +32,11 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from ..conversation import Conversation, has_media, validate, with_think_instruction
+from ..conversation import Conversation, has_media, validate
 from ..errors import RequestTooLarge
-from ..generation import GenerationParams, GenerationResult, cut_at_stop, reasoning_of
+from ..generation import GenerationParams, GenerationResult, cut_at_stop
 from ..interface import LoadOptions, Prepared, StreamDelta, StreamEvent, StreamFinal
+from ..think import reasoning_of, strip_think, visible_prefix, with_think_instruction
 from .items import PromptItems, build_prompt_items
 from .penalty import EXTRA_ARG, GeneratedTokensRepetitionPenalty
 
@@ -50,7 +51,7 @@ class VllmEngine:
         from vllm.engine.arg_utils import AsyncEngineArgs
         from vllm.v1.engine.async_llm import AsyncLLM
 
-        from ..engine import pick_device, pick_dtype
+        from ..loading import pick_device, pick_dtype
         from ..processing.processor import HulumedProcessor
 
         self.options = options
@@ -170,8 +171,6 @@ class VllmEngine:
     # ------------------------------------------------------------------ outputs
     def _result(self, ids: list[int], prepared: Prepared, row: int, params: GenerationParams,
                 cancelled: bool = False) -> GenerationResult:
-        from ..engine import _postprocess
-
         end = next((i for i, token in enumerate(ids) if token in self.eos_ids), None)
         if params.ignore_eos:
             end = None
@@ -184,7 +183,7 @@ class VllmEngine:
         if cancelled:
             finish = "cancelled"
         return GenerationResult(
-            text=_postprocess(raw),
+            text=strip_think(raw),
             reasoning=reasoning_of(raw),
             token_ids=ids,
             prompt_tokens=int(prepared.prompt_tokens[row]),
@@ -236,8 +235,6 @@ class VllmEngine:
     ) -> Iterator[StreamEvent]:
         import queue as queue_module
 
-        from ..engine import _postprocess, _visible_prefix
-
         prepared, params = self._as_prepared(conversation, params)
         sampling = self._sampling_params(params)
         updates: queue_module.Queue = queue_module.Queue()
@@ -275,7 +272,7 @@ class VllmEngine:
                 break
             ids = item
             raw = self.tokenizer.decode(self._until_end(ids, params), skip_special_tokens=True)
-            visible = _visible_prefix(raw, params.stop)
+            visible = visible_prefix(raw, params.stop)
             if visible.startswith(shown) and len(visible) > len(shown):
                 yield StreamDelta(visible[len(shown):])
                 shown = visible
@@ -286,7 +283,7 @@ class VllmEngine:
             ids = future.result()
         result = self._result(ids, prepared, 0, params, cancelled=cancelled)
         if not cancelled:
-            final = _postprocess(cut_at_stop(self.tokenizer.decode(result.token_ids, skip_special_tokens=True),
+            final = strip_think(cut_at_stop(self.tokenizer.decode(result.token_ids, skip_special_tokens=True),
                                              params.stop)[0])
             if final.startswith(shown) and len(final) > len(shown):
                 yield StreamDelta(final[len(shown):])
@@ -305,6 +302,7 @@ class VllmEngine:
         return estimate_request(
             self.config, self.processor, conversation, params, dtype=self.dtype,
             add_system_prompt=self._add_system_prompt(conversation), frame_chunk_size=self.options.frame_chunk_size,
+            reduction=self.options.reduction,
         )
 
     def info(self) -> dict[str, Any]:
@@ -334,3 +332,7 @@ def load_vllm_engine(path: str | os.PathLike, options: LoadOptions) -> VllmEngin
     from ..hub import resolve_model
 
     return VllmEngine(Path(resolve_model(str(path), revision=options.revision)), options)
+
+
+#: The name ``hulumed.loading.load`` imports for ``backend="vllm"``.
+load_engine = load_vllm_engine
