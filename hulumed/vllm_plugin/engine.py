@@ -1,0 +1,338 @@
+"""``VllmEngine``: the ``hulumed.interface.Engine`` contract over vLLM's async engine.
+
+    engine = hulumed.load("ZJU-AI4H/Hulu-Med-7B", backend="vllm")      # -> load_vllm_engine(path, options)
+    [result] = engine.generate(conversation, GenerationParams.greedy(256))
+
+In: conversations (``hulumed.conversation`` schema). ``prepare`` runs OUR processor on each conversation exactly as
+the transformers engine does (``items.build_prompt_items``), so media rules, chat template and reduction are
+shared; vLLM then gets token ids with one placeholder per item plus the item payloads. Out: ``GenerationResult``s
+decoded with the same rules as the transformers engine (end token, stop strings, think stripping).
+
+Concurrency: one ``AsyncLLM`` (continuous batching, paged KV cache) driven from a private asyncio loop thread;
+``generate`` / ``stream`` may be called from many threads at once and their requests are batched by vLLM's
+scheduler. ``stream`` yields ``StreamDelta``s then one ``StreamFinal``; setting ``cancel`` aborts the request in
+vLLM (its KV blocks are freed) and ends with ``finish_reason="cancelled"``.
+
+Sampling: unset ``GenerationParams`` fields take the checkpoint's ``generation_config.json`` values, as in the
+transformers engine (Hulu-Med's config has repetition_penalty 1.05, which also applies to greedy decoding). The
+penalty goes through ``penalty.GeneratedTokensRepetitionPenalty`` (generated tokens only, as upstream), not vLLM's
+built-in one, which also counts the prompt.
+
+Scripts that start this engine must guard their entry point (``if __name__ == "__main__":``): vLLM starts its
+engine core in a spawned process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import os
+import threading
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from ..conversation import Conversation, has_media, validate
+from ..errors import RequestTooLarge
+from ..generation import GenerationParams, GenerationResult, cut_at_stop
+from ..interface import LoadOptions, Prepared, StreamDelta, StreamEvent, StreamFinal
+from ..think import reasoning_of, strip_think, visible_prefix, with_think_instruction
+from .items import PromptItems, build_prompt_items
+from .penalty import EXTRA_ARG, GeneratedTokensRepetitionPenalty
+
+_SAMPLING_FIELDS = ("do_sample", "temperature", "top_p", "top_k", "repetition_penalty")
+
+
+class VllmEngine:
+    """A Hulu-Med checkpoint served by vLLM (build it with ``load_vllm_engine``)."""
+
+    def __init__(self, path: Path, options: LoadOptions) -> None:
+        from transformers import AutoConfig, GenerationConfig
+        from vllm.engine.arg_utils import AsyncEngineArgs
+        from vllm.v1.engine.async_llm import AsyncLLM
+
+        from ..loading import pick_device, pick_dtype
+        from ..processing.processor import HulumedProcessor
+
+        self.options = options
+        self.path = Path(path)
+        self.config = AutoConfig.from_pretrained(self.path)
+        self.processor = HulumedProcessor.from_pretrained(self.path)
+        self.tokenizer = self.processor.tokenizer
+        self.device = pick_device(options.device)
+        self.dtype = pick_dtype(self.device, options.dtype)
+        try:
+            self.generation_config = GenerationConfig.from_pretrained(self.path)
+        except OSError:
+            self.generation_config = GenerationConfig()
+        eos = self.generation_config.eos_token_id
+        self.eos_ids = {e for e in (eos if isinstance(eos, list) else [eos]) if e is not None}
+        self.eos_ids.add(self.tokenizer.convert_tokens_to_ids("<|im_end|>"))
+        self.eos_ids.discard(None)
+
+        args = AsyncEngineArgs(
+            model=str(self.path),
+            dtype=str(self.dtype).replace("torch.", ""),
+            tensor_parallel_size=options.tensor_parallel_size,
+            max_model_len=options.max_model_len,
+            gpu_memory_utilization=options.gpu_memory_utilization,
+            enforce_eager=options.enforce_eager or self.device.type == "cpu",
+            revision=options.revision,
+            limit_mm_per_prompt={"image": 1024},
+            skip_mm_profiling=self.device.type == "cpu",
+            logits_processors=[GeneratedTokensRepetitionPenalty],
+            **({"distributed_executor_backend": "uni"} if options.tensor_parallel_size == 1 else {}),
+        )
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="hulumed-vllm-loop", daemon=True)
+        self._thread.start()
+
+        async def build() -> Any:
+            return AsyncLLM.from_engine_args(args)
+
+        self._llm = asyncio.run_coroutine_threadsafe(build(), self._loop).result()
+        self._ids = itertools.count()
+
+    # ------------------------------------------------------------------ inputs
+    def _add_system_prompt(self, conversation: Conversation) -> bool:
+        chosen = self.options.system_prompt
+        return chosen if chosen is not None else has_media(conversation)
+
+    def prepare(
+        self, conversations: Sequence[Conversation], params: GenerationParams | None = None,
+        max_visual_tokens: int | None = None,
+    ) -> Prepared:
+        params = params or GenerationParams()
+        conversations = [validate(c) for c in conversations]
+        if params.think:
+            conversations = [with_think_instruction(c) for c in conversations]
+        items: list[PromptItems] = []
+        for conversation in conversations:
+            batch = self.processor(
+                conversation=[conversation], add_system_prompt=[self._add_system_prompt(conversation)],
+                add_generation_prompt=True, return_tensors="pt",
+            )
+            prompt = build_prompt_items(
+                batch, int(self.config.image_token_index), bool(self.config.use_token_compression), self.dtype,
+                self.options.reduction,
+            )
+            if max_visual_tokens is not None and prompt.visual_tokens > max_visual_tokens:
+                raise RequestTooLarge(
+                    f"the media make {prompt.visual_tokens} visual tokens; the limit is {max_visual_tokens} "
+                    "(use fewer frames / slices or smaller images)"
+                )
+            items.append(prompt)
+        return Prepared(
+            conversations=conversations,
+            prompt_tokens=[len(p.full_prompt_ids) for p in items],
+            visual_tokens=[p.visual_tokens for p in items],
+            visual_tokens_before_reduction=[p.visual_tokens_before_reduction for p in items],
+            params=params,
+            inputs=items,
+        )
+
+    def _sampling_params(self, params: GenerationParams) -> Any:
+        from vllm import SamplingParams
+
+        values = {name: getattr(params, name) for name in _SAMPLING_FIELDS}
+        for name, value in values.items():
+            if value is None:
+                values[name] = getattr(self.generation_config, name, None)
+        kwargs: dict[str, Any] = {
+            "max_tokens": params.max_new_tokens,
+            "ignore_eos": params.ignore_eos,
+            "stop_token_ids": sorted(self.eos_ids),
+            "skip_special_tokens": True,
+        }
+        if params.stop:
+            kwargs["stop"] = list(params.stop)
+            kwargs["include_stop_str_in_output"] = True
+        if params.seed is not None:
+            kwargs["seed"] = params.seed
+        if values["do_sample"]:
+            kwargs["temperature"] = 1.0 if values["temperature"] is None else float(values["temperature"])
+            if values["top_p"] is not None:
+                kwargs["top_p"] = float(values["top_p"])
+            if values["top_k"] is not None:
+                kwargs["top_k"] = int(values["top_k"])
+        else:
+            kwargs["temperature"] = 0.0
+        if values["repetition_penalty"] is not None and float(values["repetition_penalty"]) != 1.0:
+            kwargs["extra_args"] = {EXTRA_ARG: float(values["repetition_penalty"])}  # generated tokens only
+        return SamplingParams(**kwargs)
+
+    @staticmethod
+    def _request(prompt: PromptItems) -> dict[str, Any]:
+        request: dict[str, Any] = {"prompt_token_ids": list(prompt.prompt_ids)}
+        if prompt.items:
+            request["multi_modal_data"] = {"image": list(prompt.items)}
+        return request
+
+    # ------------------------------------------------------------------ outputs
+    def _result(self, ids: list[int], prepared: Prepared, row: int, params: GenerationParams,
+                cancelled: bool = False) -> GenerationResult:
+        end = next((i for i, token in enumerate(ids) if token in self.eos_ids), None)
+        if params.ignore_eos:
+            end = None
+        finish = "stop" if end is not None else "length"
+        ids = ids[: end + 1] if end is not None else ids
+        raw = self.tokenizer.decode(ids, skip_special_tokens=True)
+        raw, stopped = cut_at_stop(raw, params.stop)
+        if stopped:
+            finish = "stop"
+        if cancelled:
+            finish = "cancelled"
+        return GenerationResult(
+            text=strip_think(raw),
+            reasoning=reasoning_of(raw),
+            token_ids=ids,
+            prompt_tokens=int(prepared.prompt_tokens[row]),
+            completion_tokens=len(ids),
+            visual_tokens=int(prepared.visual_tokens[row]),
+            finish_reason=finish,
+        )
+
+    def _as_prepared(self, conversations: Any, params: GenerationParams | None) -> tuple[Prepared, GenerationParams]:
+        if isinstance(conversations, Prepared):
+            return conversations, params or conversations.params or GenerationParams()
+        params = params or GenerationParams()
+        if conversations and isinstance(conversations[0], dict):
+            conversations = [conversations]
+        prepared = self.prepare(list(conversations), params)
+        return prepared, prepared.params or params
+
+    async def _run(self, prompt: PromptItems, sampling: Any, queue: asyncio.Queue | None = None) -> list[int]:
+        request_id = f"hulumed-{next(self._ids)}"
+        ids: list[int] = []
+        try:
+            async for output in self._llm.generate(self._request(prompt), sampling, request_id):
+                ids = list(output.outputs[0].token_ids)
+                if output.prompt_token_ids is not None:
+                    prompt.engine_prompt_ids = list(output.prompt_token_ids)
+                if queue is not None:
+                    queue.put_nowait(ids)
+        except asyncio.CancelledError:
+            await self._llm.abort(request_id)
+            raise
+        return ids
+
+    # ------------------------------------------------------------------ public API
+    def generate(
+        self, conversations: Conversation | Sequence[Conversation] | Prepared, params: GenerationParams | None = None,
+    ) -> list[GenerationResult]:
+        prepared, params = self._as_prepared(conversations, params)
+        sampling = self._sampling_params(params)
+
+        async def run_all() -> list[list[int]]:
+            return await asyncio.gather(*(self._run(p, sampling) for p in prepared.inputs))
+
+        outputs = asyncio.run_coroutine_threadsafe(run_all(), self._loop).result()
+        return [self._result(ids, prepared, row, params) for row, ids in enumerate(outputs)]
+
+    def stream(
+        self, conversation: Conversation | Prepared, params: GenerationParams | None = None,
+        cancel: threading.Event | None = None,
+    ) -> Iterator[StreamEvent]:
+        import queue as queue_module
+
+        prepared, params = self._as_prepared(conversation, params)
+        sampling = self._sampling_params(params)
+        updates: queue_module.Queue = queue_module.Queue()
+        done = object()
+
+        async def run() -> list[int]:
+            local: asyncio.Queue = asyncio.Queue()
+
+            async def pump() -> None:
+                while True:
+                    item = await local.get()
+                    updates.put(item)
+
+            pumper = asyncio.ensure_future(pump())
+            try:
+                ids = await self._run(prepared.inputs[0], sampling, local)
+                while not local.empty():
+                    await asyncio.sleep(0)
+                return ids
+            finally:
+                pumper.cancel()
+                updates.put(done)
+
+        future = asyncio.run_coroutine_threadsafe(run(), self._loop)
+        shown, ids, cancelled = "", [], False
+        while True:
+            try:
+                item = updates.get(timeout=0.05)
+            except queue_module.Empty:
+                if cancel is not None and cancel.is_set() and not cancelled:
+                    cancelled = True
+                    self._loop.call_soon_threadsafe(future.cancel)
+                continue
+            if item is done:
+                break
+            ids = item
+            raw = self.tokenizer.decode(self._until_end(ids, params), skip_special_tokens=True)
+            visible = visible_prefix(raw, params.stop)
+            if visible.startswith(shown) and len(visible) > len(shown):
+                yield StreamDelta(visible[len(shown):])
+                shown = visible
+            if cancel is not None and cancel.is_set() and not cancelled:
+                cancelled = True
+                self._loop.call_soon_threadsafe(future.cancel)
+        if not cancelled:
+            ids = future.result()
+        result = self._result(ids, prepared, 0, params, cancelled=cancelled)
+        if not cancelled:
+            final = strip_think(cut_at_stop(self.tokenizer.decode(result.token_ids, skip_special_tokens=True),
+                                             params.stop)[0])
+            if final.startswith(shown) and len(final) > len(shown):
+                yield StreamDelta(final[len(shown):])
+        yield StreamFinal(result)
+
+    def _until_end(self, ids: list[int], params: GenerationParams) -> list[int]:
+        if params.ignore_eos:
+            return ids
+        end = next((i for i, token in enumerate(ids) if token in self.eos_ids), None)
+        return ids if end is None else ids[: end + 1]
+
+    def estimate(self, conversation: Conversation, params: GenerationParams | None = None) -> dict[str, Any]:
+        from ..estimate import estimate_request
+
+        params = params or GenerationParams()
+        return estimate_request(
+            self.config, self.processor, conversation, params, dtype=self.dtype,
+            add_system_prompt=self._add_system_prompt(conversation), frame_chunk_size=self.options.frame_chunk_size,
+            reduction=self.options.reduction,
+        )
+
+    def info(self) -> dict[str, Any]:
+        from ..estimate import describe_model
+
+        out = describe_model(self.config, path=self.path, dtype=self.dtype, device=self.device)
+        out["backend"] = "vllm"
+        out["tensor_parallel_size"] = self.options.tensor_parallel_size
+        import vllm
+
+        out["vllm_version"] = vllm.__version__
+        return out
+
+    def close(self) -> None:
+        """Shut vLLM down (its worker processes and KV cache) and stop the loop thread."""
+        llm = getattr(self, "_llm", None)
+        if llm is not None:
+            llm.shutdown()
+            self._llm = None
+        if self._loop.is_running():
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(timeout=5)
+
+
+def load_vllm_engine(path: str | os.PathLike, options: LoadOptions) -> VllmEngine:
+    """What ``hulumed.load(..., backend="vllm")`` calls: resolve the checkpoint and start vLLM on it."""
+    from ..hub import resolve_model
+
+    return VllmEngine(Path(resolve_model(str(path), revision=options.revision)), options)
+
+
+#: The name ``hulumed.loading.load`` imports for ``backend="vllm"``.
+load_engine = load_vllm_engine

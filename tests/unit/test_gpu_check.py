@@ -1,0 +1,22 @@
+"""benchmarks/gpu_check.sh in its dry mode: every step's script runs on CPU (fp32 golden cases must agree)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_gpu_check_dry_mode_runs_and_golden_fp32_agrees(tmp_path):
+    env = dict(os.environ, HULUMED_RESULTS=str(tmp_path), PYTHONPATH=str(ROOT))
+    run = subprocess.run(["bash", str(ROOT / "benchmarks" / "gpu_check.sh"), "--dry"], cwd=ROOT, env=env,
+                         capture_output=True, text=True, timeout=900, check=False)
+    assert run.returncode == 0, run.stderr[-3000:]
+    rows = json.loads((tmp_path / "gpu_check_dry.json").read_text())["rows"]
+    assert rows and all(r["tokens_equal"] == r["tokens"] for r in rows), rows
+    assert all(r["max_logit_diff"] < 1e-3 for r in rows)
+    bench = json.loads((tmp_path / "serve_backends_dry.json").read_text())
+    assert {r["concurrency"] for r in bench["rows"]} == {1, 2}
