@@ -130,7 +130,8 @@ def add_options(
             flag, factor, unit = scale[spec.name]
             flags = [flag]
             kwargs.update(type=_scaled(factor), metavar=unit)
-            default = default / factor if isinstance(default, (int, float)) else default
+            # a string default goes through ``type`` like a typed value (argparse converts string defaults only)
+            default = f"{default / factor:g}" if isinstance(default, (int, float)) else default
         elif kind is bool:
             kwargs["action"] = argparse.BooleanOptionalAction
         elif typing.get_origin(kind) is list:
