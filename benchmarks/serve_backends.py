@@ -11,7 +11,8 @@ exactly ``--max-new-tokens``) through the engine interface, non-streamed (``gene
 (``stream``), until ``max(8, c)`` requests are answered. Reported: req/s, generated tokens/s, p50/p95 latency,
 time to first token (streamed: first delta; non-streamed: the whole answer), and peak memory (RSS of the
 backend's process tree on CPU, ``torch.cuda.max_memory_allocated`` + vLLM's reservation on CUDA: see note).
-The hf backend is the in-process engine (one generate at a time); the vLLM backend batches continuously.
+The hf backend is the in-process engine (its scheduler batches concurrent calls into static left-padded batches
+of up to ``batch_size``); the vLLM backend batches continuously.
 Prints a table and writes JSON (``benchmarks/results/serve_backends.json`` unless ``--out``), naming the device.
 """
 

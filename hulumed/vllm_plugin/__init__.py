@@ -23,7 +23,9 @@ def register() -> None:
     """Register the Hulu-Med architectures with vLLM (idempotent)."""
     from vllm import ModelRegistry
 
-    import hulumed  # noqa: F401 - registers the Hulu-Med configs with transformers' AutoConfig
+    from hulumed.registration import register_auto_classes
+
+    register_auto_classes()  # the Hulu-Med configs / processor with transformers' Auto classes, before vLLM reads them
 
     supported = set(ModelRegistry.get_supported_archs())
     for name in ARCHITECTURES:

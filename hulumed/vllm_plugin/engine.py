@@ -53,7 +53,9 @@ class VllmEngine:
 
         from ..loading import pick_device, pick_dtype
         from ..processing.processor import HulumedProcessor
+        from . import register
 
+        register()  # this process's vLLM registry and transformers' Auto classes know Hulu-Med before any lookup
         self.options = options
         self.path = Path(path)
         self.config = AutoConfig.from_pretrained(self.path)
