@@ -2,11 +2,12 @@
 
 A ``Benchmark`` is a name (as upstream spells it), a version (bumped whenever its prompt, parsing or metric
 changes, so numbers from different versions are never mixed), the published layout it reads (shown by
-``hulumed eval --list``), a loader ``(Path, mode) -> list[Sample]`` (text_benchmarks.py, media_benchmarks.py), the folder names it is
-found under (``D/<name>`` or an alias: upstream's folder name, the hub repo's name; case, '-' and '_' ignored), which
-samples the optional LLM judge re-scores (upstream's choice per benchmark) and whether upstream's overall score
-is the average over categories (M3D). Prompts are MedUniEval's ``question_formats.py`` templates (samples.py,
-UPSTREAM.md §9.2). To add a benchmark: write a loader, add a ``Benchmark`` to ``BENCHMARKS``, and add a few rows
+``hulumed eval --list``), a loader ``(Path, mode) -> list[Sample]`` (text_benchmarks.py, media_benchmarks.py),
+the folder names it is found under (``D/<name>`` or an alias: upstream's folder name, the hub repo's name; case,
+'-' and '_' ignored), which samples the optional LLM judge re-scores (upstream's choice per benchmark), whether
+upstream's overall score is the average over categories (M3D) and the ``hf download`` command of the release.
+Prompts are MedUniEval's ``question_formats.py`` templates (samples.py, UPSTREAM.md §9.2). To add a benchmark:
+write a loader, add a ``Benchmark`` to ``BENCHMARKS``, and add a few rows
 in its published format to tests/unit/test_eval_benchmarks.py (the registry completeness test fails until you do).
 """
 

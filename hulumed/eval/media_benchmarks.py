@@ -142,8 +142,9 @@ def _load_medxpertqa(root: Path, subset: str) -> list[Sample]:
         texts = [str(v) for v in options.values()]
         question = str(row["question"]).split("Answer Choices:")[0].strip()
         images = [str(images_root / name) for name in row.get("images") or []]
-        samples.append(Sample(str(row.get("id", i)), "mc", mc_prompt(question, [f"{k}. {v}" for k, v in options.items()]),
-                              reference_letter(row["label"], texts), choices=texts, images=images,
+        prompt = mc_prompt(question, [f"{k}. {v}" for k, v in options.items()])
+        samples.append(Sample(str(row.get("id", i)), "mc", prompt, reference_letter(row["label"], texts),
+                              choices=texts, images=images,
                               groups={"question_type": row.get("question_type"),
                                       "medical_task": row.get("medical_task")}))
     return samples
@@ -239,8 +240,9 @@ def _load_3d_vqa(root: Path, file_name: str) -> list[Sample]:
         closed = str(row.get("Question_Type", "OPEN")).upper() in ("CLOSE", "CLOSED")
         prompt = question + "\n" + (MC_INSTRUCTION if closed else OPEN_INSTRUCTION)
         kind, group = ("3d_close" if closed else "3d_open"), str(row.get("type"))
-        samples.append(Sample(str(row.get("id", i)), kind, prompt, turns[1]["value"], group=_M3D_TYPES.get(group, group),
-                              question=question, **_media_3d(root, _video_entry(row))))
+        samples.append(Sample(str(row.get("id", i)), kind, prompt, turns[1]["value"],
+                              group=_M3D_TYPES.get(group, group), question=question,
+                              **_media_3d(root, _video_entry(row))))
     return samples
 
 

@@ -17,13 +17,13 @@ from typing import Any
 
 import pytest
 
-pq = pytest.importorskip("pyarrow.parquet")
-
 from hulumed.eval.benchmarks import BENCHMARKS, get_benchmark
 from hulumed.eval.data_files import DataError
 from hulumed.eval.runner import check_media, score
 from hulumed.eval.samples import letter_of
 from hulumed.eval.scoring import FIXES
+
+pq = pytest.importorskip("pyarrow.parquet")
 
 EVALDATA = Path(__file__).resolve().parents[1] / "fixtures" / "evaldata"
 MC = "Answer with the option's letter from the given choices directly."
