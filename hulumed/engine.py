@@ -37,10 +37,10 @@ from transformers.generation.streamers import BaseStreamer
 
 from .conversation import Conversation, has_media, validate
 from .errors import RequestTooLarge
-from .generation import GenerationParams, GenerationResult, cut_at_stop
+from .generation import GenerationParams, GenerationResult, decode_result
 from .interface import LoadOptions, Prepared, StreamDelta, StreamEvent, StreamFinal
 from .processing.visual_tokens import keep_mask, visual_tokens
-from .think import reasoning_of, strip_think, visible_prefix, with_think_instruction
+from .think import visible_prefix, with_think_instruction
 
 #: How long the scheduler waits for more requests to join a batch that is not full.
 
@@ -368,22 +368,8 @@ class HFEngine:
 
     # ------------------------------------------------------------------ outputs
     def _result(self, ids: list[int], row: _Row, params: GenerationParams) -> GenerationResult:
-        end = next((i for i, token in enumerate(ids) if token in self.eos_ids), None)
-        finish = "stop" if end is not None else "length"
-        ids = ids[: end + 1] if end is not None else ids
-        raw = self.tokenizer.decode(ids, skip_special_tokens=True)
-        raw, stopped = cut_at_stop(raw, params.stop)
-        if stopped:
-            finish = "stop"
-        return GenerationResult(
-            text=strip_think(raw),
-            reasoning=reasoning_of(raw),
-            token_ids=ids,
-            prompt_tokens=row.prompt_tokens,
-            completion_tokens=len(ids),
-            visual_tokens=row.visual_tokens,
-            finish_reason=finish,
-        )
+        return decode_result(self.tokenizer, ids, self.eos_ids, params.stop, prompt_tokens=row.prompt_tokens,
+                             visual_tokens=row.visual_tokens)
 
 
 class _BatchStreamer(BaseStreamer):

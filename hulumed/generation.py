@@ -81,3 +81,24 @@ def cut_at_stop(text: str, stop: list[str]) -> tuple[str, bool]:
     """The text before the earliest stop string, and whether one was found."""
     cut = min((text.find(s) for s in stop if s and s in text), default=-1)
     return (text[:cut], True) if cut >= 0 else (text, False)
+
+
+def decode_result(
+    tokenizer: Any, ids: list[int], eos_ids: set[int], stop: list[str], *, prompt_tokens: int, visual_tokens: int,
+    ignore_eos: bool = False, cancelled: bool = False,
+) -> GenerationResult:
+    """One row's generated ids -> ``GenerationResult`` (every backend): cut after the first end token (unless
+    ``ignore_eos``), decode, cut at the first stop string, split off ``<think>`` blocks as upstream's decode does."""
+    from .think import reasoning_of, strip_think
+
+    end = None if ignore_eos else next((i for i, token in enumerate(ids) if token in eos_ids), None)
+    finish = "stop" if end is not None else "length"
+    ids = ids[: end + 1] if end is not None else ids
+    raw, stopped = cut_at_stop(tokenizer.decode(ids, skip_special_tokens=True), stop)
+    if stopped:
+        finish = "stop"
+    return GenerationResult(
+        text=strip_think(raw), reasoning=reasoning_of(raw), token_ids=ids, prompt_tokens=int(prompt_tokens),
+        completion_tokens=len(ids), visual_tokens=int(visual_tokens),
+        finish_reason="cancelled" if cancelled else finish,
+    )

@@ -34,9 +34,9 @@ from typing import Any
 
 from ..conversation import Conversation, has_media, validate
 from ..errors import RequestTooLarge
-from ..generation import GenerationParams, GenerationResult, cut_at_stop
+from ..generation import GenerationParams, GenerationResult, cut_at_stop, decode_result
 from ..interface import LoadOptions, Prepared, StreamDelta, StreamEvent, StreamFinal
-from ..think import reasoning_of, strip_think, visible_prefix, with_think_instruction
+from ..think import strip_think, visible_prefix, with_think_instruction
 from .items import PromptItems, build_prompt_items
 from .penalty import EXTRA_ARG, GeneratedTokensRepetitionPenalty
 
@@ -173,26 +173,9 @@ class VllmEngine:
     # ------------------------------------------------------------------ outputs
     def _result(self, ids: list[int], prepared: Prepared, row: int, params: GenerationParams,
                 cancelled: bool = False) -> GenerationResult:
-        end = next((i for i, token in enumerate(ids) if token in self.eos_ids), None)
-        if params.ignore_eos:
-            end = None
-        finish = "stop" if end is not None else "length"
-        ids = ids[: end + 1] if end is not None else ids
-        raw = self.tokenizer.decode(ids, skip_special_tokens=True)
-        raw, stopped = cut_at_stop(raw, params.stop)
-        if stopped:
-            finish = "stop"
-        if cancelled:
-            finish = "cancelled"
-        return GenerationResult(
-            text=strip_think(raw),
-            reasoning=reasoning_of(raw),
-            token_ids=ids,
-            prompt_tokens=int(prepared.prompt_tokens[row]),
-            completion_tokens=len(ids),
-            visual_tokens=int(prepared.visual_tokens[row]),
-            finish_reason=finish,
-        )
+        return decode_result(self.tokenizer, ids, self.eos_ids, params.stop,
+                             prompt_tokens=prepared.prompt_tokens[row], visual_tokens=prepared.visual_tokens[row],
+                             ignore_eos=params.ignore_eos, cancelled=cancelled)
 
     def _as_prepared(self, conversations: Any, params: GenerationParams | None) -> tuple[Prepared, GenerationParams]:
         if isinstance(conversations, Prepared):
