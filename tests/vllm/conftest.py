@@ -7,8 +7,12 @@ and the engine core in-process (fast start, one process).
 
 from __future__ import annotations
 
+import contextlib
 import os
+import subprocess
 import sys
+import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -95,3 +99,33 @@ def hf_reference(
         if not bool(keep.all()):
             ids = _drop_positions(ids, ids == model.config.image_token_index, keep, None, None, None)[0]
     return ids[0].tolist(), list(result.token_ids)
+
+
+@contextlib.contextmanager
+def running_server(command: list[str], port: int, log: Path, env: dict[str, str]) -> Iterator[str]:
+    """Start ``command`` (an HTTP server on ``port``), wait for ``/health``, yield its ``/v1`` URL, stop it."""
+    import httpx
+
+    root = str(Path(__file__).resolve().parents[2])
+    env = dict(env, PYTHONPATH=os.pathsep.join([root, env.get("PYTHONPATH", "")]))
+    with open(log, "w") as handle:
+        process = subprocess.Popen(command, env=env, stdout=handle, stderr=subprocess.STDOUT)
+    try:
+        for _ in range(400):
+            if process.poll() is not None:
+                pytest.fail(f"the server exited: {log.read_text()[-3000:]}")
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            time.sleep(1)
+        else:
+            pytest.fail(f"the server did not come up: {log.read_text()[-3000:]}")
+        yield f"http://127.0.0.1:{port}/v1"
+    finally:
+        process.terminate()
+        try:
+            process.wait(60)
+        except subprocess.TimeoutExpired:
+            process.kill()

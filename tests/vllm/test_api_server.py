@@ -14,9 +14,7 @@ import os
 import re
 import shlex
 import socket
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -41,7 +39,7 @@ def _free_port() -> int:
 
 @pytest.fixture(scope="module")
 def server(tiny_vllm_checkpoint, tmp_path_factory):
-    import httpx
+    from .conftest import running_server
 
     command = _readme_command()
     assert command[:3] == ["python", "-m", "vllm.entrypoints.openai.api_server"]
@@ -56,23 +54,8 @@ def server(tiny_vllm_checkpoint, tmp_path_factory):
     command += ["--port", str(port), "--dtype", "float32", "--enforce-eager", "--max-model-len", "4096",
                 "--generation-config", "vllm", "--skip-mm-profiling", "--served-model-name", "tiny"]
     log = tmp_path_factory.mktemp("server") / "server.log"
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
-    with open(log, "w") as handle:
-        process = subprocess.Popen(command, env=env, stdout=handle, stderr=subprocess.STDOUT)
-    try:
-        for _ in range(300):
-            if process.poll() is not None:
-                pytest.fail(f"the server exited: {log.read_text()[-3000:]}")
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            time.sleep(1)
-        yield f"http://127.0.0.1:{port}/v1"
-    finally:
-        process.terminate()
-        process.wait(60)
+    with running_server(command, port, log, dict(os.environ)) as url:
+        yield url
 
 
 def test_image_data_uri_answer_equals_hf_engine(server, tiny_vllm_checkpoint, media):

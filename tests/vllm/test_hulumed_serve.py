@@ -11,9 +11,7 @@ from __future__ import annotations
 import os
 import shutil
 import socket
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -32,7 +30,7 @@ def _free_port() -> int:
 
 @pytest.fixture(scope="module")
 def served(tiny_vllm_checkpoint, media, tmp_path_factory):
-    import httpx
+    from .conftest import running_server
 
     root = tmp_path_factory.mktemp("media-root")
     shutil.copy(media["a"], root / "a.png")
@@ -42,30 +40,9 @@ def served(tiny_vllm_checkpoint, media, tmp_path_factory):
                "--served-model-name", "tiny", "--dtype", "float32", "--host", "127.0.0.1", "--port", str(port),
                "--media-root", str(root)]
     log = tmp_path_factory.mktemp("hulumed-serve") / "server.log"
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
-               VLLM_CPU_KVCACHE_SPACE="1")
-    with open(log, "w") as handle:
-        process = subprocess.Popen(command, env=env, stdout=handle, stderr=subprocess.STDOUT)
-    try:
-        for _ in range(400):
-            if process.poll() is not None:
-                pytest.fail(f"hulumed serve exited: {log.read_text()[-3000:]}")
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            time.sleep(1)
-        else:
-            pytest.fail(f"hulumed serve did not come up: {log.read_text()[-3000:]}")
+    with running_server(command, port, log, dict(os.environ, VLLM_CPU_KVCACHE_SPACE="1")) as url:
         assert "listening on" in log.read_text()
-        yield f"http://127.0.0.1:{port}/v1", root
-    finally:
-        process.terminate()
-        try:
-            process.wait(60)
-        except subprocess.TimeoutExpired:
-            process.kill()
+        yield url, root
 
 
 def _expected(checkpoint: Path, conversation: list) -> object:
