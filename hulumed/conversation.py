@@ -22,7 +22,9 @@ from .errors import ConversationError
 
 Conversation = list[dict[str, Any]]
 _ROLES = {"system", "user", "assistant", "stream"}
-_PART_TYPES = {"text", "image", "video", "3d"}
+MEDIA_KINDS = ("image", "video", "3d")
+_PART_TYPES = {"text", *MEDIA_KINDS}
+PURPOSES = ("reply", "train", "any")  # see validate
 
 
 def user_turn(
@@ -60,32 +62,56 @@ def has_media(conversation: Conversation) -> bool:
     )
 
 
-def validate(conversation: Any) -> Conversation:
-    """Raise ``ConversationError`` (a ``ValueError``) naming the first malformed message or part; return it."""
-    if not isinstance(conversation, list) or not conversation:
+def validate(conversation: Any, purpose: str = "reply") -> Conversation:
+    """Raise ``ConversationError`` (a ``ValueError``) naming the first malformed message or part; return it.
+
+    ``purpose`` adds the rules of one use on top of the shape every use shares (a non-empty list of messages with
+    a ``role`` and a ``content`` that is a string or a list of string / typed parts, media options under the
+    part's type):
+
+    * ``"reply"`` (engine, server, batch): roles from the schema; the last message is not the assistant's.
+    * ``"train"`` (training data): roles system / user / assistant; media only in user messages; at least one
+      assistant message with text.
+    * ``"any"`` (the processor, upstream's API): the shape only; roles are the chat template's business.
+    """
+    if purpose not in PURPOSES:
+        raise ValueError(f"purpose must be one of {PURPOSES}; got {purpose!r}")
+    if not isinstance(conversation, (list, tuple)) or not conversation:
         raise ConversationError("a conversation is a non-empty list of {'role', 'content'} messages")
+    roles = {"any": None, "reply": _ROLES, "train": _ROLES - {"stream"}}[purpose]
+    answers = 0
     for i, message in enumerate(conversation):
         if not isinstance(message, dict) or "role" not in message or "content" not in message:
             raise ConversationError(f"message {i} must be a dict with 'role' and 'content'")
-        if message["role"] not in _ROLES:
-            raise ConversationError(f"message {i} has role {message['role']!r}; use one of {sorted(_ROLES)}")
+        role = message["role"]
+        if roles is not None and role not in roles:
+            raise ConversationError(f"message {i} has role {role!r}; use one of {sorted(roles)}")
         content = message["content"]
         if isinstance(content, str):
+            answers += role == "assistant" and bool(content.strip())
             continue
-        if not isinstance(content, list):
+        if not isinstance(content, (list, tuple)):
             raise ConversationError(f"message {i}: content must be a string or a list of parts")
         for j, part in enumerate(content):
             if isinstance(part, str):
+                answers += role == "assistant" and bool(part.strip())
                 continue
             kind = part.get("type") if isinstance(part, dict) else None
             if kind not in _PART_TYPES:
                 raise ConversationError(
                     f"message {i} part {j}: type must be one of {sorted(_PART_TYPES)}, got {kind!r}"
                 )
-            if kind == "text" and not isinstance(part.get("text"), str):
-                raise ConversationError(f"message {i} part {j}: a text part needs a string 'text'")
-            if kind != "text" and kind not in part:
+            if kind == "text":
+                if not isinstance(part.get("text"), str):
+                    raise ConversationError(f"message {i} part {j}: a text part needs a string 'text'")
+                answers += role == "assistant" and bool(part["text"].strip())
+                continue
+            if kind not in part:
                 raise ConversationError(f"message {i} part {j}: a {kind} part needs its options under the key {kind!r}")
-    if conversation[-1]["role"] == "assistant":
+            if purpose == "train" and role != "user":
+                raise ConversationError(f"message {i} ({role}) has a {kind} part; media belong in user messages")
+    if purpose == "reply" and conversation[-1]["role"] == "assistant":
         raise ConversationError("the last message is the assistant's; end with a user message to get an answer")
+    if purpose == "train" and answers == 0:
+        raise ConversationError("the conversation has no assistant turn with text: there is nothing to learn")
     return conversation
