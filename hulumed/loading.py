@@ -6,9 +6,8 @@
 
 Used by the HF engine, training (``train/trainer.py``), ``merge-lora``, ``info`` and ``estimate``:
 
-* ``pick_device``: the requested device, else cuda > mps > cpu;
-* ``pick_dtype``: the one dtype rule — a name (``bf16``/``bfloat16``, ``fp16``, ``fp32``) or, unset, bf16 on
-  CUDA and fp32 elsewhere;
+* ``pick_device`` / ``pick_dtype`` (from ``devices.py``, shared with the vLLM backend): the device rule
+  (cuda > mps > cpu) and the one dtype rule (bf16 on CUDA, fp32 elsewhere, or a name);
 * ``quantization_config``: the one ``BitsAndBytesConfig`` (nf4 4-bit or 8-bit; the vision encoder, projector
   and head stay in full precision), with clear errors off CUDA or without bitsandbytes;
 * ``load_config`` / ``load_processor`` / ``load_model``: resolve a folder or hub id (``hub.py``) and load with
@@ -23,37 +22,14 @@ from typing import Any
 
 import torch
 
+from .devices import pick_device, pick_dtype
 from .errors import HulumedError
 from .hub import resolve_model
 from .interface import Engine, LoadOptions
 
-_DTYPE_NAMES = {"bf16": "bfloat16", "fp16": "float16", "fp32": "float32", "half": "float16", "float": "float32"}
 QUANTIZATIONS = ("4bit", "8bit")
 #: Kept in full precision when the decoder is quantized.
 UNQUANTIZED_MODULES = ["vision_encoder", "mm_projector", "lm_head"]
-
-
-def pick_device(device: str | torch.device | None = None) -> torch.device:
-    """The requested device, else cuda, then mps, then cpu."""
-    if device is not None:
-        return torch.device(device)
-    if torch.cuda.is_available():
-        return torch.device("cuda")
-    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-        return torch.device("mps")
-    return torch.device("cpu")
-
-
-def pick_dtype(device: torch.device | str | None, dtype: str | torch.dtype | None = None) -> torch.dtype:
-    """The requested dtype, else bf16 on CUDA and fp32 elsewhere."""
-    if isinstance(dtype, torch.dtype):
-        return dtype
-    if dtype is not None:
-        resolved = getattr(torch, _DTYPE_NAMES.get(dtype, dtype), None)
-        if not isinstance(resolved, torch.dtype):
-            raise ValueError(f"unknown dtype {dtype!r}; use bfloat16, float16 or float32")
-        return resolved
-    return torch.bfloat16 if pick_device(device).type == "cuda" else torch.float32
 
 
 def quantization_config(

@@ -5,7 +5,7 @@ In:  a path. pydicom (the `dicom` extra: `pip install hulumed[dicom]`) is import
      JPEG baseline / JPEG 2000 through Pillow, JPEG-LS / lossless JPEG with pylibjpeg or pyjpegls installed.
 Out: `load_dicom_image` -> an RGB `PIL.Image.Image` (so a DICOM X-ray given by path is handled like a PNG given
      by path, including upstream's PIL size swap). Series (folders, zips, multi-frame files) are assembled into
-     volumes by `dicom_series.py` with the readers of this module.
+     volumes by `volume/dicom_series.py` with the readers of this module.
 
 Rules:
 - 2-D image: pixel data -> modality LUT (rescale slope/intercept) -> VOI: an explicit `window` if given, else
@@ -14,9 +14,9 @@ Rules:
   images are returned in RGB. A multi-frame file is not an image: pass it as a `3d` item.
 - Patient data never appears in messages or logs: errors name the file and the problem only, and any text
   coming from pydicom is scrubbed of the dataset's patient/study identifiers.
-- Limits against corrupt headers and bombs (`limits.py`): `MAX_PIXELS` decoded values per file (and per
+- Limits against corrupt headers and bombs (`limits.py`): `MAX_VOXELS` decoded values per file (and per
   series), `MAX_FRAME_PIXELS` per frame, both checked on the header before decoding; a Deflated-syntax file is
-  inflated once in blocks, counting, and refused above `MAX_DEFLATED_BYTES` before pydicom inflates it; data
+  inflated once in blocks, counting, and refused above `MAX_DEFLATED_DICOM_BYTES` before pydicom inflates it; data
   that starts with a zero tag (e.g. all zeros, which pydicom would parse as millions of empty elements) is
   refused as not DICOM at once.
 
@@ -45,9 +45,6 @@ from hulumed.processing.windowing import WindowSpec, resolve_window, windowed_rg
 PathLike = Union[str, os.PathLike]
 
 DICOM_SUFFIXES = (".dcm", ".dicom", ".dic", ".ima")
-MAX_PIXELS = limits.MAX_VOXELS  # decoded values per file and per series (float64: the per-item budget)
-MAX_FRAME_PIXELS = limits.MAX_FRAME_PIXELS  # rows x columns of one frame
-MAX_DEFLATED_BYTES = limits.MAX_DEFLATED_DICOM_BYTES  # the inflated dataset of a Deflated-syntax file
 DEFLATED_SYNTAX = b"1.2.840.10008.1.2.1.99"
 
 # identifying attributes whose values are scrubbed from any text that leaves this module
@@ -164,7 +161,8 @@ def _dataset_start(head: bytes) -> int:
 
 def _precheck(source: Union[Path, bytes], name: str) -> None:
     """Refuse, without parsing, data whose first element has tag (0000,0000) -- zeros, which pydicom's forced read
-    would walk as millions of empty elements -- and Deflated-syntax data that inflates past `MAX_DEFLATED_BYTES`."""
+    would walk as millions of empty elements -- and Deflated-syntax data that inflates past
+    `limits.MAX_DEFLATED_DICOM_BYTES`."""
     import zlib
 
     if isinstance(source, bytes):
@@ -187,10 +185,10 @@ def _precheck(source: Union[Path, bytes], name: str) -> None:
                 if not block:
                     return
                 total += len(inflater.decompress(block, 1 << 20))
-                if total > MAX_DEFLATED_BYTES:
+                if total > limits.MAX_DEFLATED_DICOM_BYTES:
                     raise MediaError(
-                        f"{name} is Deflated DICOM that inflates to more than {MAX_DEFLATED_BYTES:,} bytes, over the "
-                        "per-item memory budget (decompression bomb guard). Re-export it uncompressed."
+                        f"{name} is Deflated DICOM that inflates to more than {limits.MAX_DEFLATED_DICOM_BYTES:,} "
+                        "bytes, over the per-item memory budget (decompression bomb guard). Re-export it uncompressed."
                     )
                 if inflater.eof:
                     return
@@ -261,18 +259,18 @@ def check_pixel_count(dataset: Any, name: str) -> int:
     samples = max(get_int(dataset, "SamplesPerPixel", 1), 1)
     if rows <= 0 or columns <= 0:
         raise MediaError(f"{name} has an empty image (Rows {rows}, Columns {columns}). The file holds no pixels.")
-    if rows * columns > MAX_FRAME_PIXELS:
+    if rows * columns > limits.MAX_FRAME_PIXELS:
         raise MediaError(
-            f"{name} declares frames of {rows} x {columns} pixels, more than the limit of {MAX_FRAME_PIXELS:,} "
+            f"{name} declares frames of {rows} x {columns} pixels, more than the limit of {limits.MAX_FRAME_PIXELS:,} "
             "(decompression bomb guard). The header is corrupt or the image is too large; raise "
-            "hulumed.processing.dicom.MAX_FRAME_PIXELS if it is genuine."
+            "hulumed.processing.limits.MAX_FRAME_PIXELS if it is genuine."
         )
     count = rows * columns * frames * samples
-    if count > MAX_PIXELS:
+    if count > limits.MAX_VOXELS:
         raise MediaError(
             f"{name} declares {count:,} pixel values ({frames} x {rows} x {columns} x {samples}), more than the limit "
-            f"of {MAX_PIXELS:,} (decompression bomb guard). The header is corrupt or the image is too large; raise "
-            "hulumed.processing.dicom.MAX_PIXELS if it is genuine."
+            f"of {limits.MAX_VOXELS:,} (decompression bomb guard). The header is corrupt or the image is too large; "
+            "raise hulumed.processing.limits.MAX_VOXELS if it is genuine."
         )
     return count
 

@@ -7,12 +7,8 @@ Out: a `BatchFeature` with `input_ids` / `attention_mask` `(B, N)` int64, and wh
      (one "image" / "video" string per item; 3-D volumes are "video").
 
 Steps for one conversation (UPSTREAM.md §5.1, HF-Version `processing_hulumed.py`):
-1. load media: `image` -> `load_images(...)[0]` (a path gives PIL, hence the size swap later; an in-memory
-   image gives numpy); `video` -> `load_video` over the union of the [start, end] windows of every part that
-   shares the same source, each part keeping the frames inside its own window, with `num_frames` and
-   `timestamps`; `3d` -> `load_volume` (NIfTI, or DICOM file / series folder / zip, told apart by content;
-   options in `VOLUME_ITEM_KEYS`, defaults = upstream's `load_nii`), rewritten as a `video` part without
-   timestamps. An `image` path may be a DICOM file too (`load_image` detects it).
+1. load media (`conversation_media.py`): images as one-frame items, videos as frames with timestamps, 3-D
+   volumes as a `video` part of slices without timestamps.
 2. merge size: 2 (`video_merge_size`) for every item if the conversation has any video/3-D part, else 1.
 3. `HulumedImageProcessor` on all items in conversation order.
 4. render the checkpoint's chat template (transformers' renderer: trim_blocks / lstrip_blocks), passing
@@ -29,7 +25,6 @@ Decoding (§7): `use_think=False` removes `<think>...</think>` spans and collaps
 from __future__ import annotations
 
 import json
-import math
 import os
 from dataclasses import dataclass
 from typing import Any, Optional, Union
@@ -39,19 +34,14 @@ import torch
 from transformers.feature_extraction_utils import BatchFeature
 from transformers.processing_utils import ProcessorMixin
 
-from hulumed.errors import CheckpointError, MediaError
-from hulumed.processing.image import load_images
+from hulumed.conversation import Conversation
+from hulumed.errors import CheckpointError
+from hulumed.processing.conversation_media import gather_visual_items, load_conversation_media
 from hulumed.processing.image_processing import HulumedImageProcessor, is_video
-from hulumed.processing.video import load_video
-from hulumed.processing.volume import VOLUME_ITEM_KEYS, load_volume
 from hulumed.think import strip_think
-
-Message = dict[str, Any]
-Conversation = list[Message]
 
 DEFAULT_IMAGE_TOKEN = "<image>"
 FALLBACK_PAD_TOKEN = "<|endoftext|>"
-_VIDEO_OPTIONS = {"video_path", "fps", "max_frames", "start_time", "end_time"}
 _IGNORED_CALL_KWARGS = {"padding", "padding_side", "truncation", "max_length"}
 
 @dataclass
@@ -159,135 +149,16 @@ class HulumedProcessor(ProcessorMixin):
         names = list(self.tokenizer.model_input_names) + list(self.image_processor.model_input_names)
         return list(dict.fromkeys(names)) + ["modals"]
 
-    # ------------------------------------------------------------------ media loading (upstream _load_multimodal_data)
+    # ------------------------------------------------------------------ media (conversation_media.py)
     def load_conversation_media(self, conversation: Conversation) -> Conversation:
-        """A copy of `conversation` whose image / video / 3d parts carry loaded media (see the module docstring)."""
-        if not isinstance(conversation, (list, tuple)):
-            raise TypeError("A conversation must be a list of {'role': ..., 'content': ...} messages.")
-        groups: dict[str, list[dict[str, Any]]] = {}
-        loaded = []
-        for message in conversation:
-            if not isinstance(message, dict) or "role" not in message or "content" not in message:
-                raise ValueError(f"Each message needs 'role' and 'content' keys; got {message!r}.")
-            content = message["content"]
-            if not isinstance(content, (list, tuple)):
-                loaded.append({"role": message["role"], "content": content})
-                continue
-            parts = []
-            for part in content:
-                if not isinstance(part, dict):
-                    parts.append(part)
-                    continue
-                if "type" not in part:
-                    raise ValueError(f"Content part {part!r} has no 'type' field.")
-                kind = part["type"]
-                if kind in ("image", "video", "3d") and kind in part:
-                    part = dict(part)  # shallow copy: the caller's conversation is left untouched
-                    groups.setdefault(_load_key(kind, part[kind]), []).append(part)
-                parts.append(part)
-            loaded.append({"role": message["role"], "content": parts})
-
-        for parts in groups.values():
-            kind = parts[0]["type"]
-            if kind == "image":
-                self._load_image_parts(parts)
-            elif kind == "video":
-                self._load_video_parts(parts)
-            else:
-                self._load_volume_parts(parts)
-        return loaded
-
-    @staticmethod
-    def _load_image_parts(parts: list[dict[str, Any]]) -> None:
-        value = parts[0]["image"]
-        if isinstance(value, dict):
-            if "image_path" not in value:
-                raise MediaError(f"An image part needs {{'image_path': ...}}; got keys {sorted(value)}.")
-            value = value["image_path"]
-        image = load_images(value)[0]
-        for part in parts:
-            part["image"] = [image]  # one-frame item
-
-    def _load_video_parts(self, parts: list[dict[str, Any]]) -> None:
-        value = parts[0]["video"]
-        if not isinstance(value, dict):  # frames given directly
-            frames = list(value) if isinstance(value, (list, tuple)) else [frame for frame in value]
-            for part in parts:
-                part["video"], part["num_frames"] = frames, len(frames)
-            return
-        unknown = set(value) - _VIDEO_OPTIONS
-        if unknown:
-            raise MediaError(f"Unsupported video option(s) {sorted(unknown)}; supported: {sorted(_VIDEO_OPTIONS)}.")
-        if value.get("video_path") is None:
-            raise MediaError("A video part needs {'video_path': folder | file | list of frames}.")
-        starts = [p["video"].get("start_time") for p in parts]
-        ends = [p["video"].get("end_time") for p in parts]
-        starts = [0.0 if s is None else s for s in starts]
-        ends = [math.inf if e is None else e for e in ends]
-        start, end = min(starts), max(ends)
-        fps = value.get("fps")
-        max_frames = value.get("max_frames")
-        clip = load_video(
-            value["video_path"],
-            start_time=start if start > 0 else None,
-            end_time=end if end < math.inf else None,
-            fps=self.fps if fps is None else fps,
-            max_frames=self.max_frames if max_frames is None else max_frames,
-        )
-        for part, s, e in zip(parts, starts, ends):
-            kept = [(f, t) for f, t in zip(clip.frames, clip.timestamps) if s <= t <= e]
-            part["video"] = [f for f, _ in kept]
-            part["num_frames"] = len(kept)
-            part["timestamps"] = [t for _, t in kept]
-
-    @staticmethod
-    def _load_volume_parts(parts: list[dict[str, Any]]) -> None:
-        value = parts[0]["3d"]
-        if not isinstance(value, dict) or value.get("image_path") is None:
-            raise MediaError(
-                "A 3d part needs {'image_path': a .nii/.nii.gz file or a DICOM file, folder or zip, ...}."
-            )
-        unknown = set(value) - set(VOLUME_ITEM_KEYS)
-        if unknown:
-            raise MediaError(f"Unsupported 3d option(s) {sorted(unknown)}; supported: {list(VOLUME_ITEM_KEYS)}.")
-        axis = value.get("nii_axis")
-        slices = load_volume(
-            value["image_path"],
-            num_slices=value.get("nii_num_slices"),
-            axis=2 if axis is None else axis,
-            window_center=value.get("window_center"),
-            window_width=value.get("window_width"),
-            window=value.get("window"),
-            normalize=value.get("normalize") or "slice",
-            orientation=value.get("orientation") or "raw",
-            slice_spacing=value.get("slice_spacing"),
-            time_index=value.get("time_index"),
-            series_uid=value.get("series_uid"),
-        )
-        for part in parts:
-            part.pop("3d")
-            part["type"], part["video"], part["num_frames"] = "video", slices, len(slices)
+        """A copy of `conversation` whose image / video / 3d parts carry loaded media (`conversation_media`),
+        with this processor's `fps` / `max_frames` for video parts that set none."""
+        return load_conversation_media(conversation, fps=self.fps, max_frames=self.max_frames)
 
     @staticmethod
     def gather_visual_items(conversation: Conversation) -> list[tuple[str, Any]]:
         """(modal, item) for every loaded image / video part, in conversation order; empty videos are skipped."""
-        items = []
-        for message in conversation:
-            if not isinstance(message["content"], (list, tuple)):
-                continue
-            for part in message["content"]:
-                if not isinstance(part, dict):
-                    continue
-                if part.get("type") in ("image", "video") and part["type"] not in part:
-                    raise ValueError(f"The {part['type']} part {part!r} has no {part['type']!r} entry to load.")
-                if part.get("type") == "video":
-                    if not is_video(part["video"]):
-                        raise MediaError("A video part must hold a list of frames or a 4-D array.")
-                    if len(part["video"]) > 0:
-                        items.append(("video", part["video"]))
-                elif part.get("type") == "image":
-                    items.append(("image", part["image"]))
-        return items
+        return gather_visual_items(conversation)
 
     # ------------------------------------------------------------------ text
     def apply_chat_template(

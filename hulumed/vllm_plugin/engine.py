@@ -51,7 +51,7 @@ class VllmEngine:
         from vllm.engine.arg_utils import AsyncEngineArgs
         from vllm.v1.engine.async_llm import AsyncLLM
 
-        from ..loading import pick_device, pick_dtype
+        from ..devices import pick_device, pick_dtype
         from ..processing.processor import HulumedProcessor
         from . import register
 

@@ -17,8 +17,8 @@ import pytest
 pytest.importorskip("av")
 
 from hulumed import MediaError  # noqa: E402
-from hulumed.processing import HulumedProcessor, fps_filter_plan, load_video  # noqa: E402
-from hulumed.processing import video as video_module  # noqa: E402
+from hulumed.processing import HulumedProcessor, fps_filter_plan, limits, load_video  # noqa: E402
+from hulumed.processing.video import container as video_container  # noqa: E402
 from tests.unit.media_samples import decoded_index, write_clip  # noqa: E402
 
 GOLDEN = Path(__file__).resolve().parent.parent / "fixtures" / "golden"
@@ -114,8 +114,8 @@ def test_seek_equals_decode_everything(clips: dict[str, Path], name: str):
 
 def test_seek_converts_only_the_returned_frames(clips: dict[str, Path], monkeypatch: pytest.MonkeyPatch):
     calls = []
-    real = video_module._rgb
-    monkeypatch.setattr(video_module, "_rgb", lambda frame: calls.append(1) or real(frame))
+    real = video_container._rgb
+    monkeypatch.setattr(video_container, "_rgb", lambda frame: calls.append(1) or real(frame))
     clip = load_video(clips["cfr10_gop12"], fps=10, max_frames=3)
     assert len(clip.frames) == 3 and len(calls) == 3
     calls.clear()
@@ -124,7 +124,7 @@ def test_seek_converts_only_the_returned_frames(clips: dict[str, Path], monkeypa
 
 
 def test_frame_size_guard(clips: dict[str, Path], monkeypatch: pytest.MonkeyPatch):
-    monkeypatch.setattr(video_module, "MAX_FRAME_PIXELS", 100)
+    monkeypatch.setattr(limits, "MAX_FRAME_PIXELS", 100)
     with pytest.raises(MediaError, match="pixels per frame"):
         load_video(clips["cfr10_gop12"])
 

@@ -1,7 +1,7 @@
 """DICOM series -> a `Volume` in HU: files of a folder or a zip, or one multi-frame file.
 
 In:  a folder (searched recursively), a zip archive, or one DICOM file; optionally a SeriesInstanceUID.
-Out: `volume.Volume` of float32 HU voxels `(rows, columns, slices)` with an LPS->RAS affine and the slices'
+Out: `Volume` of float32 HU voxels `(rows, columns, slices)` with an LPS->RAS affine and the slices'
      distances along the normal (for spacing-aware sampling), sorted along the slice normal.
 
 Rules:
@@ -14,7 +14,8 @@ Rules:
   its own slope and intercept (exact in float32 for stored integers).
 - Multi-frame files (enhanced CT/MR, RT dose) use their per-frame positions (PlanePositionSequence, or
   GridFrameOffsetVector) and per-frame / shared rescale values (or DoseGridScaling).
-- Limits: `dicom.MAX_PIXELS` voxels per series, `MAX_ZIP_BYTES` uncompressed bytes per zip, `MAX_FILES` files.
+- Limits (`limits.py`): `MAX_VOXELS` voxels per series, `MAX_INFLATED_BYTES` uncompressed bytes per zip;
+  `safe_files.MAX_FILES` files per folder.
 - Reading, decoding and message scrubbing are `dicom.py`'s: no patient data reaches a message or a log record.
 
 Every failure is a `MediaError` saying what is wrong and what to do.
@@ -33,7 +34,7 @@ from typing import Any, Optional, Union
 import numpy as np
 
 from hulumed.errors import MediaError
-from hulumed.processing import dicom, limits, safe_files
+from hulumed.processing import limits, safe_files
 from hulumed.processing.dicom import (
     check_pixel_count,
     decode_pixels,
@@ -44,14 +45,12 @@ from hulumed.processing.dicom import (
     scrub,
     sniff_zip,
 )
-from hulumed.processing.volume import Volume
+from hulumed.processing.volume.geometry import Volume
 
 logger = logging.getLogger(__name__)
 
 PathLike = Union[str, os.PathLike]
 
-MAX_ZIP_BYTES = limits.MAX_INFLATED_BYTES  # uncompressed bytes read from one zip (held in memory)
-MAX_FILES = 20_000  # files looked at in one folder
 POSITION_TOLERANCE_MM = 1e-3  # two slices closer than this along the normal are duplicates
 
 
@@ -82,14 +81,15 @@ def _entries(path: Path) -> Iterator[tuple[str, Union[Path, bytes]]]:
         try:
             with zipfile.ZipFile(path) as archive:
                 members = [m for m in archive.infolist() if not m.is_dir()]
-                if sum(m.file_size for m in members) > MAX_ZIP_BYTES:
+                if sum(m.file_size for m in members) > limits.MAX_INFLATED_BYTES:
                     raise MediaError(
-                        f"{path} unpacks to more than {MAX_ZIP_BYTES:,} bytes (decompression bomb guard). Unzip it "
+                        f"{path} unpacks to more than {limits.MAX_INFLATED_BYTES:,} bytes (decompression bomb guard). "
+                        "Unzip it "
                         "and pass the folder of one series."
                     )
-                if len(members) > MAX_FILES:
-                    raise MediaError(f"{path} holds more than {MAX_FILES:,} files. Zip one series only.")
-                left = MAX_ZIP_BYTES  # the directory's sizes may lie: count what really comes out
+                if len(members) > safe_files.MAX_FILES:
+                    raise MediaError(f"{path} holds more than {safe_files.MAX_FILES:,} files. Zip one series only.")
+                left = limits.MAX_INFLATED_BYTES  # the directory's sizes may lie: count what really comes out
                 for member in sorted(members, key=lambda m: m.filename):
                     base = member.filename.rsplit("/", 1)[-1]
                     if base.upper() == "DICOMDIR" or base.startswith(".") or member.filename.startswith("__MACOSX"):
@@ -358,9 +358,9 @@ def read_series(path: PathLike, series_uid: Optional[str] = None) -> Volume:
     for instance in instances:
         _check_grey(instance, instance.name)
     total = sum(i.rows * i.columns for i in instances)
-    if total > dicom.MAX_PIXELS:
+    if total > limits.MAX_VOXELS:
         raise MediaError(
-            f"{label} holds {total:,} voxels, more than the limit of {dicom.MAX_PIXELS:,} (the per-item memory "
+            f"{label} holds {total:,} voxels, more than the limit of {limits.MAX_VOXELS:,} (the per-item memory "
             "budget; decompression bomb guard). Pass fewer slices."
         )
     orientations = [i.orientation for i in instances]

@@ -1,0 +1,101 @@
+"""`VolumeOptions`: how a volume becomes slices, checked once; and the `3d` item keys that map onto it.
+
+Defaults are upstream's `load_nii` (UPSTREAM.md §5.8): axis 2, every slice (or `num_slices` by linspace),
+optional clip to `window_center ± window_width / 2`, per-slice min-max. None of the other options is upstream;
+each changes the pixels the model sees (docs/media.md):
+
+- `orientation`: "raw" (default) | "ras" (nibabel's closest canonical RAS+ axis order) | "radiological" (RAS,
+  then every slice shown as a viewer does: axial/coronal with the patient's right on the image left, anterior /
+  superior at the top; sagittal with anterior on the left, superior at the top).
+- `window`: a preset of `WINDOW_PRESETS`, "ct_rgb" (three windows as R, G, B), or `(center, width)`: fixed window
+  -> [0, 255], rounded; no min-max. Exclusive with `window_center` / `window_width`.
+- `normalize`: "slice" (default, upstream) | "volume" (one min-max over the whole clipped volume, rounded).
+- `slice_spacing` (mm): keep the slices nearest to positions `0, s, 2s, ...` mm from the first slice (DICOM series
+  use their real, possibly uneven, positions); `num_slices` then caps the count with the same linspace rule.
+- `time_index`: which volume of a 4-D NIfTI series to use (required when there is more than one).
+- `series_uid`: which series of a DICOM folder or zip (default: the one with the most slices).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Optional
+
+import numpy as np
+
+from hulumed.errors import MediaError
+from hulumed.processing.windowing import WindowSpec
+
+ORIENTATIONS = ("raw", "ras", "radiological")
+NORMALIZATIONS = ("slice", "volume")
+
+# keys of the processor's `3d` item -> VolumeOptions field (upstream's three, then this package's options)
+_ITEM_FIELDS = {
+    "nii_num_slices": "num_slices",
+    "nii_axis": "axis",
+    "window_center": "window_center",
+    "window_width": "window_width",
+    "window": "window",
+    "orientation": "orientation",
+    "normalize": "normalize",
+    "slice_spacing": "slice_spacing",
+    "time_index": "time_index",
+    "series_uid": "series_uid",
+}
+VOLUME_ITEM_KEYS = ("image_path", *_ITEM_FIELDS)
+
+
+@dataclass(frozen=True)
+class VolumeOptions:
+    """How one volume is sliced; invalid values raise `MediaError` when the options are made."""
+
+    num_slices: Optional[int] = None  # keep this many (linspace), None = all
+    axis: int = 2  # slice i is volume[i], volume[:, i] or volume[:, :, i]
+    window_center: Optional[float] = None  # with window_width: upstream's clip before min-max
+    window_width: Optional[float] = None
+    window: Optional[WindowSpec] = None  # preset name, "ct_rgb" or (center, width): fixed window, no min-max
+    normalize: str = "slice"  # "slice" | "volume"
+    orientation: str = "raw"  # "raw" | "ras" | "radiological"
+    slice_spacing: Optional[float] = None  # mm between kept slices
+    time_index: Optional[int] = None  # volume of a 4-D NIfTI
+    series_uid: Optional[str] = None  # series of a DICOM folder / zip
+
+    def __post_init__(self) -> None:
+        if isinstance(self.orientation, str):
+            object.__setattr__(self, "orientation", self.orientation.lower())
+        axis, num_slices, spacing = self.axis, self.num_slices, self.slice_spacing
+        if axis not in (0, 1, 2) or isinstance(axis, bool):
+            raise MediaError(
+                f"nii_axis must be 0, 1 or 2 (sagittal, coronal, axial in upstream's naming); got {axis!r}."
+            )
+        if num_slices is not None and (
+            not isinstance(num_slices, (int, np.integer)) or isinstance(num_slices, bool) or num_slices < 1
+        ):
+            raise MediaError(f"nii_num_slices must be a positive integer or None; got {num_slices!r}.")
+        if self.orientation not in ORIENTATIONS:
+            raise MediaError(f"orientation must be one of {list(ORIENTATIONS)}; got {self.orientation!r}.")
+        if self.normalize not in NORMALIZATIONS:
+            raise MediaError(f"normalize must be one of {list(NORMALIZATIONS)}; got {self.normalize!r}.")
+        if self.window is not None and (self.window_center is not None or self.window_width is not None):
+            raise MediaError(
+                "Pass either window (a preset or (center, width), mapped to [0, 255]) or window_center/window_width "
+                "(upstream's clip before min-max), not both."
+            )
+        if spacing is not None and not (
+            isinstance(spacing, (int, float, np.integer, np.floating)) and np.isfinite(spacing) and spacing > 0
+        ):
+            raise MediaError(f"slice_spacing must be a positive number of millimetres; got {spacing!r}.")
+
+    @classmethod
+    def from_item(cls, item: Mapping[str, Any]) -> "VolumeOptions":
+        """The options of a processor `3d` item (`image_path` aside); unknown keys raise `MediaError`."""
+        unknown = set(item) - set(VOLUME_ITEM_KEYS)
+        if unknown:
+            raise MediaError(f"Unsupported 3d option(s) {sorted(unknown)}; supported: {list(VOLUME_ITEM_KEYS)}.")
+        values = {name: item[key] for key, name in _ITEM_FIELDS.items() if item.get(key) is not None}
+        if not values.get("normalize"):
+            values.pop("normalize", None)
+        if not values.get("orientation"):
+            values.pop("orientation", None)
+        return cls(**values)
