@@ -26,8 +26,9 @@ Record formats (docs/training.md has full examples):
    (a string or a list; an entry is a path or the option dict of format 1) in order; their counts must
    match exactly. One newline right after a placeholder is dropped (the chat template adds its own).
 
-Checks here need no model: JSON syntax, schema, placeholder counts, media paths that exist. With a processor
-(``hulumed data check --model M``), ``check_file`` also encodes every record: media readable, token count.
+Checks here need no model: JSON syntax, schema (``conversation.validate``, purpose "train"; messages numbered
+from 0), placeholder counts, media paths that exist. With a processor (``hulumed data check --model M``),
+``check_file`` also encodes every record: media readable, token count.
 """
 
 from __future__ import annotations
