@@ -84,7 +84,7 @@ def validate(conversation: Any, purpose: str = "reply") -> Conversation:
         if not isinstance(message, dict) or "role" not in message or "content" not in message:
             raise ConversationError(f"message {i} must be a dict with 'role' and 'content'")
         role = message["role"]
-        if roles is not None and role not in roles:
+        if roles is not None and not (isinstance(role, str) and role in roles):  # a JSON role may be unhashable
             raise ConversationError(f"message {i} has role {role!r}; use one of {sorted(roles)}")
         content = message["content"]
         if isinstance(content, str):
@@ -97,7 +97,7 @@ def validate(conversation: Any, purpose: str = "reply") -> Conversation:
                 answers += role == "assistant" and bool(part.strip())
                 continue
             kind = part.get("type") if isinstance(part, dict) else None
-            if kind not in _PART_TYPES:
+            if not (isinstance(kind, str) and kind in _PART_TYPES):
                 raise ConversationError(
                     f"message {i} part {j}: type must be one of {sorted(_PART_TYPES)}, got {kind!r}"
                 )

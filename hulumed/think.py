@@ -4,6 +4,7 @@
   README; MedUniEval's REASONING mode) on a new line to the last user turn.
 * ``strip_think``: upstream's ``batch_decode(use_think=False)``: ``<think>...</think>`` spans removed, runs of
   blank lines collapsed, ends stripped.
+* ``answer_text``: what benchmark scoring reads: ``<think>`` blocks removed, an unterminated one as well.
 * ``reasoning_of``: the text of the complete ``<think>`` blocks of a raw answer (``GenerationResult.reasoning``).
 * ``visible_prefix``: the part of a partial (streamed) answer that can no longer change.
 """
@@ -18,6 +19,7 @@ from typing import Any
 THINK_INSTRUCTION = "Please reason step by step, and put your final answer within \\boxed{}."
 
 _THINK_BLOCK = re.compile(r"<think>(.*?)</think>", re.DOTALL)
+_THINK_TO_END = re.compile(r"<think>.*?(</think>|$)", re.DOTALL)  # a block, or an open one to the end
 _BLANK_RUN = re.compile(r"\n\s*\n")
 OPEN, CLOSE = "<think>", "</think>"
 
@@ -45,6 +47,17 @@ def strip_think(text: str) -> str:
     text = _THINK_BLOCK.sub("", text)
     text = _BLANK_RUN.sub("\n\n", text)
     return text.strip()
+
+
+def answer_text(raw: str) -> str:
+    """The answer part of a raw response, for scoring: every ``<think>...</think>`` block removed, and an open
+    ``<think>`` with everything after it, then the ends stripped.
+
+    Unlike ``strip_think`` (upstream's decode, which leaves an unterminated ``<think>`` in place and collapses
+    blank-line runs), a response cut off inside its reasoning has no answer, so none of that reasoning may be
+    parsed as one; blank-line runs are kept: scoring reads the answer as the model wrote it.
+    """
+    return _THINK_TO_END.sub("", raw).strip()
 
 
 def reasoning_of(raw: str) -> str | None:

@@ -32,8 +32,6 @@ from .samples import (  # noqa: F401  (re-exported: the registry's public names)
     open_prompt,
 )
 
-JUDGE_SCOPES = ("none", "open", "all")
-
 
 @dataclass(frozen=True)
 class Benchmark:

@@ -21,6 +21,7 @@ from typing import Any
 
 from ..errors import DataError
 from ..interface import Engine
+from ..think import CLOSE, OPEN
 from .benchmarks import Benchmark, Sample
 from .judge import JudgeClient
 from .scoring import (
@@ -35,6 +36,8 @@ from .scoring import (
     judge_open_end_vqa,
     judge_report,
 )
+
+_AFTER_THINK = f"{CLOSE}\n\n"  # a kept think block and the answer, as upstream's wrapper joined them
 
 
 @dataclass
@@ -121,7 +124,7 @@ def read_predictions(path: Path) -> list[dict[str, Any]]:
 def _raw_response(result: Any) -> str:
     """What upstream's wrapper would have returned: the think block is kept."""
     if result.reasoning:
-        return f"<think>{result.reasoning}</think>\n\n{result.text}"
+        return f"{OPEN}{result.reasoning}{_AFTER_THINK}{result.text}"
     return result.text
 
 
@@ -210,9 +213,9 @@ def _apply_judge(client: JudgeClient, benchmark: Benchmark, batch: list[Sample],
 def _scored_text(record: dict[str, Any], scoring: str) -> str:
     """The text a finished record was scored on: the raw response (upstream) or the answer after the think block."""
     raw = record["response"]
-    if scoring == "upstream" or not raw.startswith("<think>") or "</think>\n\n" not in raw:
+    if scoring == "upstream" or not raw.startswith(OPEN) or _AFTER_THINK not in raw:
         return raw
-    return raw.split("</think>\n\n", 1)[1]  # _raw_response's inverse
+    return raw.split(_AFTER_THINK, 1)[1]  # _raw_response's inverse
 
 
 def _judge_finished(client: JudgeClient, benchmark: Benchmark, samples: list[Sample], path: Path,

@@ -16,6 +16,7 @@ import random
 import re
 from dataclasses import dataclass, field
 
+from ..think import answer_text
 from .text_metrics import bleu, overlap_metrics, upstream_tokens, word_f1
 
 MODES = ("fixed", "upstream")
@@ -42,7 +43,6 @@ FIXES: tuple[str, ...] = (
 
 _MARKERS = ("**answer**:", "**answer**", "*answer*:", "**answer:**", "answer is", "answer:", "答案:",
             "final answer", "final answer is")
-_THINK = re.compile(r"<think>.*?(</think>|$)", re.DOTALL)
 _ANSWER_TAG = re.compile(r"<answer>(.*?)</answer>", re.DOTALL)
 
 
@@ -88,10 +88,6 @@ def parse_response(response: str) -> str:
     return response
 
 
-def strip_think(text: str) -> str:
-    return _THINK.sub("", text).strip()
-
-
 def _letters(n: int) -> list[str]:
     return [chr(ord("a") + i) for i in range(n)]
 
@@ -129,7 +125,7 @@ _CHOICE_PREFIX = re.compile(r"^\s*\(?[a-z][.:)]\s*")
 
 def _fixed_letter(choices: list[str], response: str) -> str | None:
     alphas = _letters(len(choices))
-    text = strip_think(response).lower()
+    text = answer_text(response).lower()
     if not text:
         return None
     first = text.split("\n\n")[0].strip()
@@ -182,7 +178,7 @@ def judge_close_end_vqa(answer: str, response: str, mode: str = "fixed") -> Verd
     if mode == "upstream":
         parsed = parse_response(response).replace("\n", "").replace(".", "").replace("-", " ")
         return Verdict(parsed, parsed == _clean(answer))
-    parsed = " ".join(_clean(parse_response(strip_think(response))).split())
+    parsed = " ".join(_clean(parse_response(answer_text(response))).split())
     return Verdict(parsed or None, bool(parsed) and parsed == " ".join(_clean(answer).split()))
 
 
@@ -194,7 +190,7 @@ def judge_judgement(answer: str, response: str, mode: str = "fixed") -> Verdict:
         text = parse_response(response).replace("\n", "").replace(".", "").replace("-", " ")
         one = ("yes" in text) ^ ("no" in text)
         return Verdict(text if one else None, one and gold in text)
-    words = set(re.findall(r"[a-z]+", parse_response(strip_think(response))))
+    words = set(re.findall(r"[a-z]+", parse_response(answer_text(response))))
     said = [w for w in ("yes", "no") if w in words]
     parsed = said[0] if len(said) == 1 else None
     return Verdict(parsed, parsed is not None and parsed == gold.strip())
@@ -212,7 +208,7 @@ def judge_open_end_vqa(answer: str, response: str, mode: str = "fixed", *, smoot
         # upstream: calculate_f1 returns (f1, precision, recall), unpacked as (precision, recall, f1)
         metrics.update(precision=f1, recall=precision, f1=recall, em=float(parsed == answer))
         return Verdict(parsed, parsed == answer, metrics)
-    parsed = parse_response(strip_think(response)).strip().rstrip(".").strip()
+    parsed = parse_response(answer_text(response)).strip().rstrip(".").strip()
     gold = answer.strip().rstrip(".").strip()
     metrics = overlap_metrics(parsed, gold, smoothing=smoothing) if parsed else _zero_overlap()
     precision, recall, f1 = word_f1(parsed, gold)
@@ -231,7 +227,7 @@ _FIRST_LETTER = re.compile(r"^([a-d])[.):]?")
 def judge_3d_close(answer: str, response: str, mode: str = "fixed") -> Verdict:
     """M3D / 3D-RAD closed questions: the first letter of the response against the reference's letter."""
     _check_mode(mode)
-    text = response if mode == "upstream" else strip_think(response)
+    text = response if mode == "upstream" else answer_text(response)
     found, gold = _FIRST_LETTER.match(text.strip().lower()), _FIRST_LETTER.match(answer.strip().lower())
     parsed = found.group(1) if found else None
     return Verdict(parsed, parsed is not None and gold is not None and parsed == gold.group(1))
@@ -252,7 +248,7 @@ def judge_report(reference: str, response: str, mode: str = "fixed") -> Verdict:
     The prediction is truncated to 2048 characters for ROUGE as upstream does.
     """
     _check_mode(mode)
-    text = response if mode == "upstream" else strip_think(response)
+    text = response if mode == "upstream" else answer_text(response)
     prediction = " ".join(_REPORT_LABELS.sub(" ", text).split())
     gold = " ".join(_REPORT_LABELS.sub(" ", reference).split())
     if not prediction:
@@ -295,7 +291,7 @@ def _mmmu_parse(choices: list[str], response: str) -> str | None:
 def judge_mmmu_multi_choice(choices: list[str], answer: str, response: str, mode: str = "fixed") -> Verdict:
     """MMMU multiple choice (MMMU's own parser). Upstream falls back to a random letter when nothing parses."""
     _check_mode(mode)
-    text = response if mode == "upstream" else strip_think(response)
+    text = response if mode == "upstream" else answer_text(response)
     parsed = _mmmu_parse(choices, text)
     gold = answer.strip().upper()
     if parsed is None:
@@ -404,7 +400,7 @@ def mmmu_eval_open(answer: str, predictions: list[str | float]) -> bool:
 def judge_mmmu_open(answer: str, response: str, mode: str = "fixed") -> Verdict:
     """MMMU open question: MMMU's open parsing and matching; ``parsed`` is the first key sub-response."""
     _check_mode(mode)
-    text = response if mode == "upstream" else strip_think(response)
+    text = response if mode == "upstream" else answer_text(response)
     if not text.strip():
         return Verdict(None, False)
     predictions = mmmu_parse_open(text)

@@ -26,8 +26,9 @@ Record formats (docs/training.md has full examples):
    (a string or a list; an entry is a path or the option dict of format 1) in order; their counts must
    match exactly. One newline right after a placeholder is dropped (the chat template adds its own).
 
-Checks here need no model: JSON syntax, schema, placeholder counts, media paths that exist. With a processor
-(``hulumed data check --model M``), ``check_file`` also encodes every record: media readable, token count.
+Checks here need no model: JSON syntax, schema (``conversation.validate``, purpose "train"; messages numbered
+from 0), placeholder counts, media paths that exist. With a processor (``hulumed data check --model M``),
+``check_file`` also encodes every record: media readable, token count.
 """
 
 from __future__ import annotations
@@ -40,15 +41,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from hulumed.errors import DataError, HulumedError
+from hulumed.conversation import MEDIA_KINDS, Conversation, validate
+from hulumed.errors import ConversationError, DataError, HulumedError
 
-Conversation = list[dict[str, Any]]
-
-MEDIA_KINDS = ("image", "video", "3d")
 PLACEHOLDERS = {"<image>": "image", "<video>": "video", "<3d>": "3d"}
 _PLACEHOLDER_RE = re.compile("(" + "|".join(re.escape(p) for p in PLACEHOLDERS) + ")\n?")
 _PATH_KEY = {"image": "image_path", "video": "video_path", "3d": "image_path"}
-_ROLES = {"system": "system", "user": "user", "human": "user", "assistant": "assistant", "gpt": "assistant"}
+_LLAVA_ROLES = {"system": "system", "user": "user", "human": "user", "assistant": "assistant", "gpt": "assistant"}
 _MAX_LISTED = 10
 
 
@@ -161,7 +160,8 @@ def to_example(record: Record, media_root: str | os.PathLike | None = None) -> E
 
 
 def _from_llava(raw: dict[str, Any]) -> Conversation:
-    """LLaVA / VideoLLaMA3 record -> processor conversation (placeholders become media parts, in order)."""
+    """LLaVA / VideoLLaMA3 record -> processor conversation (placeholders become media parts, in order); turn i
+    becomes message i, which ``_normalise`` then validates like any processor-format conversation."""
     turns = raw["conversations"]
     if not isinstance(turns, list) or not all(isinstance(t, dict) and "from" in t and "value" in t for t in turns):
         raise DataError("'conversations' must be a list of {'from': ..., 'value': ...} turns")
@@ -173,8 +173,8 @@ def _from_llava(raw: dict[str, Any]) -> Conversation:
             raise DataError(f"{count} {tag} placeholder(s) but {len(pools[kind])} '{kind}' entr(y/ies) in the record")
     used = dict.fromkeys(MEDIA_KINDS, 0)
     conversation: Conversation = []
-    for number, turn in enumerate(turns, start=1):
-        role = _ROLES.get(str(turn["from"]).lower())
+    for number, turn in enumerate(turns):
+        role = _LLAVA_ROLES.get(str(turn["from"]).lower())
         if role is None:
             raise DataError(f"turn {number} has unknown 'from' {turn['from']!r}; use human/user, gpt/assistant, system")
         value = turn["value"]
@@ -187,8 +187,6 @@ def _from_llava(raw: dict[str, Any]) -> Conversation:
                 if piece:
                     parts.append({"type": "text", "text": piece})
                 continue
-            if role != "user":
-                raise DataError(f"turn {number} ({turn['from']}) has a {piece} placeholder; media belong in user turns")
             parts.append({"type": kind, kind: pools[kind][used[kind]]})
             used[kind] += 1
         conversation.append({"role": role, "content": parts if any(p["type"] != "text" for p in parts) else value})
@@ -202,41 +200,28 @@ def _as_list(value: Any) -> list[Any]:
 
 
 def _normalise(conversation: Any, root: Path) -> tuple[Conversation, list[tuple[str, str]]]:
-    """Validate a processor-format conversation; copy it with media paths made absolute."""
-    if not isinstance(conversation, list) or not conversation:
-        raise DataError("the conversation must be a non-empty list of {'role', 'content'} messages")
+    """Validate a processor-format conversation (``conversation.validate``, purpose "train"); copy it with string
+    parts as text parts and media paths (``{path_key: path}`` or a bare path string) made absolute under ``root``."""
+    try:
+        validate(conversation, purpose="train")
+    except ConversationError as error:
+        raise DataError(str(error)) from error
     out: Conversation = []
     media: list[tuple[str, str]] = []
-    answers = 0
-    for number, message in enumerate(conversation, start=1):
-        if not isinstance(message, dict) or "role" not in message or "content" not in message:
-            raise DataError(f"message {number} needs 'role' and 'content' keys")
-        role = message["role"]
-        if role not in ("system", "user", "assistant"):
-            raise DataError(f"message {number} has role {role!r}; use system, user or assistant")
-        content = message["content"]
+    for number, message in enumerate(conversation):
+        role, content = message["role"], message["content"]
         if isinstance(content, str):
             out.append({"role": role, "content": content})
-            answers += role == "assistant" and bool(content.strip())
             continue
-        if not isinstance(content, list):
-            raise DataError(f"message {number}: 'content' must be a string or a list of parts")
         parts = []
         for part in content:
             if isinstance(part, str):
                 part = {"type": "text", "text": part}
-            if not isinstance(part, dict) or part.get("type") not in ("text", *MEDIA_KINDS):
-                raise DataError(f"message {number}: unknown content part {part!r} (types: text, image, video, 3d)")
             kind = part["type"]
             if kind == "text":
-                if not isinstance(part.get("text"), str):
-                    raise DataError(f"message {number}: a text part needs a 'text' string")
                 parts.append({"type": "text", "text": part["text"]})
-                answers += role == "assistant" and bool(part["text"].strip())
                 continue
-            if role != "user":
-                raise DataError(f"message {number} ({role}) has a {kind} part; media belong in user messages")
-            value = part.get(kind)
+            value = part[kind]
             options = dict(value) if isinstance(value, dict) else {_PATH_KEY[kind]: value}
             path = options.get(_PATH_KEY[kind])
             if not isinstance(path, str) or not path:
@@ -245,8 +230,6 @@ def _normalise(conversation: Any, root: Path) -> tuple[Conversation, list[tuple[
             media.append((kind, options[_PATH_KEY[kind]]))
             parts.append({"type": kind, kind: options})
         out.append({"role": role, "content": parts})
-    if answers == 0:
-        raise DataError("the conversation has no assistant turn with text: there is nothing to learn")
     return out, media
 
 

@@ -30,7 +30,8 @@ from typing import Any
 
 import numpy as np
 
-from hulumed.train.data import Conversation, DataError
+from hulumed.conversation import Conversation
+from hulumed.errors import DataError
 
 IGNORE_INDEX = -100
 

@@ -17,6 +17,7 @@ from hulumed.eval.scoring import (
     parse_response,
 )
 from hulumed.eval.text_metrics import bleu, overlap_metrics, rouge, word_f1
+from hulumed.think import answer_text, strip_think
 
 CHOICES = ["Aspirin", "Heparin", "Warfarin", "Insulin"]
 
@@ -35,6 +36,7 @@ MC_TABLE = [
     ("Option B", "B", ("b", True), (None, False)),
     ("", "A", (None, False), (None, True)),  # upstream: empty answer scores as option A
     ("<think>The answer is A</think>B", "B", ("b", True), (None, False)),
+    ("<think>The answer is A", "A", (None, False), ("a", True)),  # cut off while reasoning: no answer (fixed)
     ("I'm not sure; it could be several of these drugs, maybe one that thins blood.", "A", (None, False), (None, None)),
 ]
 
@@ -47,6 +49,13 @@ def test_multi_choice_table(response: str, answer: str, fixed: tuple, upstream: 
     assert got.parsed == upstream[0]
     if upstream[1] is not None:
         assert got.correct == upstream[1]
+
+
+def test_answer_text_drops_an_open_think_block_unlike_strip_think() -> None:
+    raw = "<think>a</think>\n\n\nAnswer\n\n\nmore<think>cut off"
+    assert answer_text(raw) == "Answer\n\n\nmore"  # blank-line runs kept
+    assert strip_think(raw) == "Answer\n\nmore<think>cut off"
+    assert answer_text("<think>only reasoning") == ""
 
 
 def test_multi_choice_answer_given_as_text() -> None:

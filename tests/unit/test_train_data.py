@@ -7,6 +7,7 @@ training tests use.
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -87,11 +88,25 @@ def test_llava_record_becomes_a_processor_conversation(tmp_path):
     ({"conversation": [{"role": "user", "content": "hi"}]}, "no assistant turn"),
     ({"conversation": [{"role": "doctor", "content": "hi"}]}, "role 'doctor'"),
     ({"conversation": [{"role": "user", "content": [{"type": "image"}]}, {"role": "assistant", "content": "x"}]},
-     "needs {'image_path': path}"),
+     "message 0 part 0: a image part needs its options under the key 'image'"),
+    ({"conversation": [{"role": "user", "content": [{"type": "image", "image": {}}]},
+                       {"role": "assistant", "content": "x"}]},
+     "message 0: a image part needs {'image_path': path}"),
+    ({"conversation": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": [{"type": "audio"}]}]},
+     "message 1 part 0: type must be one of"),
+    ({"conversation": [{"role": ["user"], "content": "hi"}]}, "message 0 has role ['user']"),
+    ({"conversation": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": 3}]},
+     "message 1: content must be a string"),
+    ({"conversation": [{"role": "user", "content": "hi"}, {"role": "stream", "content": "x"}]}, "role 'stream'"),
+    ({"conversation": []}, "non-empty list"),
+    ({"conversations": [{"from": "human", "value": "hi"}, {"from": "gpt", "value": "<image>"}], "image": "a.png"},
+     "message 1 (assistant) has a image part; media belong in user messages"),
+    ({"conversations": [{"from": "human", "value": "hi"}, {"from": "doctor", "value": "x"}]},
+     "turn 1 has unknown 'from' 'doctor'"),
     ({"text": "hello"}, "a record must be"),
 ])
 def test_malformed_records_say_what_is_wrong(raw, message):
-    with pytest.raises(DataError, match=message.replace("(", r"\(").replace(")", r"\)").replace("{", r"\{")):
+    with pytest.raises(DataError, match=re.escape(message)):
         to_example(Record("d.jsonl", 1, raw=raw))
 
 
