@@ -24,9 +24,11 @@ It knows nothing of HTTP. How it works:
 
 from __future__ import annotations
 
+import atexit
 import queue
 import threading
 import time
+import weakref
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -96,6 +98,7 @@ class HFEngine:
         self._waiting: list[_Submission] = []
         self._wakeup = threading.Condition()
         self._scheduler: threading.Thread | None = None
+        self._closing = False
 
     @property
     def device(self) -> torch.device:
@@ -264,8 +267,10 @@ class HFEngine:
         submission = _Submission(rows, params, key)
         with self._wakeup:
             if self._scheduler is None or not self._scheduler.is_alive():
+                self._closing = False
                 self._scheduler = threading.Thread(target=self._schedule, name="hulumed-scheduler", daemon=True)
                 self._scheduler.start()
+                atexit.register(_close_at_exit, weakref.ref(self))
             self._waiting.append(submission)
             self._wakeup.notify()
         return submission
@@ -274,6 +279,9 @@ class HFEngine:
         size = max(1, self.options.batch_size)
         with self._wakeup:
             while not self._waiting:
+                if self._closing:
+                    self._scheduler = None  # under the lock: a later _submit starts a new thread
+                    return []
                 self._wakeup.wait()
             deadline = time.monotonic() + self.options.batch_wait_ms / 1000
             while sum(len(s.rows) for s in self._waiting) < size and not self._waiting[0].solo:
@@ -292,9 +300,24 @@ class HFEngine:
                 self._waiting.remove(submission)
             return batch
 
+    def close(self, timeout: float = 10.0) -> None:
+        """Stop the scheduler thread once the work already queued is done (the next call starts it again).
+
+        Runs at interpreter exit too: a daemon thread still inside torch when Python finalizes can abort the
+        process ("terminate called without an active exception"), so the thread is ended and joined first.
+        """
+        with self._wakeup:
+            self._closing = True
+            self._wakeup.notify_all()
+        thread = self._scheduler
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout)
+
     def _schedule(self) -> None:
         while True:
             batch = self._next_batch()
+            if not batch:
+                return
             try:
                 self._run(batch)
             except BaseException as error:  # noqa: BLE001 - delivered to the callers below
@@ -424,3 +447,9 @@ def _collate(rows: list[dict[str, Any]], pad_id: int) -> dict[str, Any]:
         out["merge_sizes"] = torch.cat([r["merge_sizes"] for r in visual])  # (items,)
         out["modals"] = [m for r in visual for m in r["modals"]]
     return out
+
+
+def _close_at_exit(engine: "weakref.ref[HFEngine]") -> None:
+    alive = engine()
+    if alive is not None:
+        alive.close()

@@ -323,3 +323,18 @@ def test_unknown_load_option_and_missing_vllm_are_clear_errors():
     if importlib.util.find_spec("vllm") is None:
         with pytest.raises(hulumed.HulumedError, match="vllm"):
             hulumed.load(GOLDEN / "tiny-qwen2", backend="vllm")
+
+
+def test_close_ends_the_scheduler_thread_and_the_next_call_starts_it_again(engines):
+    engine = engines("tiny-qwen2")
+    params = GenerationParams.greedy(4, ignore_eos=True)
+    conversation = _conversations()[0]
+    before = engine.generate(conversation, params)[0].text
+    thread = engine._scheduler
+    assert thread is not None and thread.is_alive()
+    engine.close()
+    assert not thread.is_alive() and engine._scheduler is None
+    events = list(engine.stream(conversation, params))  # a new scheduler thread
+    assert events[-1].result.text == before
+    assert engine._scheduler is not None and engine._scheduler is not thread
+    engine.close()
