@@ -81,26 +81,25 @@ class _FlashAttentionFallback:
         )
 
 
-class HulumedQwen2Model(_FlashAttentionFallback, Qwen2Model):
+class _WithVisionModules:
+    """A family's decoder stack (the next base) plus ``vision_encoder`` and ``mm_projector``."""
+
+    def __init__(self, config: Any) -> None:
+        super().__init__(config)  # type: ignore[call-arg]
+        _add_vision_modules(self, config)
+        self.post_init()  # type: ignore[attr-defined]
+
+
+class HulumedQwen2Model(_FlashAttentionFallback, _WithVisionModules, Qwen2Model):
     """Qwen2 decoder stack plus ``vision_encoder`` and ``mm_projector``."""
 
     config_class = HulumedQwen2Config
 
-    def __init__(self, config: HulumedQwen2Config) -> None:
-        super().__init__(config)
-        _add_vision_modules(self, config)
-        self.post_init()
 
-
-class HulumedQwen3Model(_FlashAttentionFallback, Qwen3Model):
+class HulumedQwen3Model(_FlashAttentionFallback, _WithVisionModules, Qwen3Model):
     """Qwen3 decoder stack plus ``vision_encoder`` and ``mm_projector``."""
 
     config_class = HulumedQwen3Config
-
-    def __init__(self, config: HulumedQwen3Config) -> None:
-        super().__init__(config)
-        _add_vision_modules(self, config)
-        self.post_init()
 
 
 class HulumedForCausalLMMixin:
@@ -108,6 +107,15 @@ class HulumedForCausalLMMixin:
 
     model: HulumedQwen2Model | HulumedQwen3Model
     config: HulumedQwen2Config | HulumedQwen3Config
+    _pretrained_base: type  # the family's transformers PreTrainedModel (its __init__, not the *ForCausalLM one)
+    _decoder_class: type  # the family's Hulumed*Model
+
+    def __init__(self, config: HulumedQwen2Config | HulumedQwen3Config) -> None:
+        self._pretrained_base.__init__(self, config)
+        self.model = self._decoder_class(config)
+        self.vocab_size = config.vocab_size
+        self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
+        self.post_init()
 
     # ---------------------------------------------------------------- vision
     def encode_images(
@@ -349,13 +357,8 @@ class HulumedQwen2ForCausalLM(_FlashAttentionFallback, HulumedForCausalLMMixin, 
 
     config_class = HulumedQwen2Config
     _no_split_modules = ["Qwen2DecoderLayer", "VideoLlama3VisionEncoderLayer"]
-
-    def __init__(self, config: HulumedQwen2Config) -> None:
-        Qwen2PreTrainedModel.__init__(self, config)
-        self.model = HulumedQwen2Model(config)
-        self.vocab_size = config.vocab_size
-        self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
-        self.post_init()
+    _pretrained_base = Qwen2PreTrainedModel
+    _decoder_class = HulumedQwen2Model
 
 
 class HulumedQwen3ForCausalLM(_FlashAttentionFallback, HulumedForCausalLMMixin, Qwen3ForCausalLM):
@@ -363,13 +366,8 @@ class HulumedQwen3ForCausalLM(_FlashAttentionFallback, HulumedForCausalLMMixin, 
 
     config_class = HulumedQwen3Config
     _no_split_modules = ["Qwen3DecoderLayer", "VideoLlama3VisionEncoderLayer"]
-
-    def __init__(self, config: HulumedQwen3Config) -> None:
-        Qwen3PreTrainedModel.__init__(self, config)
-        self.model = HulumedQwen3Model(config)
-        self.vocab_size = config.vocab_size
-        self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
-        self.post_init()
+    _pretrained_base = Qwen3PreTrainedModel
+    _decoder_class = HulumedQwen3Model
 
 
 @dataclass(frozen=True)

@@ -9,9 +9,9 @@ reads compressed data (gzip NIfTI of unusual names, zip members, Deflated DICOM)
 Budget: the largest working array of one item is `MAX_VOXELS` float64 values (1 GiB; upstream converts
 volumes to float64 with `get_fdata`). The loaders hold at most about three arrays of that order at once (raw
 data, float64 copy, windowed copy), media items of a request are read one after another, and what is kept of
-each (uint8 slices / frames) is far smaller; docs/security.md gives the measured peaks. The loader modules keep
-their historical names for these values (`volume.MAX_VOXELS`, `dicom.MAX_PIXELS`, `video.MAX_FRAME_PIXELS`,
-`dicom_series.MAX_ZIP_BYTES`); raise those to accept larger genuine inputs.
+each (uint8 slices / frames) is far smaller; docs/security.md gives the measured peaks. The loaders read these
+names at each call, so raising one here (e.g. `hulumed.processing.limits.MAX_VOXELS = 2**28`) accepts larger
+genuine inputs everywhere.
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ Out: uint8 arrays. One window maps `[center - width / 2, center + width / 2]` li
      channels, as MedGemma's CT notebook does (wide -1024..1024, soft tissue -135..215, brain 0..80 HU).
 
 None of this is upstream behaviour: upstream Hulu-Med only clips to an optional window and then min-max
-normalises every slice (`volume.py` keeps that as the default). A window is one option away (`window=` of the
+normalises every slice (`volume/slicing.py` keeps that as the default). A window is one option away (`window=` of the
 `3d` item, of `load_volume` and of `load_dicom_image`). Values are the usual radiology teaching values
 (e.g. Radiopaedia "Windowing (CT)"); a site's protocol may differ, which is why `(center, width)` is accepted.
 """

@@ -18,6 +18,7 @@ pytest.importorskip("av")
 
 from hulumed import MediaError  # noqa: E402
 from hulumed.processing import HulumedProcessor, fps_filter_plan, limits, load_video  # noqa: E402
+from hulumed.processing.video import fps_ticks  # noqa: E402
 from hulumed.processing.video import container as video_container  # noqa: E402
 from tests.unit.media_samples import decoded_index, write_clip  # noqa: E402
 
@@ -47,6 +48,26 @@ def test_fps_filter_plan_rules():
     assert fps_filter_plan(times, steps, 1, limit=Fraction(1)) == [2]  # -t 1: frames at t >= 1 s are not read
     assert fps_filter_plan(times[:1], steps[:1], 0.5) == [0]  # shorter than one tick: still one frame
     assert fps_filter_plan([Fraction(-1, 3), *times[1:]], steps, 3, drop_negative=True) == [1, 2, 3, 4, 5]
+
+
+def test_fps_ticks_reads_at_most_one_frame_ahead_and_not_past_the_limit():
+    """The decode-everything path holds only the frames the filter may still output: this is why."""
+    read: list[int] = []
+
+    def frames():
+        for i in range(30):
+            read.append(i)
+            yield Fraction(i, 10), Fraction(1, 10)
+
+    ticks = fps_ticks(frames(), 2)
+    for index in ticks:
+        assert read[-1] - index <= 1, (index, read[-1])
+    assert read[-1] == 29
+    read.clear()
+    assert list(fps_ticks(frames(), 2, limit=Fraction(1))) == [4, 9]
+    assert read[-1] == 10  # the first frame at t >= 1 s ends the reading
+    times = [Fraction(i, 10) for i in range(30)]
+    assert list(fps_ticks(zip(times, [Fraction(1, 10)] * 30), 2)) == fps_filter_plan(times, [Fraction(1, 10)] * 30, 2)
 
 
 @pytest.fixture(scope="module")
