@@ -35,6 +35,14 @@ class DataError(HulumedError, ValueError):
     """A data file or record (training data, benchmark files) is missing, malformed, or cannot be encoded."""
 
 
+class RecipeError(HulumedError, ValueError):
+    """A training recipe or its options are inconsistent, or the requested set-up is unsupported here."""
+
+
+class EndpointError(HulumedError, RuntimeError):
+    """A model server refused a request or could not be reached after the retries (``hulumed eval --endpoint``)."""
+
+
 class ApiError(HulumedError):
     """A request the server answers with an OpenAI-style error: HTTP ``status``, ``code`` and ``kind``."""
 

@@ -29,15 +29,11 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from ..errors import HulumedError
+from ..errors import EndpointError
 from ..generation import GenerationParams, GenerationResult
 from ..interface import Conversation, LoadOptions, Prepared, StreamDelta, StreamEvent, StreamFinal
 
 RETRY_STATUSES = (429, 500, 502, 503, 504)
-
-
-class EndpointError(HulumedError, RuntimeError):
-    """A server refused a request or could not be reached after the retries."""
 
 
 def _png_data_uri(image: Any) -> str:

@@ -23,13 +23,9 @@ import typing
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
-from hulumed.errors import HulumedError
+from hulumed.errors import RecipeError
 
 PART_MODES = {"vision": ("frozen", "full", "lora"), "projector": ("frozen", "full"), "llm": ("frozen", "full", "lora")}
-
-
-class RecipeError(HulumedError, ValueError):
-    """The recipe or the options are inconsistent, or the requested set-up is unsupported here."""
 
 
 def _f(default: Any, help: str, **metadata: Any) -> Any:
