@@ -21,30 +21,20 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
-import resource
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
+from machine import cpu_device, peak_rss_bytes  # benchmarks/ is on sys.path when run
+
 ROOT = Path(__file__).resolve().parent.parent
 GOLDEN = ROOT / "tests" / "fixtures" / "golden"
 
 
-def _peak_rss_bytes() -> int:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux reports KiB
 
 
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def make_clip(path: Path, seconds: int, height: int, gop: int, rate: int = 30) -> None:
@@ -106,7 +96,7 @@ def worker(task: str, path: str, max_frames: int, repeat: int = 1) -> dict:
     if task in ("seek", "decode_all"):
         from hulumed.processing import load_video
 
-        base = _peak_rss_bytes()
+        base = peak_rss_bytes()
         times = []
         for _ in range(repeat):
             start = time.perf_counter()
@@ -114,25 +104,25 @@ def worker(task: str, path: str, max_frames: int, repeat: int = 1) -> dict:
             times.append(time.perf_counter() - start)
         seconds = min(times)
         digest = hashlib.sha256(b"".join(f.tobytes() for f in clip.frames)).hexdigest()[:16]
-        return {"seconds": seconds, "peak_bytes": _peak_rss_bytes() - base, "frames": len(clip.frames),
+        return {"seconds": seconds, "peak_bytes": peak_rss_bytes() - base, "frames": len(clip.frames),
                 "digest": digest}
     if task == "dicom_volume":
         from hulumed.processing import read_volume
 
-        base = _peak_rss_bytes()
+        base = peak_rss_bytes()
         start = time.perf_counter()
         volume = read_volume(path)
-        return {"seconds": time.perf_counter() - start, "peak_bytes": _peak_rss_bytes() - base,
+        return {"seconds": time.perf_counter() - start, "peak_bytes": peak_rss_bytes() - base,
                 "shape": list(volume.data.shape)}
     from hulumed.processing import HulumedProcessor
 
     processor = HulumedProcessor.from_pretrained(GOLDEN / "tiny-qwen2")
     conversation = [{"role": "user", "content": [{"type": "3d", "3d": {"image_path": path}},
                                                  {"type": "text", "text": "Findings?"}]}]
-    base = _peak_rss_bytes()
+    base = peak_rss_bytes()
     start = time.perf_counter()
     out = processor(conversation=conversation, return_tensors="pt")
-    return {"seconds": time.perf_counter() - start, "peak_bytes": _peak_rss_bytes() - base,
+    return {"seconds": time.perf_counter() - start, "peak_bytes": peak_rss_bytes() - base,
             "pixel_values": list(out["pixel_values"].shape), "grid": out["grid_sizes"].tolist()[0]}
 
 
@@ -161,7 +151,7 @@ def main() -> None:
         print(json.dumps(worker(task, path, int(max_frames), args.repeat)))
         return
 
-    device = f"CPU: {_cpu_name()}, {os.cpu_count()} logical cores"
+    device = cpu_device()
     print(f"media loading, {device}")
     rows: list[dict] = []
     with tempfile.TemporaryDirectory() as tmp:

@@ -19,11 +19,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
+
+from machine import cpu_device  # benchmarks/ is on sys.path when run
+
+from hulumed.processing import limits
 
 ROOT = Path(__file__).resolve().parent.parent
 BAD = ROOT / "tests" / "fixtures" / "bad"
@@ -47,6 +50,7 @@ _CHILD = """
 import json, resource, sys, time
 from hulumed.errors import MediaError
 from hulumed.processing import load_image, load_video, load_volume
+
 loader, path, options = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
 base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 began = time.perf_counter()
@@ -62,14 +66,6 @@ print(json.dumps({"outcome": outcome, "seconds": seconds, "peak_growth_mb": (pea
 """
 
 
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def _measure(loader: str, path: Path, options: dict | None = None) -> dict:
@@ -123,7 +119,7 @@ def main() -> None:
             rows.append({"file": name, "claims": claim, "bytes": size, "loader": loader, **_measure(loader, path)})
         if args.genuine_slices > 0:
             rows += _genuine(Path(tmp), args.genuine_slices)
-    device = f"CPU: {_cpu_name()}, {os.cpu_count()} logical cores, load {os.getloadavg()[0]:.1f}"
+    device = cpu_device()
     print(device)
     print(f"{'file':26} {'claims':38} {'bytes':>9} {'s':>6} {'peak+MB':>8}  outcome")
     for row in rows:
@@ -131,8 +127,9 @@ def main() -> None:
         growth = f"{row['peak_growth_mb']:.0f}" if row["peak_growth_mb"] is not None else "-"
         print(f"{row['file']:26} {row['claims']:38} {row['bytes']:>9} {seconds:>6} {growth:>8}  {row['outcome']}")
         if "peak_bytes_per_voxel" in row:
-            print(f"{'':26} -> {row['peak_bytes_per_voxel']:.1f} bytes/voxel; at MAX_VOXELS (2^28) about "
-                  f"{row['peak_bytes_per_voxel'] * 2**28 / 2**30:.1f} GiB")
+            print(f"{'':26} -> {row['peak_bytes_per_voxel']:.1f} bytes/voxel; at limits.MAX_VOXELS "
+                  f"({limits.MAX_VOXELS:,} voxels) about "
+                  f"{row['peak_bytes_per_voxel'] * limits.MAX_VOXELS / 2**30:.1f} GiB")
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"device": device, "rows": rows}, indent=1) + "\n")

@@ -22,13 +22,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from machine import cpu_device  # benchmarks/ is on sys.path when run
 
 ROOT = Path(__file__).resolve().parents[1]
 CASES = {
@@ -39,14 +40,6 @@ CASES = {
 PROBE = "import sys, hulumed; print('torch' in sys.modules, hulumed.__file__)"
 
 
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 NEUTRAL = tempfile.gettempdir()  # the working directory: `python -c/-m` put it first on sys.path
@@ -82,7 +75,7 @@ def main() -> None:
     if not probe.stdout.split()[-1].startswith(str(Path(args.code).resolve())):
         raise SystemExit(f"timed the wrong hulumed: {probe.stdout.split()[-1]} is not under {args.code}")
 
-    device = f"CPU: {_cpu_name()}, {os.cpu_count()} logical cores, load average {os.getloadavg()[0]:.1f}"
+    device = cpu_device()
     print(f"start-up, {args.label} ({args.code}), {device}")
     print(f"{'command':<28} {'seconds':>8}")
     for name, seconds in rows.items():

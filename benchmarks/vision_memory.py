@@ -20,24 +20,23 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import resource
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+from machine import peak_rss_bytes  # benchmarks/ is on sys.path when run
+
 IMPLS = ("ours", "loop", "dense")
 
 
-def _peak_rss_bytes() -> int:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux reports KiB
 
 
 def worker(impl: str, slices: int, slice_size: int, device: str, layers: int, repeat: int) -> dict:
     import torch
+    from dense_reference import dense_encode  # benchmarks/dense_reference.py, beside this script
 
     from hulumed.model.configuration import HulumedVisionEncoderConfig
-    from dense_reference import dense_encode  # benchmarks/dense_reference.py, beside this script
     from hulumed.model.vision_encoder import HulumedVisionEncoder
 
     torch.manual_seed(0)
@@ -64,7 +63,7 @@ def worker(impl: str, slices: int, slice_size: int, device: str, layers: int, re
         torch.cuda.reset_peak_memory_stats()
         base = torch.cuda.memory_allocated()
     else:
-        base = _peak_rss_bytes()
+        base = peak_rss_bytes()
     times = []
     for _ in range(repeat):
         start = time.perf_counter()
@@ -73,7 +72,7 @@ def worker(impl: str, slices: int, slice_size: int, device: str, layers: int, re
             torch.cuda.synchronize()
         times.append(time.perf_counter() - start)
     seconds = min(times)
-    peak = (torch.cuda.max_memory_allocated() if device == "cuda" else _peak_rss_bytes()) - base
+    peak = (torch.cuda.max_memory_allocated() if device == "cuda" else peak_rss_bytes()) - base
     return {
         "impl": impl,
         "slices": slices,
