@@ -103,13 +103,14 @@ def hf_reference(
 
 @contextlib.contextmanager
 def running_server(command: list[str], port: int, log: Path, env: dict[str, str]) -> Iterator[str]:
-    """Start ``command`` (an HTTP server on ``port``), wait for ``/health``, yield its ``/v1`` URL, stop it."""
+    """Start ``command`` (an HTTP server on ``port``), wait for ``/health``, yield its ``/v1`` URL, stop it and
+    every process it started (vLLM's EngineCore is a child that outlives a terminated api_server otherwise)."""
     import httpx
 
     root = str(Path(__file__).resolve().parents[2])
     env = dict(env, PYTHONPATH=os.pathsep.join([root, env.get("PYTHONPATH", "")]))
     with open(log, "w") as handle:
-        process = subprocess.Popen(command, env=env, stdout=handle, stderr=subprocess.STDOUT)
+        process = subprocess.Popen(command, env=env, stdout=handle, stderr=subprocess.STDOUT, start_new_session=True)
     try:
         for _ in range(400):
             if process.poll() is not None:
@@ -124,8 +125,29 @@ def running_server(command: list[str], port: int, log: Path, env: dict[str, str]
             pytest.fail(f"the server did not come up: {log.read_text()[-3000:]}")
         yield f"http://127.0.0.1:{port}/v1"
     finally:
-        process.terminate()
+        _stop_group(process)
+
+
+def _stop_group(process: subprocess.Popen) -> None:
+    """SIGTERM to the server's process group, SIGKILL to what is left after 60 s."""
+    import signal
+
+    try:
+        os.killpg(process.pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    try:
+        process.wait(60)
+    except subprocess.TimeoutExpired:
+        pass
+    for _ in range(50):  # the children may outlive the server by a moment
         try:
-            process.wait(60)
-        except subprocess.TimeoutExpired:
-            process.kill()
+            os.killpg(process.pid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.2)
+    try:
+        os.killpg(process.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    process.wait(10)
