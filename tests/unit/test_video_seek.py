@@ -144,6 +144,36 @@ def test_seek_converts_only_the_returned_frames(clips: dict[str, Path], monkeypa
     assert len(calls) == 36  # upstream keeps every output frame before subsampling
 
 
+def test_decode_everything_survives_a_frame_before_the_trim_start_mid_stream(
+    clips: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+):
+    """Out-of-order timestamps: a frame that the filter skips (time < 0 after the trim) between kept frames must
+    not drop the kept frame the filter still outputs (the decode-everything path holds only two frames)."""
+    real_frames, real_trim = video_container._decoded_frames, video_container._trim
+    seen: list[tuple[int, int]] = []
+    trims = []
+
+    def frames(container):
+        for index, frame in enumerate(real_frames(container)):
+            if index == 20:
+                frame.pts = 0  # before start_time: skipped by the filter
+            seen.append((frame.pts, frame.duration or 0))
+            yield frame
+
+    monkeypatch.setattr(video_container, "_decoded_frames", frames)
+    monkeypatch.setattr(video_container, "_trim", lambda *a: trims.append(real_trim(*a)) or trims[-1])
+    clip = load_video(clips["cfr10_gop12"], start_time=1.0, end_time=3.4, fps=2, max_frames=None, seek=False)
+    import av
+
+    with av.open(str(clips["cfr10_gop12"])) as container:
+        tb = Fraction(container.streams.video[0].time_base)
+    trim = trims[-1]
+    times = [p * tb - trim.offset for p, _ in seen]
+    steps = [d * tb if d else trim.default_step for _, d in seen]
+    plan = fps_filter_plan(times, steps, 2, trim.limit, drop_negative=True)
+    assert 20 not in plan and len(clip.frames) == len(plan) > 0
+
+
 def test_frame_size_guard(clips: dict[str, Path], monkeypatch: pytest.MonkeyPatch):
     monkeypatch.setattr(limits, "MAX_FRAME_PIXELS", 100)
     with pytest.raises(MediaError, match="pixels per frame"):

@@ -228,14 +228,18 @@ def _decode_all(
     with _decoding(path) as container:
         time_base = container.streams.video[0].time_base
         trim = _trim(container, path, start_time, end_time)
-        held: dict[int, Any] = {}  # decoded frames the filter may still output: the latest two
+        held: dict[int, Any] = {}  # decoded frames the filter may still output: the last kept one and the newest
 
         def times() -> Iterator[tuple[Fraction, Fraction]]:
+            last_kept: Optional[int] = None
             for index, frame in enumerate(_decoded_frames(container)):
-                held.pop(index - 2, None)
+                for old in [k for k in held if k != last_kept]:  # the filter outputs only its latest kept frame
+                    del held[old]
                 held[index] = frame
-                step = frame.duration * time_base if frame.duration else trim.default_step
-                yield frame.pts * time_base - trim.offset, step
+                time = frame.pts * time_base - trim.offset
+                if not (trim.do_trim and time < 0):  # fps_ticks skips these (drop_negative)
+                    last_kept = index
+                yield time, frame.duration * time_base if frame.duration else trim.default_step
 
         frames: list[np.ndarray] = []
         shown: Optional[int] = None
