@@ -18,8 +18,8 @@ pytest.importorskip("av")
 
 from hulumed import MediaError  # noqa: E402
 from hulumed.processing import HulumedProcessor, fps_filter_plan, limits, load_video  # noqa: E402
-from hulumed.processing.video import fps_ticks  # noqa: E402
 from hulumed.processing.video import container as video_container  # noqa: E402
+from hulumed.processing.video import fps_ticks  # noqa: E402
 from tests.unit.media_samples import decoded_index, write_clip  # noqa: E402
 
 GOLDEN = Path(__file__).resolve().parent.parent / "fixtures" / "golden"
