@@ -20,14 +20,12 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-IMAGE = ROOT / "tests" / "fixtures" / "golden" / "inputs" / "image_a.png"
+from workload import IMAGE, IMAGE_PROMPT, TEXT_PROMPT, add_workload_arguments, is_image  # benchmarks/ on sys.path
 
 
 def _conversations(n: int) -> list[list[dict]]:
-    text = "Explain finding {} in a chest CT."
-    image = [{"type": "image", "image": {"image_path": str(IMAGE)}}, {"type": "text", "text": "Describe."}]
-    return [[{"role": "user", "content": text.format(i) if i % 2 == 0 else image}] for i in range(n)]
+    image = [{"type": "image", "image": {"image_path": str(IMAGE)}}, {"type": "text", "text": IMAGE_PROMPT}]
+    return [[{"role": "user", "content": image if is_image(i) else TEXT_PROMPT.format(i)}] for i in range(n)]
 
 
 def _run(engine, conversations: list, params, concurrency: int, stream: bool) -> float:
@@ -48,10 +46,7 @@ def _run(engine, conversations: list, params, concurrency: int, stream: bool) ->
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", default=str(ROOT / "tests" / "fixtures" / "golden" / "tiny-qwen2"))
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--requests", type=int, default=48)
-    parser.add_argument("--max-tokens", type=int, default=16)
+    add_workload_arguments(parser)
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "engine_batching.json"))

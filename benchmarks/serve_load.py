@@ -31,17 +31,15 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
-
-ROOT = Path(__file__).resolve().parents[1]
-IMAGE = ROOT / "tests" / "fixtures" / "golden" / "inputs" / "image_a.png"
+from workload import IMAGE, IMAGE_PROMPT, TEXT_PROMPT, add_workload_arguments, is_image  # benchmarks/ on sys.path
 
 
 def _bodies(n: int, max_tokens: int, stream: bool = False) -> list[dict]:
     image = "data:image/png;base64," + base64.b64encode(IMAGE.read_bytes()).decode()
     bodies = []
     for i in range(n):
-        content = (f"Explain finding {i} in a chest CT." if i % 2 == 0 else
-                   [{"type": "image_url", "image_url": {"url": image}}, {"type": "text", "text": "Describe."}])
+        content = (TEXT_PROMPT.format(i) if not is_image(i) else
+                   [{"type": "image_url", "image_url": {"url": image}}, {"type": "text", "text": IMAGE_PROMPT}])
         bodies.append({"model": "bench", "messages": [{"role": "user", "content": content}], "max_tokens": max_tokens,
                        "temperature": 0, "ignore_eos": True, "stream": stream})
     return bodies
@@ -98,10 +96,7 @@ def _subprocess_server(args: argparse.Namespace, batch_size: int) -> Iterator[st
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", default=str(ROOT / "tests" / "fixtures" / "golden" / "tiny-qwen2"))
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--requests", type=int, default=48)
-    parser.add_argument("--max-tokens", type=int, default=16)
+    add_workload_arguments(parser)
     parser.add_argument("--concurrency", default="1,4,16")
     parser.add_argument("--stream", default="on,off", help="streamed requests (on), plain ones (off), or both")
     parser.add_argument("--server", choices=("process", "thread"), default="process",
