@@ -23,38 +23,23 @@ from typing import Any
 
 from ..errors import MediaError
 from ..processing.dicom import sniff_dicom, sniff_zip
-from ..processing.volume import sniff_nifti
+from ..processing.volume import VolumeOptions, sniff_nifti
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 VIDEO_SUFFIXES = (".mp4", ".webm", ".avi", ".mov", ".mkv", ".m4v", ".gif")
 KINDS = ("image", "video", "volume")
 
 
-@dataclass(frozen=True)
-class VolumeOptions:
-    """How a volume is sliced for the model (the processor's ``3d`` item options)."""
-
-    axis: int = 2  # 0, 1, 2 (upstream default 2)
-    num_slices: int | None = None  # None: every slice (upstream)
-    window: str | tuple[float, float] | None = None  # None: upstream clip-free per-slice min-max
-
-    def item(self, path: str) -> dict[str, Any]:
-        """The ``3d`` item of the processor for ``path``."""
-        item: dict[str, Any] = {"image_path": path, "nii_axis": self.axis}
-        if self.num_slices is not None:
-            item["nii_num_slices"] = self.num_slices
-        if self.window is not None:
-            item["window"] = list(self.window) if isinstance(self.window, tuple) else self.window
-        return item
-
-    def describe(self) -> str:
-        count = "all slices" if self.num_slices is None else f"{self.num_slices} slices"
-        window = (
-            "no window (per-slice min-max)" if self.window is None
-            else f"window {self.window[0]:g}/{self.window[1]:g}" if isinstance(self.window, tuple)
-            else f"window {self.window}"
-        )
-        return f"axis {self.axis}, {count}, {window}"
+def describe_volume(options: VolumeOptions) -> str:
+    """How a volume is sliced, in words (the demo's attachment list)."""
+    count = "all slices" if options.num_slices is None else f"{options.num_slices} slices"
+    window = options.window
+    shown = (
+        "no window (per-slice min-max)" if window is None
+        else f"window {window[0]:g}/{window[1]:g}" if isinstance(window, (tuple, list))
+        else f"window {window}"
+    )
+    return f"axis {options.axis}, {count}, {shown}"
 
 
 @dataclass(frozen=True)
@@ -89,7 +74,7 @@ class Attachment:
 
     def describe(self) -> str:
         if self.kind == "volume":
-            return f"{self.name} (volume: {self.volume.describe()})"
+            return f"{self.name} (volume: {describe_volume(self.volume)})"
         if self.kind == "video":
             return f"{self.name} (video: {self.video.describe()})"
         return f"{self.name} (image)"

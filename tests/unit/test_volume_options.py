@@ -5,6 +5,7 @@ Volumes are written here with nibabel (non-trivial affines) or taken from the sa
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import nibabel
@@ -172,3 +173,18 @@ def test_bad_options(tmp_path: Path):
         load_volume(path, num_slices=0)
     with pytest.raises(MediaError, match="does not exist"):
         load_volume(tmp_path / "missing.nii.gz")
+
+
+def test_volume_options_item_round_trip():
+    from hulumed.processing import VolumeOptions
+
+    for options in (VolumeOptions(), VolumeOptions(axis=0, num_slices=8, window=(40.0, 400.0)),
+                    VolumeOptions(window_center=40, window_width=400, normalize="volume", orientation="RAS",
+                                  slice_spacing=2.5, time_index=1)):
+        item = options.item("ct.nii.gz")
+        assert item["image_path"] == "ct.nii.gz" and item["nii_axis"] == options.axis
+        back = VolumeOptions.from_item(item)  # a window pair comes back as the JSON list the item holds
+        window = list(options.window) if isinstance(options.window, tuple) else options.window
+        assert back == dataclasses.replace(options, window=window)
+    assert VolumeOptions().item("x") == {"image_path": "x", "nii_axis": 2}  # defaults stay implicit
+    assert VolumeOptions(window="lung").item("x") == {"image_path": "x", "nii_axis": 2, "window": "lung"}

@@ -99,3 +99,14 @@ class VolumeOptions:
         if not values.get("orientation"):
             values.pop("orientation", None)
         return cls(**values)
+
+    def item(self, path: str) -> dict[str, Any]:
+        """The processor's `3d` item for `path` with these options (`from_item`'s inverse): the axis always,
+        the other options when they differ from the defaults; a window pair as a JSON-ready list."""
+        item: dict[str, Any] = {"image_path": path, "nii_axis": self.axis}
+        defaults = VolumeOptions()
+        for key, name in _ITEM_FIELDS.items():
+            value = getattr(self, name)
+            if name != "axis" and value != getattr(defaults, name):
+                item[key] = list(value) if isinstance(value, tuple) else value
+        return item
