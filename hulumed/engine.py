@@ -37,12 +37,21 @@ from typing import Any
 import torch
 from transformers.generation.streamers import BaseStreamer
 
-from .conversation import Conversation, has_media, validate
-from .errors import RequestTooLarge
+from .conversation import Conversation
 from .generation import GenerationParams, GenerationResult, decode_result
-from .interface import LoadOptions, Prepared, StreamDelta, StreamEvent, StreamFinal
+from .interface import (
+    LoadOptions,
+    Prepared,
+    StreamDelta,
+    StreamEvent,
+    StreamFinal,
+    check_visual_tokens,
+    conversations_to_prepare,
+    wants_system_prompt,
+)
+from .processing.processor import concat_visual
 from .processing.visual_tokens import keep_mask, visual_tokens
-from .think import visible_prefix, with_think_instruction
+from .think import visible_prefix
 
 #: How long the scheduler waits for more requests to join a batch that is not full.
 
@@ -113,10 +122,6 @@ class HFEngine:
         return self.model.model.vision_encoder.dtype
 
     # ------------------------------------------------------------------ inputs
-    def _add_system_prompt(self, conversation: Conversation) -> bool:
-        forced = self.options.system_prompt
-        return forced if forced is not None else has_media(conversation)
-
     def prepare(
         self, conversations: Sequence[Conversation], params: GenerationParams | None = None,
         max_visual_tokens: int | None = None,
@@ -124,16 +129,10 @@ class HFEngine:
         """Process conversations once; exact counts (visual tokens after reduction); ``RequestTooLarge`` over
         ``max_visual_tokens``, before any model work."""
         params = params or GenerationParams()
-        conversations = [validate(c) for c in conversations]
-        if params.think:
-            conversations = [with_think_instruction(c) for c in conversations]
+        conversations = conversations_to_prepare(conversations, params)
         rows = [self._prepare_row(c) for c in conversations]
         for row in rows:
-            if max_visual_tokens is not None and row.visual_tokens > max_visual_tokens:
-                raise RequestTooLarge(
-                    f"the media make {row.visual_tokens} visual tokens; the limit is {max_visual_tokens} "
-                    "(use fewer frames / slices or smaller images)"
-                )
+            check_visual_tokens(row.visual_tokens, max_visual_tokens)
         return Prepared(
             conversations=conversations,
             prompt_tokens=[r.prompt_tokens for r in rows],
@@ -150,7 +149,7 @@ class HFEngine:
     def _prepare_row(self, conversation: Conversation) -> _Row:
         with self._processor_lock:
             batch = self.processor(
-                conversation=[conversation], add_system_prompt=[self._add_system_prompt(conversation)],
+                conversation=[conversation], add_system_prompt=[wants_system_prompt(conversation, self.options)],
                 add_generation_prompt=True, return_tensors="pt",
             )
         inputs: dict[str, Any] = {}
@@ -239,7 +238,7 @@ class HFEngine:
         with self._processor_lock:
             return estimate_request(
                 self.model.config, self.processor, conversation, params,
-                dtype=self.dtype, add_system_prompt=self._add_system_prompt(conversation),
+                dtype=self.dtype, add_system_prompt=wants_system_prompt(conversation, self.options),
                 frame_chunk_size=self.options.frame_chunk_size, reduction=self.options.reduction,
                 vision_dtype=self.vision_dtype, parameters=self._parameters(),
             )
@@ -440,12 +439,7 @@ def _collate(rows: list[dict[str, Any]], pad_id: int) -> dict[str, Any]:
         ids.append(torch.nn.functional.pad(r["input_ids"], (pad, 0), value=pad_id))  # (1, width)
         masks.append(torch.nn.functional.pad(r["attention_mask"], (pad, 0), value=0))
     out: dict[str, Any] = {"input_ids": torch.cat(ids), "attention_mask": torch.cat(masks)}  # (B, width)
-    visual = [r for r in rows if "pixel_values" in r]
-    if visual:
-        out["pixel_values"] = torch.cat([r["pixel_values"] for r in visual])  # (P, 588)
-        out["grid_sizes"] = torch.cat([r["grid_sizes"] for r in visual])  # (items, 3)
-        out["merge_sizes"] = torch.cat([r["merge_sizes"] for r in visual])  # (items,)
-        out["modals"] = [m for r in visual for m in r["modals"]]
+    out.update(concat_visual(rows, torch.cat))  # pixel_values (P, 588), grid_sizes (items, 3), ...
     return out
 
 

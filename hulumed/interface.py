@@ -28,7 +28,10 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, fields, replace
 from typing import Any, Literal, Protocol, Union, runtime_checkable
 
+from .conversation import has_media, validate
+from .errors import RequestTooLarge
 from .generation import GenerationParams, GenerationResult
+from .think import with_think_instruction
 
 Conversation = list[dict[str, Any]]
 Backend = Literal["hf", "vllm"]
@@ -129,3 +132,25 @@ def text_deltas(events: Iterator[StreamEvent]) -> Iterator[str]:
     for event in events:
         if isinstance(event, StreamDelta):
             yield event.text
+
+
+# ---------------------------------------------------------------------------------------- shared by the backends
+def conversations_to_prepare(conversations: Sequence[Conversation], params: GenerationParams) -> list[Conversation]:
+    """``prepare``'s first step in every backend: validated conversations, with upstream's reasoning instruction
+    appended when ``params.think``."""
+    checked = [validate(c) for c in conversations]
+    return [with_think_instruction(c) for c in checked] if params.think else checked
+
+
+def wants_system_prompt(conversation: Conversation, options: LoadOptions) -> bool:
+    """Whether the checkpoint's system prompt is rendered: ``options.system_prompt`` if set, else upstream's rule
+    (on for conversations with media)."""
+    return options.system_prompt if options.system_prompt is not None else has_media(conversation)
+
+
+def check_visual_tokens(count: int, limit: int | None) -> None:
+    """``RequestTooLarge`` when a conversation's visual tokens (after reduction) exceed ``limit``."""
+    if limit is not None and count > limit:
+        raise RequestTooLarge(
+            f"the media make {count} visual tokens; the limit is {limit} (use fewer frames / slices or smaller images)"
+        )

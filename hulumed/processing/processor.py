@@ -44,6 +44,21 @@ DEFAULT_IMAGE_TOKEN = "<image>"
 FALLBACK_PAD_TOKEN = "<|endoftext|>"
 _IGNORED_CALL_KWARGS = {"padding", "padding_side", "truncation", "max_length"}
 
+VISUAL_KEYS = ("pixel_values", "grid_sizes", "merge_sizes")  # (P, 588), (n, 3), (n,): concatenated along dim 0
+
+
+def concat_visual(items: list[dict[str, Any]], cat: Any = np.concatenate) -> dict[str, Any]:
+    """The visual inputs of several samples as one batch, in sample order: `VISUAL_KEYS` joined with `cat`
+    (`np.concatenate` or `torch.cat`) and `modals` chained when the samples have them; empty if none has media."""
+    visual = [item for item in items if item.get("pixel_values") is not None]
+    if not visual:
+        return {}
+    out = {key: cat([item[key] for item in visual]) for key in VISUAL_KEYS}
+    if all("modals" in item for item in visual):
+        out["modals"] = [modal for item in visual for modal in item["modals"]]
+    return out
+
+
 @dataclass
 class _Encoded:
     """One sample before collation."""
@@ -323,11 +338,8 @@ class HulumedProcessor(ProcessorMixin):
             input_ids[row, length - n:] = sample.input_ids
             attention_mask[row, length - n:] = 1
         data: dict[str, Any] = {"input_ids": input_ids, "attention_mask": attention_mask}
-        visual = [s.visual for s in samples if s.visual is not None]
-        if visual:
-            data["pixel_values"] = np.concatenate([v["pixel_values"] for v in visual])  # (P, 588)
-            data["grid_sizes"] = np.concatenate([v["grid_sizes"] for v in visual])  # (n, 3)
-            data["merge_sizes"] = np.concatenate([v["merge_sizes"] for v in visual])  # (n,)
+        visual = concat_visual([s.visual for s in samples if s.visual is not None])
+        data.update(visual)
         if return_tensors == "pt":
             data = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in data.items()}
         elif return_tensors is None:

@@ -20,6 +20,7 @@ from typing import Any
 
 import torch
 
+from hulumed.processing.processor import concat_visual
 from hulumed.train.labels import IGNORE_INDEX
 
 
@@ -50,10 +51,5 @@ class HulumedCollator:
             "labels": labels,
             "position_ids": position_ids,
         }
-        visual = [item for item in items if "pixel_values" in item]
-        if visual:
-            out["pixel_values"] = torch.cat([item["pixel_values"] for item in visual])  # (P, 588)
-            out["grid_sizes"] = torch.cat([item["grid_sizes"] for item in visual])  # (items, 3)
-            out["merge_sizes"] = torch.cat([item["merge_sizes"] for item in visual])  # (items,)
-            out["modals"] = [modal for item in visual for modal in item["modals"]]
+        out.update(concat_visual(items, torch.cat))  # pixel_values (P, 588), grid_sizes (items, 3), ...
         return out

@@ -32,11 +32,19 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from ..conversation import Conversation, has_media, validate
-from ..errors import RequestTooLarge
+from ..conversation import Conversation
 from ..generation import GenerationParams, GenerationResult, cut_at_stop, decode_result
-from ..interface import LoadOptions, Prepared, StreamDelta, StreamEvent, StreamFinal
-from ..think import strip_think, visible_prefix, with_think_instruction
+from ..interface import (
+    LoadOptions,
+    Prepared,
+    StreamDelta,
+    StreamEvent,
+    StreamFinal,
+    check_visual_tokens,
+    conversations_to_prepare,
+    wants_system_prompt,
+)
+from ..think import strip_think, visible_prefix
 from .items import PromptItems, build_prompt_items
 from .penalty import EXTRA_ARG, GeneratedTokensRepetitionPenalty
 
@@ -96,33 +104,23 @@ class VllmEngine:
         self._ids = itertools.count()
 
     # ------------------------------------------------------------------ inputs
-    def _add_system_prompt(self, conversation: Conversation) -> bool:
-        chosen = self.options.system_prompt
-        return chosen if chosen is not None else has_media(conversation)
-
     def prepare(
         self, conversations: Sequence[Conversation], params: GenerationParams | None = None,
         max_visual_tokens: int | None = None,
     ) -> Prepared:
         params = params or GenerationParams()
-        conversations = [validate(c) for c in conversations]
-        if params.think:
-            conversations = [with_think_instruction(c) for c in conversations]
+        conversations = conversations_to_prepare(conversations, params)
         items: list[PromptItems] = []
         for conversation in conversations:
             batch = self.processor(
-                conversation=[conversation], add_system_prompt=[self._add_system_prompt(conversation)],
+                conversation=[conversation], add_system_prompt=[wants_system_prompt(conversation, self.options)],
                 add_generation_prompt=True, return_tensors="pt",
             )
             prompt = build_prompt_items(
                 batch, int(self.config.image_token_index), bool(self.config.use_token_compression), self.dtype,
                 self.options.reduction,
             )
-            if max_visual_tokens is not None and prompt.visual_tokens > max_visual_tokens:
-                raise RequestTooLarge(
-                    f"the media make {prompt.visual_tokens} visual tokens; the limit is {max_visual_tokens} "
-                    "(use fewer frames / slices or smaller images)"
-                )
+            check_visual_tokens(prompt.visual_tokens, max_visual_tokens)
             items.append(prompt)
         return Prepared(
             conversations=conversations,
@@ -286,8 +284,8 @@ class VllmEngine:
         params = params or GenerationParams()
         return estimate_request(
             self.config, self.processor, conversation, params, dtype=self.dtype,
-            add_system_prompt=self._add_system_prompt(conversation), frame_chunk_size=self.options.frame_chunk_size,
-            reduction=self.options.reduction,
+            add_system_prompt=wants_system_prompt(conversation, self.options),
+            frame_chunk_size=self.options.frame_chunk_size, reduction=self.options.reduction,
         )
 
     def info(self) -> dict[str, Any]:
