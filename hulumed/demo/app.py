@@ -160,11 +160,7 @@ class DemoApp:
         options = VolumeOptions(axis=int(axis), num_slices=count, window=_window_option(window, center, width))
         updated = volume.with_volume(options)
         volume_view(self.processor, self.volumes, updated)  # raises on a bad window before it is kept
-        session = copy.copy(session)
-        session.pending = list(session.pending)
-        session.replace(volume, updated)
-        session.notice = ""
-        return session
+        return _with_replaced(session, volume, updated)
 
     def update_video(self, session: DemoSession, fps: float, max_frames: float) -> DemoSession:
         video = session.latest("video")
@@ -172,12 +168,8 @@ class DemoApp:
             session.notice = "⚠️ attach a video first"
             return session
         updated = video.with_video(VideoOptions(fps=float(fps), max_frames=int(max_frames)))
-        video_frames(self.processor, updated)
-        session = copy.copy(session)
-        session.pending = list(session.pending)
-        session.replace(video, updated)
-        session.notice = ""
-        return session
+        video_frames(self.processor, updated)  # raises on bad options before they are kept
+        return _with_replaced(session, video, updated)
 
     def estimate(self, session: DemoSession, prompt: str, settings: ChatSettings) -> str:
         if not session.pending:
@@ -399,3 +391,12 @@ def launch(demo: gr.Blocks, host: str = "127.0.0.1", port: int = 7860, media_roo
     return demo.launch(server_name=host, server_port=port, share=False, ssr_mode=False, quiet=True,
                        allowed_paths=allowed, prevent_thread_lock=not block, footer_links=[], mcp_server=False,
                        css=CSS)
+
+
+def _with_replaced(session: DemoSession, old: Attachment, new: Attachment) -> DemoSession:
+    """A copy of ``session`` with ``old`` replaced by ``new`` among the pending attachments, notice cleared."""
+    session = copy.copy(session)
+    session.pending = list(session.pending)
+    session.replace(old, new)
+    session.notice = ""
+    return session
