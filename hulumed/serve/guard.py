@@ -21,14 +21,13 @@ from typing import Any
 
 from ..errors import MediaAccessError, MediaError, MediaRejected
 from ..processing import safe_files
+from ..processing.conversation_media import VIDEO_ITEM_KEYS
+from ..processing.volume import VOLUME_ITEM_KEYS
 
-VIDEO_OPTIONS = ("fps", "max_frames", "start_time", "end_time")
-VOLUME_OPTIONS = {  # request key -> processor key of a `3d` item
-    "slices": "nii_num_slices", "axis": "nii_axis", "nii_num_slices": "nii_num_slices", "nii_axis": "nii_axis",
-    "window": "window", "window_center": "window_center", "window_width": "window_width",
-    "orientation": "orientation", "normalize": "normalize", "slice_spacing": "slice_spacing",
-    "time_index": "time_index", "series_uid": "series_uid",
-}
+VIDEO_OPTIONS = tuple(k for k in VIDEO_ITEM_KEYS if k != "video_path")
+# request key -> processor key of a `3d` item: the processor's own keys, plus the short names of the CLI
+VOLUME_OPTIONS = {**{k: k for k in VOLUME_ITEM_KEYS if k != "image_path"},
+                  "slices": "nii_num_slices", "axis": "nii_axis"}
 IGNORED = ("url", "detail")  # "detail" is OpenAI's image hint; it has no meaning here
 RESERVED = ("image_path", "video_path")
 
