@@ -113,7 +113,7 @@ def worker(task: str, path: str, max_frames: int, repeat: int = 1) -> dict:
         start = time.perf_counter()
         volume = read_volume(path)
         return {"seconds": time.perf_counter() - start, "peak_bytes": peak_rss_bytes() - base,
-                "shape": list(volume.data.shape)}
+                "shape": list(volume.shape)}
     from hulumed.processing import HulumedProcessor
 
     processor = HulumedProcessor.from_pretrained(GOLDEN / "tiny-qwen2")

@@ -38,7 +38,8 @@ def _loaded_part(processor: Any, attachment: Attachment) -> dict[str, Any]:
 
 
 class VolumeCache:
-    """Volumes read once (``read_volume``) for the viewer, a few at a time, most recently used kept."""
+    """Volumes opened once (``read_volume``: header and geometry) for the viewer, a few at a time, most recently
+    used kept; a slice is read when it is shown."""
 
     def __init__(self, size: int = 4) -> None:
         self.size = size
@@ -50,9 +51,7 @@ class VolumeCache:
             if path in self._items:
                 self._items.move_to_end(path)
                 return self._items[path]
-        volume = read_volume(path)
-        if not np.isfinite(volume.data).all():
-            slice_volume(volume, num_slices=1)  # raises the loader's own NaN / Inf message
+        volume = read_volume(path)  # header and geometry only: planes are read when shown
         with self._lock:
             self._items[path] = volume
             while len(self._items) > self.size:
@@ -74,14 +73,14 @@ def volume_view(processor: Any, cache: VolumeCache, attachment: Attachment) -> V
     """Slice count, model slice indices and the model's slices for a volume attachment."""
     volume = cache.get(attachment.path)
     options = attachment.volume
-    total = int(volume.data.shape[options.axis])
+    total = int(volume.shape[options.axis])
     indices = [int(i) for i in select_slices(volume.positions[options.axis], options.num_slices)]
     frames = _loaded_part(processor, attachment)["video"]  # the processor's own load_volume result
     if len(frames) != len(indices):  # pragma: no cover - one rule, two readers; keep the guarantee loud
         raise MediaError(f"{attachment.name}: the viewer expected {len(indices)} slices, the processor gave "
                          f"{len(frames)}")
     strip = [(_hwc(f), f"slice {i}") for f, i in zip(frames, indices)]
-    return VolumeView(tuple(int(s) for s in volume.data.shape), total, indices, strip)  # type: ignore[arg-type]
+    return VolumeView(tuple(int(s) for s in volume.shape), total, indices, strip)  # type: ignore[arg-type]
 
 
 def viewer_slice(cache: VolumeCache, attachment: Attachment, index: int) -> np.ndarray:
@@ -92,12 +91,13 @@ def viewer_slice(cache: VolumeCache, attachment: Attachment, index: int) -> np.n
     """
     volume = cache.get(attachment.path)
     axis = attachment.volume.axis
-    total = volume.data.shape[axis]
+    total = volume.shape[axis]
     index = int(min(max(index, 0), total - 1))
-    data = np.take(volume.data, [index], axis=axis)  # one slice kept along `axis`
+    [plane] = volume.voxels.planes(axis, [index])
+    data = np.expand_dims(plane, axis)  # one slice kept along `axis`
     positions = list(volume.positions)
     positions[axis] = volume.positions[axis][[index]]
-    one = replace(volume, data=data, positions=tuple(positions))
+    one = replace(volume, voxels=data, positions=tuple(positions))
     window = attachment.volume.window
     [plane] = slice_volume(one, axis=axis, window=list(window) if isinstance(window, tuple) else window)
     return _hwc(plane)

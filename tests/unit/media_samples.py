@@ -147,3 +147,27 @@ def write_series(
         )
         paths.append(save(ds, folder / name))
     return paths
+
+
+def ct_phantom(rows: int = 512, columns: int = 512, slices: int = 300, seed: int = 0) -> np.ndarray:
+    """A chest-CT-shaped int16 HU volume `(rows, columns, slices)`: air around an elliptic body of soft tissue,
+    two lungs, a spine, a table line and scanner noise (so gzip compresses it about as much as a real scan)."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:rows, 0:columns].astype(np.float32)
+    cy, cx = rows / 2, columns / 2
+    body = ((x - cx) / (0.42 * columns)) ** 2 + ((y - cy) / (0.32 * rows)) ** 2 < 1
+    lungs = [((x - cx + s * 0.17 * columns) / (0.13 * columns)) ** 2 + ((y - cy + 0.02 * rows) / (0.2 * rows)) ** 2 < 1
+             for s in (1, -1)]
+    spine = ((x - cx) / (0.04 * columns)) ** 2 + ((y - cy - 0.22 * rows) / (0.04 * rows)) ** 2 < 1
+    base = np.full((rows, columns), -1000.0, np.float32)
+    base[body] = 40.0
+    for lung in lungs:
+        base[lung & body] = -850.0
+    base[spine] = 700.0
+    base[int(0.86 * rows):int(0.87 * rows), :] = 200.0  # the table
+    volume = np.empty((rows, columns, slices), np.int16)
+    for k in range(slices):
+        taper = 1.0 - 0.3 * abs(k / max(slices - 1, 1) - 0.5)  # lungs shrink towards the ends
+        plane = np.where(base == -850.0, -850.0 + 300.0 * (1 - taper), base)
+        volume[:, :, k] = np.clip(plane + rng.normal(0, 12, (rows, columns)), -1024, 3071).astype(np.int16)
+    return volume

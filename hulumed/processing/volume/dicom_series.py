@@ -2,7 +2,9 @@
 
 In:  a folder (searched recursively), a zip archive, or one DICOM file; optionally a SeriesInstanceUID.
 Out: `Volume` of float32 HU voxels `(rows, columns, slices)` with an LPS->RAS affine and the slices'
-     distances along the normal (for spacing-aware sampling), sorted along the slice normal.
+     distances along the normal (for spacing-aware sampling), sorted along the slice normal. Every file's header
+     is read (`stop_before_pixels`) to group, sort and check the series; pixels are decoded only for the slices
+     that are asked for (`SeriesVoxels`), so 32 slices of a 300-file series decode 32 files.
 
 Rules:
 - Files are grouped by SeriesInstanceUID (non-DICOM and non-image files are skipped and counted); `series_uid`
@@ -26,7 +28,7 @@ from __future__ import annotations
 import logging
 import os
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional, Union
@@ -45,7 +47,7 @@ from hulumed.processing.dicom import (
     scrub,
     sniff_zip,
 )
-from hulumed.processing.volume.geometry import Volume
+from hulumed.processing.volume.geometry import ArrayVoxels, Volume, Voxels, plane_index
 
 logger = logging.getLogger(__name__)
 
@@ -307,31 +309,66 @@ def _multiframe_volume(instance: _Instance, path: Path) -> Volume:
     data = np.empty((instance.rows, instance.columns, frames), dtype=np.float32)  # (rows, cols, slices)
     for k, frame in enumerate(order):
         slope, intercept = _rescale(dataset, int(frame))
-        with np.errstate(over="ignore", invalid="ignore"):  # overflow -> inf, reported by _volume
+        with np.errstate(over="ignore", invalid="ignore"):  # overflow -> inf, reported below
             data[:, :, k] = pixels[frame].astype(np.float64) * slope + intercept
+    _check_rescaled(data, f"DICOM file {instance.name}")
     spacing = _pixel_spacing(dataset)
     thickness = float(get_value(dataset, "SliceThickness", 1.0) or 1.0)
     first = positions[order[0]] if positions is not None else None
     last = positions[order[-1]] if positions is not None else None
     if positions is None:
         distances = distances * thickness
-    return _volume(data, orientation, spacing, first, last, thickness, distances, f"DICOM file {instance.name}")
+    return _volume(ArrayVoxels(data), orientation, spacing, first, last, thickness, distances,
+                   f"DICOM file {instance.name}")
+
+
+def _check_rescaled(values: np.ndarray, source: str) -> None:
+    if not np.all(np.isfinite(values)):
+        raise MediaError(f"{source} has NaN or infinite values after rescaling. Check its rescale slope/intercept.")
 
 
 def _volume(
-    data: np.ndarray, orientation: Optional[np.ndarray], spacing: np.ndarray, first: Optional[np.ndarray],
+    voxels: Voxels, orientation: Optional[np.ndarray], spacing: np.ndarray, first: Optional[np.ndarray],
     last: Optional[np.ndarray], thickness: float, distances: np.ndarray, source: str,
 ) -> Volume:
-    if not np.all(np.isfinite(data)):
-        raise MediaError(f"{source} has NaN or infinite values after rescaling. Check its rescale slope/intercept.")
-    rows, columns, count = data.shape
+    rows, columns, count = voxels.shape
     affine = _affine(orientation, spacing, first, last, count, thickness)
     positions = (
         np.arange(rows, dtype=np.float64) * spacing[0],
         np.arange(columns, dtype=np.float64) * spacing[1],
         np.abs(distances - distances[0]),
     )
-    return Volume(data, affine, positions, source)
+    return Volume(voxels, affine, positions, source)
+
+
+class SeriesVoxels(Voxels):
+    """The HU voxels `(rows, columns, slices)` of a series of single-frame files sorted along the normal: a plane
+    along the slice axis decodes one file; a plane along another axis needs every file (decoded once, kept)."""
+
+    def __init__(self, instances: list[_Instance], rows: int, columns: int, label: str) -> None:
+        self.instances, self.label = instances, label
+        self.shape = (rows, columns, len(instances))
+        self.dtype = np.dtype(np.float32)
+        self._whole: Optional[np.ndarray] = None
+
+    def _slice(self, k: int) -> np.ndarray:  # (rows, columns) float32 HU
+        instance = self.instances[k]
+        dataset = read_dataset(instance.source, instance.name)
+        pixels = decode_pixels(dataset, instance.name)
+        if pixels.shape != self.shape[:2]:
+            raise MediaError(f"Inconsistent {self.label}: {instance.name} decodes to shape {pixels.shape}.")
+        slope, intercept = _rescale(dataset)
+        with np.errstate(over="ignore", invalid="ignore"):  # overflow -> inf, reported below
+            values = (pixels.astype(np.float64) * slope + intercept).astype(np.float32)
+        _check_rescaled(values, self.label)
+        return values
+
+    def _read(self, axis: int, indices: Sequence[int]) -> list[np.ndarray]:
+        if axis == 2:
+            return [self._slice(k) for k in indices]
+        if self._whole is None:
+            self._whole = np.stack([self._slice(k) for k in range(self.shape[2])], axis=2)  # (rows, cols, slices)
+        return [self._whole[plane_index(axis, i)] for i in indices]
 
 
 def read_series(path: PathLike, series_uid: Optional[str] = None) -> Volume:
@@ -374,25 +411,16 @@ def read_series(path: PathLike, series_uid: Optional[str] = None) -> Volume:
     order, distances = _sort_order(positions, orientation, [i.instance_number for i in instances], label)
 
     rows, columns = sizes.pop()
-    data = np.empty((rows, columns, len(instances)), dtype=np.float32)  # (rows, cols, slices)
-    spacing, thickness = np.ones(2), 1.0
-    for k, index in enumerate(order):
-        instance = instances[int(index)]
-        dataset = read_dataset(instance.source, instance.name)
-        pixels = decode_pixels(dataset, instance.name)
-        if pixels.shape != (rows, columns):
-            raise MediaError(f"Inconsistent {label}: {instance.name} decodes to shape {pixels.shape}.")
-        slope, intercept = _rescale(dataset)
-        with np.errstate(over="ignore", invalid="ignore"):  # overflow -> inf, reported by _volume
-            data[:, :, k] = pixels.astype(np.float64) * slope + intercept
-        if k == 0:
-            spacing = _pixel_spacing(dataset)
-            try:
-                thickness = float(get_value(dataset, "SliceThickness", 1.0)) or 1.0
-            except (TypeError, ValueError):
-                thickness = 1.0
+    ordered = [instances[int(index)] for index in order]
+    header = read_dataset(ordered[0].source, ordered[0].name, header_only=True)  # spacing of the first slice
+    spacing = _pixel_spacing(header)
+    try:
+        thickness = float(get_value(header, "SliceThickness", 1.0)) or 1.0
+    except (TypeError, ValueError):
+        thickness = 1.0
     first = positions[order[0]] if positions is not None else None
     last = positions[order[-1]] if positions is not None else None
     if positions is None:
         distances = distances * thickness
-    return _volume(data, orientation, spacing, first, last, thickness, distances, label)
+    return _volume(SeriesVoxels(ordered, rows, columns, label), orientation, spacing, first, last, thickness,
+                   distances, label)

@@ -1,7 +1,8 @@
 """NIfTI (and any format nibabel reads) -> a `Volume` of float64 voxels, refusing bombs from the header.
 
-Upstream's `load_nii` reads `nibabel.load(path).get_fdata()` (float64) in the raw voxel-array axis order; so does
-`read_nifti`. Before anything is read, the declared shape is checked against `limits.MAX_VOXELS` (and one slice
+Upstream's `load_nii` reads `nibabel.load(path).get_fdata()` (float64) in the raw voxel-array axis order; the
+values `read_nifti`'s voxels give are those, bit for bit, read only for the planes that are sliced. Before anything
+is read, the declared shape is checked against `limits.MAX_VOXELS` (and one slice
 along the requested axis against `limits.MAX_FRAME_PIXELS`), and the file against the bytes its header needs
 (truncated files). A NIfTI file with an unusual extension is recognised by its magic bytes and read with a cap.
 4-D series need `time_index`. Every failure is a `MediaError`.
@@ -15,13 +16,14 @@ import os
 import struct
 import warnings
 from pathlib import Path
+from collections.abc import Sequence
 from typing import Any, Optional, Union
 
 import numpy as np
 
 from hulumed.errors import MediaError
 from hulumed.processing import limits, safe_files
-from hulumed.processing.volume.geometry import Volume
+from hulumed.processing.volume.geometry import Volume, Voxels, plane_index
 
 PathLike = Union[str, os.PathLike]
 
@@ -96,7 +98,10 @@ def _open_nifti(path: Path) -> Any:
     import nibabel
 
     try:
-        return nibabel.load(str(path))
+        try:
+            return nibabel.load(str(path), keep_file_open=True)  # a compressed file is read forward once
+        except TypeError:  # an image class without the option
+            return nibabel.load(str(path))
     except nibabel.filebasedimages.ImageFileError:
         if not sniff_nifti(path):
             raise
@@ -115,9 +120,57 @@ def _open_nifti(path: Path) -> Any:
     return image_class.from_bytes(raw)
 
 
+def _unreadable(path: Path, err: Exception) -> MediaError:
+    return MediaError(
+        f"Cannot read {path} as a NIfTI volume: {type(err).__name__}: {err}. Pass a valid .nii or .nii.gz file "
+        "(or a DICOM file, folder or zip); the file may be corrupt or truncated."
+    )
+
+
+class NiftiVoxels(Voxels):
+    """The voxels of a NIfTI file, read plane by plane through nibabel's array proxy.
+
+    Values equal `get_fdata()` bit for bit: a 3-D image is scaled in float64 as `get_fdata` does; one volume of a
+    4-D series is scaled as nibabel's `slicer` scales it, then converted to float64 (what `read_nifti` always did).
+    An uncompressed file is memory-mapped, so a plane reads only its pages; a compressed file is kept open and read
+    forward once for the planes of the last axis (contiguous on disk), or read whole once for another axis (its
+    planes are spread over the whole stream)."""
+
+    def __init__(self, image: Any, path: Path, time_index: Optional[int]) -> None:
+        self.proxy, self.path = image.dataobj, path
+        self.time = () if time_index is None else (time_index,)  # trailing index of a 4-D series
+        self.scale_dtype = np.float64 if time_index is None or image.shape[3] == 1 else None
+        self.shape = tuple(int(n) for n in image.shape[:3])  # type: ignore[assignment]
+        self.dtype = np.dtype(np.float64)
+        self.compressed = path.name.lower().endswith((".gz", ".bz2", ".zst"))
+        self._whole: Optional[np.ndarray] = None
+
+    def _scaled(self, key: tuple[Any, ...]) -> np.ndarray:
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # casts of corrupt data: NaN / Inf are reported by the slicer
+                if hasattr(self.proxy, "_get_scaled"):  # nibabel's ArrayProxy: the code path get_fdata takes
+                    values = self.proxy._get_scaled(dtype=self.scale_dtype, slicer=key + self.time)
+                else:  # an array already in memory
+                    values = np.asarray(self.proxy[key + self.time])
+                return np.asarray(values).astype(np.float64, copy=False)
+        except MediaError:
+            raise
+        except Exception as err:  # EOFError, zlib errors, struct errors, MemoryError, ...
+            raise _unreadable(self.path, err) from err
+
+    def _read(self, axis: int, indices: Sequence[int]) -> list[np.ndarray]:
+        if self.compressed and axis != 2 and indices:
+            if self._whole is None:
+                self._whole = self._scaled((slice(None),) * 3)  # (D0, D1, D2)
+            return [self._whole[plane_index(axis, i)] for i in indices]
+        return [self._scaled(plane_index(axis, i)) for i in indices]  # ascending: one forward pass
+
+
 def read_nifti(path: PathLike, time_index: Optional[int] = None, axis: Optional[int] = None) -> Volume:
-    """A NIfTI (or other nibabel) volume as float64 voxels `(D0, D1, D2)` with its affine; with `axis`, a volume
-    whose slices along it would be over the plane limit is refused before reading."""
+    """A NIfTI (or other nibabel) volume `(D0, D1, D2)` with its affine, its voxels read on demand as float64
+    (`NiftiVoxels`); the header is checked here, before any voxel is read, and with `axis`, a volume whose slices
+    along it would be over the plane limit is refused."""
     path = Path(path)
     if not path.exists():
         raise MediaError(f"NIfTI file {path} does not exist. Check the path.")
@@ -136,7 +189,7 @@ def read_nifti(path: PathLike, time_index: Optional[int] = None, axis: Optional[
                 f"{path} stores {np.dtype(image.get_data_dtype())} voxels (complex or RGB); a scalar volume is needed. "
                 "Save the magnitude (or one channel) as a new NIfTI file."
             )
-        shape = tuple(image.shape)
+        shape = tuple(int(n) for n in image.shape)
         if len(shape) == 4 and shape[3] > 1:
             if time_index is None:
                 raise MediaError(
@@ -145,26 +198,25 @@ def read_nifti(path: PathLike, time_index: Optional[int] = None, axis: Optional[
                 )
             if not isinstance(time_index, (int, np.integer)) or not -shape[3] <= time_index < shape[3]:
                 raise MediaError(f"time_index must be an integer in 0..{shape[3] - 1} for {path}; got {time_index!r}.")
-            image = image.slicer[..., int(time_index)]
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # casts of corrupt data: NaN / Inf are reported below
-            volume = np.asarray(image.get_fdata(), dtype=np.float64)
+            time_index = int(time_index) % shape[3]
+        elif len(shape) == 4:
+            time_index = 0  # (D0, D1, D2, 1) -> (D0, D1, D2)
+        else:
+            time_index = None
         affine = np.asarray(image.affine, dtype=np.float64)
     except MediaError:
         raise
     except Exception as err:  # ImageFileError, EOFError, zlib errors, struct errors, MemoryError, ...
-        raise MediaError(
-            f"Cannot read {path} as a NIfTI volume: {type(err).__name__}: {err}. Pass a valid .nii or .nii.gz file "
-            "(or a DICOM file, folder or zip); the file may be corrupt or truncated."
-        ) from err
-    if volume.size == 0:
-        raise MediaError(f"{path} holds no voxels (shape {volume.shape}). Re-export the volume.")
-    if volume.ndim == 4 and volume.shape[3] == 1:
-        volume = volume[..., 0]  # (D0, D1, D2, 1) -> (D0, D1, D2)
-    if volume.ndim != 3:
-        raise MediaError(f"{path} holds a {volume.ndim}-D array of shape {volume.shape}; a 3-D volume is needed.")
+        raise _unreadable(path, err) from err
+    if int(np.prod(shape, dtype=np.float64)) == 0:
+        raise MediaError(f"{path} holds no voxels (shape {shape}). Re-export the volume.")
+    spatial = len(shape) - (1 if len(shape) == 4 else 0)
+    if spatial != 3:
+        shown = shape[:3] if len(shape) == 4 else shape
+        raise MediaError(f"{path} holds a {spatial}-D array of shape {shown}; a 3-D volume is needed.")
     if affine.shape != (4, 4) or not np.all(np.isfinite(affine)):
         affine = np.eye(4)
+    voxels = NiftiVoxels(image, path, time_index)
     zooms = np.sqrt((affine[:3, :3] ** 2).sum(axis=0))  # mm per index step along each axis
-    positions = tuple(np.arange(n, dtype=np.float64) * z for n, z in zip(volume.shape, zooms))
-    return Volume(volume, affine, positions, f"NIfTI file {path}")  # type: ignore[arg-type]
+    positions = tuple(np.arange(n, dtype=np.float64) * z for n, z in zip(voxels.shape, zooms))
+    return Volume(voxels, affine, positions, f"NIfTI file {path}")  # type: ignore[arg-type]

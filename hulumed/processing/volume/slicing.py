@@ -1,4 +1,4 @@
-"""A `Volume` -> slices as `(3, X, Y)` uint8 arrays, upstream-exact by default (UPSTREAM.md §5.8).
+"""A `Volume` -> slices as `(3, X, Y)` uint8 arrays, upstream-exact by default (upstream's `load_nii`).
 
 Default rules = upstream HF-Version `load_nii`:
 - raw voxel-array axis order: no reorientation, flip or rotation.
@@ -19,7 +19,7 @@ from typing import Any, Optional
 import numpy as np
 
 from hulumed.errors import MediaError
-from hulumed.processing.volume.geometry import Volume, reorient
+from hulumed.processing.volume.geometry import Volume, Voxels, reorient
 from hulumed.processing.volume.options import VolumeOptions
 from hulumed.processing.windowing import resolve_window, windowed_rgb
 
@@ -50,37 +50,60 @@ def _to_uint8(slice_2d: np.ndarray) -> np.ndarray:
     return np.zeros(slice_2d.shape, dtype=np.uint8)
 
 
+def _check_finite(plane: np.ndarray, source: str) -> None:
+    if not np.isfinite(plane).all():
+        bad = int(plane.size - np.isfinite(plane).sum())
+        raise MediaError(
+            f"{source} has {bad:,} NaN or infinite voxels in a slice the model receives. Replace them (e.g. "
+            "numpy.nan_to_num) and save the volume again."
+        )
+
+
+def _volume_range(voxels: Voxels, axis: int, clip: Optional[tuple[float, float]], source: str) -> tuple[float, float]:
+    """(min, max) of the whole (clipped) volume, one plane at a time (normalize="volume")."""
+    low, high = np.inf, -np.inf
+    for start in range(0, voxels.shape[axis], 16):
+        for plane in voxels.planes(axis, range(start, min(start + 16, voxels.shape[axis]))):
+            _check_finite(plane, source)
+            if clip is not None:
+                plane = np.clip(plane, *clip)
+            low, high = min(low, float(plane.min())), max(high, float(plane.max()))
+    return low, high
+
+
 def slice_volume(volume: Volume, options: Optional[VolumeOptions] = None, **fields: Any) -> list[np.ndarray]:
-    """Slices of `volume` as `(3, X, Y)` uint8 arrays; `fields` replace those of `options` (module docstring)."""
+    """Slices of `volume` as `(3, X, Y)` uint8 arrays; `fields` replace those of `options` (module docstring).
+
+    Only the planes the model receives are read from `volume.voxels` (all of them for `normalize="volume"`, whose
+    range spans the volume); each is converted to float64, checked for NaN / Inf, clipped and normalised on its own.
+    """
     options = replace(options if options is not None else VolumeOptions(), **fields)
     axis = options.axis
     windows = resolve_window(options.window) if options.window is not None else None
-    finite = np.isfinite(volume.data)
-    if not finite.all():
-        bad = int(volume.data.size - finite.sum())
-        raise MediaError(
-            f"{volume.source} has {bad:,} NaN or infinite voxels. Replace them (e.g. numpy.nan_to_num) and save "
-            "the volume again."
-        )
     volume = reorient(volume, options.orientation)
-    data = volume.data
-    total = data.shape[axis]
+    total = volume.shape[axis]
     if total == 0:
-        raise MediaError(f"{volume.source} has no slices along axis {axis} (shape {data.shape}).")
+        raise MediaError(f"{volume.source} has no slices along axis {axis} (shape {volume.shape}).")
     spacing = options.slice_spacing
     if spacing is not None and not np.any(np.abs(volume.positions[axis] - volume.positions[axis][0]) > 0):
         if total > 1:
             raise MediaError(f"{volume.source} has no slice spacing along axis {axis}; drop slice_spacing.")
     indices = select_slices(volume.positions[axis], options.num_slices, spacing)
 
+    clip = None
     if options.window_center is not None and options.window_width is not None:
         half = options.window_width / 2
-        data = np.clip(data, options.window_center - half, options.window_center + half)
-    volume_range = (float(data.min()), float(data.max())) if options.normalize == "volume" and windows is None else None
+        clip = (options.window_center - half, options.window_center + half)
+    volume_range = None
+    if options.normalize == "volume" and windows is None:
+        volume_range = _volume_range(volume.voxels, axis, clip, volume.source)
 
     slices = []
-    for index in indices:
-        plane = np.take(data, int(index), axis=axis).astype(np.float64, copy=False)  # (X, Y): remaining axes
+    for plane in volume.voxels.planes(axis, indices):
+        _check_finite(plane, volume.source)
+        if clip is not None:
+            plane = np.clip(plane, *clip)  # in the voxels' own dtype, as the whole-volume clip was
+        plane = plane.astype(np.float64, copy=False)  # (X, Y): remaining axes
         if options.orientation == "radiological":
             plane = plane.T[::-1, ::-1]  # RAS (X, Y) -> viewer rows / columns (VolumeOptions)
         if windows is not None:
