@@ -39,7 +39,7 @@ from .batcher import Admission, Batcher
 from .media import MediaResolver
 from .metrics import CONTENT_TYPE, ServerMetrics
 from .protocol import ChatCompletionRequest, chunk, completion_id, completion_response, error_body, usage_block
-from .settings import ServerSettings
+from .settings import ServerSettings, over_limit
 
 log = logging.getLogger("hulumed.serve")
 
@@ -181,12 +181,12 @@ def create_app(engine: Engine, settings: ServerSettings) -> FastAPI:
 async def _read_body(request: Request, limit: int) -> bytes:
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise ApiError(413, f"request body over {limit} bytes", "body_too_large")
+        raise ApiError(413, over_limit("the request body", "max_body_bytes", limit, int(declared)), "body_too_large")
     body = bytearray()
     async for block in request.stream():
         body.extend(block)
         if len(body) > limit:
-            raise ApiError(413, f"request body over {limit} bytes", "body_too_large")
+            raise ApiError(413, over_limit("the request body", "max_body_bytes", limit), "body_too_large")
     return bytes(body)
 
 

@@ -23,6 +23,7 @@ from ..errors import MediaAccessError, MediaError, MediaRejected
 from ..processing import safe_files
 from ..processing.conversation_media import VIDEO_ITEM_KEYS
 from ..processing.volume import VOLUME_ITEM_KEYS
+from .settings import over_limit
 
 VIDEO_OPTIONS = tuple(k for k in VIDEO_ITEM_KEYS if k != "video_path")
 # request key -> processor key of a `3d` item: the processor's own keys, plus the short names of the CLI
@@ -100,8 +101,10 @@ def local_media(raw: str, root: Path, kind: str, max_bytes: int, max_pixels: int
                             code="path_outside_media_root") from None
     except MediaError as error:
         raise MediaRejected(str(error), code="invalid_media") from None
-    if resolved.stat().st_size > max_bytes:
-        raise MediaRejected(f"media file larger than {max_bytes} bytes", status=413, code="media_too_large")
+    size = resolved.stat().st_size
+    if size > max_bytes:
+        raise MediaRejected(over_limit("the media file", "max_media_bytes", max_bytes, size), status=413,
+                            code="media_too_large")
     return resolved  # the caller checks the pixels of images and GIFs (whatever their source)
 
 
@@ -113,7 +116,8 @@ def _folder(folder: Path, root: Path, kind: str, max_bytes: int, max_pixels: int
         raise MediaRejected("the media folder holds no files", code="invalid_media")
     total = sum(f.stat().st_size for f in files)
     if total > max_bytes:
-        raise MediaRejected(f"media folder holds more than {max_bytes} bytes", status=413, code="media_too_large")
+        raise MediaRejected(over_limit("the media folder", "max_media_bytes", max_bytes, total), status=413,
+                            code="media_too_large")
     if kind == "video_url":
         for frame in files:
             check_pixels(frame, max_pixels)

@@ -22,7 +22,7 @@ from urllib.parse import unquote, urlparse
 
 from ..errors import MediaRejected
 from .guard import check_pixels, local_media, part_options
-from .settings import ServerSettings
+from .settings import ServerSettings, over_limit
 
 _EXTENSIONS = {
     "image/png": ".png", "image/jpeg": ".jpg", "image/jpg": ".jpg", "image/webp": ".webp", "image/bmp": ".bmp",
@@ -119,7 +119,8 @@ class MediaResolver:
                                 code="invalid_data_uri")
         if len(payload) * 3 // 4 > self.settings.max_media_bytes:
             raise MediaRejected(
-                f"media part larger than {self.settings.max_media_bytes} bytes", status=413, code="media_too_large"
+                over_limit("the media part", "max_media_bytes", self.settings.max_media_bytes, len(payload) * 3 // 4),
+                status=413, code="media_too_large",
             )
         try:
             data = base64.b64decode(payload, validate=True)
@@ -158,7 +159,7 @@ class MediaResolver:
                 for block in response.iter_bytes():
                     data.extend(block)
                     if len(data) > limit:
-                        raise MediaRejected(f"remote media larger than {limit} bytes", status=413,
+                        raise MediaRejected(over_limit("the remote media", "max_media_bytes", limit), status=413,
                                             code="media_too_large")
                     if time.monotonic() > deadline:
                         raise MediaRejected(f"fetching {url} took longer than {budget:g} s", status=408,

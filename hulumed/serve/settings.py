@@ -13,9 +13,10 @@ class ServerSettings:
     media_root: Path | None = None  # local media paths are allowed only below this folder (None: refused)
     allow_remote_media: bool = False  # fetch http(s) media URLs (off by default)
     remote_timeout_s: float = 10.0  # total time limit for one remote fetch (not per read)
-    max_body_bytes: int = 64 * 2**20  # whole request body (413 above)
+    max_body_bytes: int = 256 * 2**20  # whole request body (413 above): a CT uploaded as a data: URI fits
     body_timeout_s: float = 30.0  # the whole body must arrive within this (408 otherwise); no slot is held meanwhile
-    max_media_bytes: int = 32 * 2**20  # one decoded media part
+    max_media_bytes: int = 512 * 2**20  # one media part on disk or decoded: an ordinary CT / MR study fits;
+    # what it may decode to is bounded by hulumed.processing.limits (voxels, pixels, inflated bytes)
     max_pixels: int = 40_000_000  # one image's width x height (decompression-bomb guard)
     max_media_parts: int = 16  # images + videos + volumes in one request
     max_visual_tokens: int = 32_768  # visual tokens one request may put in the prompt
@@ -28,3 +29,14 @@ class ServerSettings:
     max_wait_ms: float = 10.0  # how long the first request of a batch waits for company (LoadOptions.batch_wait_ms)
     max_queue: int = 64  # requests waiting; more are refused with 429 + Retry-After
     log_content: bool = False  # log message text (off: logs carry ids, sizes, timings only)
+
+
+# the `hulumed serve` flag that raises each size limit (a 413 names it)
+SIZE_FLAGS = {"max_body_bytes": "--max-body-mb", "max_media_bytes": "--max-media-mb"}
+
+
+def over_limit(what: str, field: str, limit: int, size: int | None = None) -> str:
+    """A 413 message: what was too large, its size and the limit in MB, and the flag that raises the limit."""
+    have = f" is {size / 2**20:,.1f} MB," if size is not None else " is"
+    return (f"{what}{have} over this server's limit of {limit / 2**20:,.0f} MB; the operator can raise it "
+            f"with hulumed serve {SIZE_FLAGS[field]}")

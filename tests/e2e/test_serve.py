@@ -165,6 +165,37 @@ def test_oversize_body_is_413(server):
     big = {"model": "tiny", "messages": [{"role": "user", "content": "x" * (3 * 2**20)}]}
     reply = _post(server, big)
     assert reply.status_code == 413 and reply.json()["error"]["code"] == "body_too_large"
+    message = reply.json()["error"]["message"]
+    assert "2 MB" in message and "--max-body-mb" in message and "bytes" not in message  # the limit and its flag
+
+
+def test_a_clinical_size_ct_is_answered_with_default_limits(engine, tmp_path):
+    """An uncompressed 512 x 512 x 80 CT (42 MB, over the old 32 MB default) with every limit at its default: 200,
+    and the answer equals the engine's on the same file; a smaller --max-media-mb gives a 413 naming sizes and flag."""
+    import nibabel
+    import numpy as np
+
+    from tests.unit.media_samples import ct_phantom
+
+    (tmp_path / "study").mkdir()
+    path = tmp_path / "study" / "ct.nii"
+    nibabel.save(nibabel.Nifti1Image(ct_phantom(slices=80), np.diag([-0.7, -0.7, 2.5, 1.0])), str(path))
+    assert path.stat().st_size > 40 * 2**20
+    part = {"type": "volume_url", "volume_url": {"url": "study/ct.nii", "slices": 8}}
+    body = {"model": "tiny", "messages": [{"role": "user", "content": [part, {"type": "text", "text": "Findings?"}]}],
+            "max_tokens": 4, "temperature": 0}
+    with serving(engine, ServerSettings(model_name="tiny", media_root=tmp_path)) as url:
+        reply = _post(url, body)
+    assert reply.status_code == 200, reply.text
+    volume = {"type": "3d", "3d": {"image_path": str(path), "nii_num_slices": 8}}
+    expected = engine.generate([[{"role": "user", "content": [volume, {"type": "text", "text": "Findings?"}]}]],
+                               GenerationParams.greedy(4))[0]
+    assert reply.json()["choices"][0]["message"]["content"] == expected.text
+    with serving(engine, ServerSettings(model_name="tiny", media_root=tmp_path, max_media_bytes=16 * 2**20)) as url:
+        reply = _post(url, body)
+    assert reply.status_code == 413 and reply.json()["error"]["code"] == "media_too_large"
+    message = reply.json()["error"]["message"]
+    assert "40.0 MB" in message and "16 MB" in message and "--max-media-mb" in message and str(tmp_path) not in message
 
 
 def test_local_media_refused_without_media_root(engine):

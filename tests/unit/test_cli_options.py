@@ -14,7 +14,7 @@ def test_serve_defaults_equal_server_settings_defaults_in_bytes():
         if field.name in ("model_name", "api_key", "media_root"):
             continue  # filled from --model / the environment / None
         assert getattr(args, field.name) == field.default, field.name
-    assert isinstance(args.max_body_bytes, int) and args.max_body_bytes == 64 * 2**20
+    assert isinstance(args.max_body_bytes, int) and args.max_body_bytes == 256 * 2**20
 
 
 def test_megabyte_flags_scale_to_bytes():
