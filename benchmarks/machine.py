@@ -25,5 +25,12 @@ def cpu_device() -> str:
 
 
 def peak_rss_bytes() -> int:
-    """This process's peak resident memory so far (Linux reports ru_maxrss in KiB)."""
+    """This process's peak resident memory so far: VmHWM (reset at exec, so a child started by a big parent
+    starts low), else ru_maxrss (kept across fork + exec on Linux; reported in KiB)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
