@@ -149,6 +149,16 @@ class HulumedForCausalLMMixin:
         )
         return features, keep_mask(items, features.device)
 
+    def blank_vision_term(self) -> torch.Tensor:  # () exactly 0.0, differentiable in every vision weight
+        """``0 * (encoder + projector features of a blank 2 x 2-patch image).sum()``."""
+        encoder = self.model.vision_encoder
+        patch = encoder.config.patch_size
+        pixel_values = torch.zeros((4, 3 * patch * patch), device=encoder.device, dtype=encoder.dtype)  # (4, 588)
+        grid_sizes = torch.tensor([[1, 2, 2]], device=encoder.device)
+        merge_sizes = torch.tensor([1], device=encoder.device)
+        features = self.model.mm_projector(encoder(pixel_values, grid_sizes, merge_sizes))  # (4, H)
+        return features.sum() * 0.0
+
     # ---------------------------------------------------------------- splice
     def prepare_multimodal_inputs(
         self,
@@ -230,6 +240,15 @@ class HulumedForCausalLMMixin:
             attention_mask = prepared["attention_mask"]
             labels = prepared["labels"]
             position_ids = prepared["position_ids"]
+        elif self.training and inputs_embeds is None and input_ids is not None and pixel_values is None:
+            # a text-only training batch runs the vision encoder and projector too, before the LLM, on a blank
+            # input whose contribution is exactly zero: every rank then runs the same modules in the same order
+            # each step (DDP with or without find_unused_parameters, peft, ZeRO-2/3 and FSDP gather and reduce
+            # the same tensors); the loss and every gradient are unchanged
+            blank = self.blank_vision_term()
+            inputs_embeds = self.model.embed_tokens(input_ids.to(self.model.embed_tokens.weight.device))
+            inputs_embeds = inputs_embeds + blank.to(inputs_embeds.dtype)  # (B, N, H) + 0
+            input_ids = None
         return super().forward(  # type: ignore[misc]
             input_ids=input_ids,
             attention_mask=attention_mask,
@@ -300,7 +319,13 @@ class HulumedForCausalLMMixin:
 
         Folders in the original (pre-HF) layout — doubled ``model.vision_encoder.vision_encoder.`` prefix,
         ``pytorch_model.bin`` — are detected and remapped (see ``checkpoint.py``).
+
+        transformers' Hub kernels (on by default since 5.25) are off unless ``use_kernels=True`` is passed: they
+        fetch code from the Hub while loading (an offline hospital machine has none, and code from a network is
+        not what a clinical site runs unreviewed), fail on the meta device, and swap layers for kernels whose
+        numerics differ from upstream's.
         """
+        kwargs.setdefault("use_kernels", False)
         return load_checkpoint(cls, pretrained_model_name_or_path, *args, families=FAMILIES, **kwargs)
 
     @classmethod

@@ -184,3 +184,12 @@ def test_config_round_trip_keeps_unknown_keys_and_upstream_keys(tmp_path):
     fresh = hulumed.HulumedQwen2Config()
     assert fresh.auto_map["AutoModelForCausalLM"] == "modeling_hulumed_qwen2.HulumedQwen2ForCausalLM"
     assert fresh.vision_config().num_hidden_layers == 27
+
+
+def test_hub_kernels_are_off_unless_asked(tmp_path):
+    """transformers 5.25 turns Hub kernels on by default (they fetch code while loading and break meta-device
+    loading); a Hulu-Med load keeps the checkpoint's own layers unless use_kernels=True is passed."""
+    model = HulumedQwen2ForCausalLM.from_pretrained(GOLDEN / "tiny-qwen2")
+    assert model.use_kernels is False
+    placed = HulumedQwen2ForCausalLM.from_pretrained(GOLDEN / "tiny-qwen2", device_map={"": "meta"})
+    assert {p.device.type for p in placed.parameters()} == {"meta"}
