@@ -35,15 +35,15 @@ def _load(args: argparse.Namespace):
 def run(args: argparse.Namespace) -> int:
     from hulumed.errors import HulumedError
 
-    try:
-        import gradio  # noqa: F401
-    except ImportError as error:  # pragma: no cover - depends on the install
-        raise HulumedError("hulumed demo needs the demo extra: pip install 'hulumed[demo]'") from error
-    if args.media_root is not None:
+    if args.media_root is not None:  # the arguments first: a wrong one is said whatever is installed
         from pathlib import Path
 
         if not Path(args.media_root).is_dir():
             raise HulumedError(f"--media-root {args.media_root} is not a folder")
+    try:
+        import gradio  # noqa: F401
+    except ImportError as error:  # pragma: no cover - depends on the install
+        raise HulumedError("hulumed demo needs the demo extra: pip install 'hulumed[demo]'") from error
     from .app import build_demo, launch
 
     engine = _load(args)
