@@ -82,6 +82,8 @@ def _train(args: argparse.Namespace) -> int:
 
     recipe = recipe_from_args(args)
     result = run_training(recipe)
+    if not result.trainer.is_world_process_zero():
+        return 0  # one summary per run, from rank 0
     parts = ", ".join(f"{part} {a:,}/{b:,}" for part, (a, b) in result.trainable.items())
     losses = result.losses
     resumed = f" (resumed from {result.resumed_from})" if result.resumed_from else ""
@@ -89,7 +91,9 @@ def _train(args: argparse.Namespace) -> int:
     print(f"trainable parameters: {parts}")
     if losses:
         print(f"loss: first logged {losses[0]:.4f}, last logged {losses[-1]:.4f}")
-    print(f"{result.seconds_per_step:.3f} s/step; saved to {result.output}")
+    processes = result.trainer.args.world_size
+    on = f" on {processes} processes" if processes > 1 else ""
+    print(f"{result.seconds_per_step:.3f} s/step{on}; saved to {result.output}")
     return 0
 
 

@@ -9,9 +9,10 @@ Everything distributed is transformers' and accelerate's: launch with ``torchrun
 and set ``deepspeed`` / ``fsdp`` in the recipe. What this file adds to ``Trainer`` (``HulumedTrainer``):
 * per-part learning rates (vision encoder, projector, LLM), each split into decay / no-decay groups;
 * the processor files in every saved folder;
-* length-grouped batches from cheap length estimates (no media decoded to sort);
-* on more than one process, a zero-weighted vision pass for batches without media, so every rank runs the
-  vision encoder and projector each step (otherwise ZeRO-3 / DDP wait forever for their gradients).
+* length-grouped batches from cheap length estimates (no media decoded to sort).
+A batch without media still runs the vision encoder and projector (the model's own training forward adds a
+blank input's features with weight zero, before the LLM), so every rank runs the same modules in the same order
+and DDP, ZeRO-2/3 and FSDP see the same graph and collectives on every rank.
 
 Resume: ``resume: auto`` continues from the newest complete ``checkpoint-N`` in the output folder (one that
 has ``trainer_state.json``, written last) with its optimizer, scheduler, RNG and data position, so a killed
@@ -161,6 +162,8 @@ def trainable_summary(model: Any) -> dict[str, tuple[int, int]]:
     """(trainable, total) parameter counts per part."""
     counts = {part: [0, 0] for part in PART_MODES}
     for name, parameter in model.named_parameters():
+        if ".original_module." in name:
+            continue  # peft's frozen copy beside a modules_to_save module: the same weights, counted once
         entry = counts[part_of(name)]
         entry[1] += parameter.numel()
         entry[0] += parameter.numel() if parameter.requires_grad else 0
@@ -226,37 +229,34 @@ class HulumedTrainer(Trainer):
             return LengthGroupedSampler(size, lengths=dataset.estimated_lengths())
         return super()._get_train_sampler(train_dataset)
 
-    def compute_loss(self, model: Any, inputs: dict[str, Any], return_outputs: bool = False, **kwargs: Any) -> Any:
-        result = super().compute_loss(model, inputs, return_outputs=return_outputs, **kwargs)
-        if self.args.world_size > 1 and "pixel_values" not in inputs:
-            touch = dummy_vision_term(model)
-            if touch is not None:
-                result = (result[0] + touch, *result[1:]) if return_outputs else result + touch
-        return result
+
+def launched_processes() -> int:
+    """How many processes this run was launched with (torchrun / accelerate launch set WORLD_SIZE)."""
+    return int(os.environ.get("WORLD_SIZE", "1"))
 
 
-def dummy_vision_term(model: Any) -> torch.Tensor | None:
-    """``0 * features.sum()`` of a 4-patch blank image when vision or projector weights train, else None.
-
-    Adds nothing to the loss but gives every trainable vision / projector weight a (zero) gradient, so all
-    ranks run the same modules each step (a text-only batch on one rank otherwise stalls ZeRO-3 and DDP).
-    """
-    if not any(p.requires_grad for n, p in model.named_parameters() if part_of(n) != "llm"):
-        return None
-    core = model
-    while not hasattr(core, "encode_images") and hasattr(core, "module"):  # DDP / DeepSpeed wrappers
-        core = core.module  # (a peft model forwards encode_images to the model it wraps)
-    device = core.model.embed_tokens.weight.device
-    patch = core.model.vision_encoder.config.patch_size
-    pixel_values = torch.zeros((4, 3 * patch * patch), device=device)  # (P, 588)
-    grid_sizes = torch.tensor([[1, 2, 2]], device=device)
-    merge_sizes = torch.tensor([1], device=device)
-    features, _ = core.encode_images(pixel_values, grid_sizes, merge_sizes, ["image"])
-    return features.sum() * 0.0
+def check_engine_support(recipe: TrainRecipe) -> None:
+    """Refuse, before any weight loads, what transformers' Trainer cannot run on this machine."""
+    if torch.cuda.is_available():
+        return
+    if recipe.fsdp:
+        raise RecipeError(
+            "FSDP through transformers' Trainer needs GPUs (it enables FSDP only on accelerator devices), and this "
+            "machine has no CUDA device. Drop fsdp here (plain DDP: torchrun --nproc_per_node N), or run on GPUs."
+        )
+    if recipe.deepspeed:
+        raise RecipeError(
+            "DeepSpeed through transformers' Trainer needs GPUs (accelerate does not drive the DeepSpeed engine on "
+            "a CPU-only host), and this machine has no CUDA device. Drop deepspeed here (plain DDP: torchrun "
+            "--nproc_per_node N), or run on GPUs."
+        )
 
 
 def training_arguments(recipe: TrainRecipe) -> Any:
-    """transformers ``TrainingArguments`` for the recipe (built before the model: ZeRO-3 needs that)."""
+    """transformers ``TrainingArguments`` for the recipe (built before the model: ZeRO-3 needs that).
+
+    On a machine without CUDA launched with several processes, ``use_cpu`` makes transformers join them in one
+    gloo process group (real DDP); without it each process trains alone on the whole data set."""
     from transformers import TrainingArguments
 
     precision = resolve_precision(recipe)
@@ -267,7 +267,7 @@ def training_arguments(recipe: TrainRecipe) -> Any:
         num_train_epochs=recipe.epochs,
         per_device_train_batch_size=recipe.batch_size,
         gradient_accumulation_steps=recipe.grad_accum,
-        learning_rate=recipe.lr,
+        learning_rate=recipe.base_lr,
         lr_scheduler_type=recipe.lr_scheduler,
         warmup_steps=warmup,
         weight_decay=recipe.weight_decay,
@@ -282,12 +282,15 @@ def training_arguments(recipe: TrainRecipe) -> Any:
         remove_unused_columns=False,  # the collator's media keys are not in peft's forward signature
         report_to=recipe.report_to,
         dataloader_num_workers=recipe.workers,
-        train_sampling_strategy="group_by_length" if recipe.group_by_length else "random",
+        train_sampling_strategy=(
+            "group_by_length" if recipe.group_by_length else "random" if recipe.shuffle else "sequential"
+        ),
         deepspeed=recipe.deepspeed,
         fsdp=recipe.fsdp or "",
         fsdp_config=recipe.fsdp_config,
         dataloader_pin_memory=torch.cuda.is_available(),
         disable_tqdm=True,
+        use_cpu=not torch.cuda.is_available() and launched_processes() > 1,
     )
 
 
@@ -348,6 +351,7 @@ def build_trainer(recipe: TrainRecipe, callbacks: Sequence[TrainerCallback] = ()
     """Everything up to ``trainer.train()``: arguments, processor, data, model; returns the trainer."""
     recipe.validate()
     check_lora_support(recipe)
+    check_engine_support(recipe)
     from transformers import AutoProcessor, set_seed
 
     import hulumed  # noqa: F401  (registers the Auto classes)

@@ -169,19 +169,89 @@ def test_length_grouping_uses_estimates(tmp_path):
     assert sampler.lengths == trainer.train_dataset.estimated_lengths() and len(sampler.lengths) == 4
 
 
-def test_text_only_batches_touch_trainable_vision_weights(tmp_path):
-    from hulumed.train.trainer import dummy_vision_term
+def test_a_text_only_training_forward_runs_the_vision_encoder_with_zero_weight():
+    """Every rank runs the vision encoder and projector each step: in training, a batch without media adds a blank
+    image's features with weight zero, so vision weights get (zero) gradients, and the loss and the LLM's gradients
+    are bit-identical to the forward without that pass."""
+    from hulumed.model.modeling import HulumedQwen2ForCausalLM
+
+    torch.manual_seed(0)
+    model = HulumedQwen2ForCausalLM.from_pretrained(GOLDEN / "tiny-qwen2").train()
+    ids = torch.randint(0, 100, (2, 12))
+
+    def step(**inputs):
+        model.zero_grad(set_to_none=True)
+        loss = model(labels=ids, **inputs).loss
+        loss.backward()
+        return loss.detach(), {n: None if p.grad is None else p.grad.clone() for n, p in model.named_parameters()}
+
+    with_pass, grads = step(input_ids=ids)
+    without, plain = step(inputs_embeds=model.model.embed_tokens(ids))  # embeddings given: no vision pass
+    assert torch.equal(with_pass, without)
+    for name, grad in grads.items():
+        if part_of(name) == "llm":
+            assert torch.equal(grad, plain[name]), name
+        else:
+            assert grad is not None and not grad.any(), name  # reached, with exactly zero gradient
+            assert plain[name] is None
+    model.eval()
+    calls = []
+    hook = model.model.vision_encoder.register_forward_hook(lambda *args: calls.append(1))
+    with torch.no_grad():
+        model(input_ids=ids)
+    hook.remove()
+    assert calls == []  # inference is untouched
+
+
+def test_lora_defaults_to_a_lora_learning_rate_and_counts_the_projector_once(tmp_path):
+    """`--lora` without `--lr` trains at 2e-4 (2e-5 barely moves adapters); an explicit lr wins; a fully trained
+    projector beside LoRA is counted once (peft keeps a frozen original beside its trainable copy)."""
+    from hulumed.train.recipe import DEFAULT_FULL_LR, DEFAULT_LORA_LR
 
     data = write_dataset(tmp_path / "data")
-    trainer = build_trainer(_recipe(tmp_path, data, vision="full"))
-    model = trainer.model
-    term = dummy_vision_term(model)
-    assert term.item() == 0.0
-    term.backward()
-    grads = [p.grad for n, p in model.named_parameters() if part_of(n) in ("vision", "projector")]
-    assert all(g is not None and not g.any() for g in grads)
-    frozen = build_trainer(_recipe(tmp_path, data, vision="frozen", projector="frozen"))
-    assert dummy_vision_term(frozen.model) is None
+    values = {"model": str(GOLDEN / "tiny-qwen2"), "data": [str(data)], "output": str(tmp_path / "out")}
+    assert build_recipe(**values).base_lr == DEFAULT_FULL_LR == 2e-5
+    assert build_recipe(**values, llm="lora").part_lr("llm") == DEFAULT_LORA_LR == 2e-4
+    assert build_recipe(**values, llm="lora", lr=5e-5).part_lr("projector") == 5e-5
+    trainer = build_trainer(_recipe(tmp_path, data, llm="lora", projector="full", lr=None))
+    assert trainer.args.learning_rate == DEFAULT_LORA_LR
+    from hulumed.train.trainer import trainable_summary
+
+    trained, total = trainable_summary(trainer.model)["projector"]
+    from safetensors.torch import load_file
+
+    weights = load_file(str(GOLDEN / "tiny-qwen2" / "model.safetensors"))
+    projector = sum(t.numel() for n, t in weights.items() if "mm_projector" in n)
+    assert trained == total == projector
+
+
+def test_a_reporter_that_is_not_installed_is_refused_before_loading(tmp_path):
+    import importlib.util
+
+    from hulumed.errors import RecipeError
+
+    if importlib.util.find_spec("tensorboard") is not None:
+        pytest.skip("tensorboard is installed")
+    data = write_dataset(tmp_path / "data")
+    with pytest.raises(RecipeError, match="report_to: tensorboard needs the tensorboard package"):
+        build_trainer(_recipe(tmp_path, data, report_to="tensorboard"))
+
+
+def test_shipped_recipes_and_fsdp_configs_load_and_name_no_wrap_class():
+    """Each checkpoint has one decoder layer class: the FSDP configs leave wrapping to the model's own
+    `_no_split_modules` (a fixed list naming both families fails for every model)."""
+    import yaml
+
+    from hulumed.model.modeling import HulumedQwen2ForCausalLM, HulumedQwen3ForCausalLM
+
+    configs = Path(__file__).resolve().parents[2] / "configs" / "train"
+    assert "transformer_layer_cls_to_wrap" not in json.loads((configs / "fsdp" / "fsdp.json").read_text())
+    assert "cls_to_wrap" not in (configs / "accelerate" / "fsdp.yaml").read_text()
+    assert HulumedQwen2ForCausalLM._no_split_modules[0] == "Qwen2DecoderLayer"
+    assert HulumedQwen3ForCausalLM._no_split_modules[0] == "Qwen3DecoderLayer"
+    for path in configs.glob("*.yaml"):
+        values = yaml.safe_load(path.read_text())
+        assert values.get("report_to", "none") == "none", path.name  # no extra needed to start a shipped recipe
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="the error is for machines without CUDA")
