@@ -175,7 +175,7 @@ class HulumedForCausalLMMixin:
     ) -> dict[str, torch.Tensor | None]:
         """Token ids + media -> ``inputs_embeds`` (B, N', H) and the matching mask / labels / positions."""
         embed = self.model.embed_tokens
-        input_ids = input_ids.to(embed.weight.device)
+        input_ids = input_ids.to(_device_of(embed))
         if pixel_values is None or input_ids.shape[1] == 1:
             return {
                 "inputs_embeds": embed(input_ids),
@@ -246,7 +246,7 @@ class HulumedForCausalLMMixin:
             # each step (DDP with or without find_unused_parameters, peft, ZeRO-2/3 and FSDP gather and reduce
             # the same tensors); the loss and every gradient are unchanged
             blank = self.blank_vision_term()
-            inputs_embeds = self.model.embed_tokens(input_ids.to(self.model.embed_tokens.weight.device))
+            inputs_embeds = self.model.embed_tokens(input_ids.to(_device_of(self.model.embed_tokens)))
             inputs_embeds = inputs_embeds + blank.to(inputs_embeds.dtype)  # (B, N, H) + 0
             input_ids = None
         return super().forward(  # type: ignore[misc]
@@ -331,6 +331,13 @@ class HulumedForCausalLMMixin:
     @classmethod
     def _hf_from_pretrained(cls, *args: Any, **kwargs: Any) -> Any:
         return super().from_pretrained(*args, **kwargs)  # type: ignore[misc]
+
+
+def _device_of(module: nn.Module) -> torch.device:
+    """Where a module's weights live, without indexing ``module.weight``: under DeepSpeed ZeRO-3 that access, outside
+    the module's own forward, gathers the weight then and there, on the ranks that make it, so ranks whose batches
+    take different paths would issue different collectives."""
+    return next(module.parameters()).device
 
 
 def _drop_positions(
