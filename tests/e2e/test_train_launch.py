@@ -133,3 +133,66 @@ def test_fsdp_or_deepspeed_through_the_trainer_is_refused_before_loading_on_cpu(
         lines = done.stderr.strip().splitlines()
         assert len(lines) == 1 and "needs GPUs" in lines[0] and "Traceback" not in done.stderr, done.stderr[-2000:]
         assert not (tmp_path / "out").exists()
+
+
+KILLED = """
+import os, signal, sys
+from transformers import TrainerCallback
+from hulumed.cli import build_parser
+from hulumed.train.commands import recipe_from_args
+from hulumed.train.trainer import run_training
+
+class Kill(TrainerCallback):
+    def on_step_end(self, args, state, control, **kwargs):
+        if state.global_step == 3 and int(os.environ.get("RANK", "0")) == 0:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+run_training(recipe_from_args(build_parser().parse_args(["train", *sys.argv[1:]])), callbacks=[Kill()])
+"""
+
+
+def test_a_killed_torchrun_run_resumes_to_the_uninterrupted_result(tmp_path: Path):
+    """Rank 0 is SIGKILLed after step 3 (checkpoint-2 written, checkpoint-4 not); torchrun stops the other rank;
+    the same torchrun command again resumes from checkpoint-2 and ends with the uninterrupted run's weights."""
+    data = _data(tmp_path / "data", "image")
+    reference = _train(data, tmp_path / "reference", 2)
+    assert reference.returncode == 0, reference.stderr[-4000:]
+    script = tmp_path / "killed.py"
+    script.write_text(KILLED)
+    output = tmp_path / "killed"
+    arguments = ["--model", str(GOLDEN / "tiny-qwen2"), "--data", str(data), "--output", str(output), "--epochs", "1",
+                 "--no-shuffle", "--lr", "1e-3", "--warmup", "0", "--logging-steps", "1", "--save-steps", "2",
+                 "--workers", "0", "--precision", "fp32", "--vision", "full", "--batch-size", "1"]
+    killed = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",
+                             str(_free_port()), str(script), *arguments], capture_output=True, text=True, env=ENV,
+                            timeout=600)
+    assert killed.returncode != 0
+    assert (output / "checkpoint-2" / "trainer_state.json").is_file() and not (output / "checkpoint-4").exists()
+    resumed = _train(data, output, 2)
+    assert resumed.returncode == 0, resumed.stderr[-4000:]
+    assert "resumed from" in resumed.stdout and "checkpoint-2" in resumed.stdout
+    torch.testing.assert_close(torch.tensor(_losses(output)), torch.tensor(_losses(tmp_path / "reference")),
+                               rtol=1e-6, atol=1e-7)
+    got, expected = _weights(output), _weights(tmp_path / "reference")
+    for name, tensor in expected.items():
+        torch.testing.assert_close(got[name], tensor, rtol=1e-6, atol=1e-7, msg=name)
+
+
+def test_accelerate_launch_is_data_parallel_on_cpu(tmp_path: Path):
+    """`accelerate launch --multi_gpu --num_processes 2 -m hulumed train` (accelerate's multi-process mode; on a
+    machine without CUDA it starts the processes through torchrun and the run joins them with gloo). Plain
+    `--num_processes 2` (or `--cpu`) starts one process: accelerate's behaviour, documented in docs/training.md."""
+    accelerate = Path(sys.executable).parent / "accelerate"
+    if not accelerate.exists():
+        pytest.skip("accelerate's launcher is not installed beside this python")
+    data = _data(tmp_path / "data", "image")
+    output = tmp_path / "out"
+    done = subprocess.run(
+        [str(accelerate), "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1", "--mixed_precision",
+         "no", "--dynamo_backend", "no", "--main_process_port", str(_free_port()), "-m", "hulumed", "train",
+         "--model", str(GOLDEN / "tiny-qwen2"), "--data", str(data), "--output", str(output), "--epochs", "1",
+         "--no-shuffle", "--workers", "0", "--precision", "fp32", "--batch-size", "1", "--logging-steps", "1"],
+        capture_output=True, text=True, env=ENV, timeout=600)
+    assert done.returncode == 0, done.stderr[-4000:]
+    assert json.loads((output / "trainer_state.json").read_text())["global_step"] == 4
+    assert done.stdout.count("trained 4 steps") == 1 and "on 2 processes" in done.stdout
