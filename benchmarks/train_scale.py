@@ -1,13 +1,16 @@
 """Fine-tuning on 1 vs N processes with the same global batch: tokens/s and peak RSS per process.
 
-    python benchmarks/train_scale.py [--processes 2] [--records 64] [--steps 16] [--model tests/fixtures/golden/tiny-qwen2]
+    python benchmarks/train_scale.py [--processes 2] [--records 64] [--steps 16] [--model FOLDER | --shape mid]
+                                     [--train-args "--lora --precision bf16"]
 
 A data file of `--records` conversations (text, image and 3D alternating; the golden inputs) is trained for
 `--steps` optimizer steps with a global batch of `--processes` conversations: once on 1 process (batch size N),
 once with `torchrun --nproc_per_node N` (batch size 1 per process, gloo on CPU; NCCL on GPUs). Each process
 reports its time inside `trainer.train()` (model loading excluded) and its peak RSS (VmHWM); tokens are the non-padding input tokens
 every step processed (counted on each process's batches as they enter the training step), so tokens/s compares
-the two layouts on the same work. Both layouts get the same cores: OMP threads = cores / processes. Prints a table, writes JSON (benchmarks/results/train_scale.json unless `--out`) naming
+the two layouts on the same work. Both layouts get the same cores: OMP threads = cores / processes. `--shape`
+trains a random checkpoint of one of benchmarks/generate.py's shapes instead of `--model`; `--train-args` are
+added to both `hulumed train` command lines (LoRA, precision, a DeepSpeed or FSDP config on GPUs). Prints a table, writes JSON (benchmarks/results/train_scale.json unless `--out`) naming
 the device and its load.
 """
 
@@ -16,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import shutil
 import socket
 import subprocess
@@ -84,12 +88,13 @@ def _port() -> int:
         return sock.getsockname()[1]
 
 
-def run(processes: int, global_batch: int, data: Path, output: Path, model: str, steps: int, threads: int) -> dict:
+def run(processes: int, global_batch: int, data: Path, output: Path, model: str, steps: int, threads: int,
+        extra: list[str]) -> dict:
     """One run of `steps` optimizer steps of `global_batch` conversations on `processes` processes."""
     arguments = ["--model", model, "--data", str(data), "--output", str(output), "--max-steps", str(steps),
                  "--batch-size", str(global_batch // processes), "--lr", "1e-4", "--warmup", "0",
                  "--logging-steps", "1", "--save-steps", "100000", "--workers", "0", "--precision", "fp32",
-                 "--no-shuffle", "--resume", "never"]
+                 "--no-shuffle", "--resume", "never", *extra]
     out = output.parent / f"result-{processes}"
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": str(threads), "TOKENIZERS_PARALLELISM": "false"}
     if processes == 1:
@@ -116,6 +121,8 @@ def main() -> None:
     parser.add_argument("--records", type=int, default=64)
     parser.add_argument("--steps", type=int, default=16)
     parser.add_argument("--model", default=str(ROOT / "tests" / "fixtures" / "golden" / "tiny-qwen2"))
+    parser.add_argument("--shape", choices=["tiny", "mid", "7b"], help="train a random checkpoint of this shape")
+    parser.add_argument("--train-args", default="", help="more `hulumed train` options for both runs")
     parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "train_scale.json"))
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args, rest = parser.parse_known_args()
@@ -123,15 +130,26 @@ def main() -> None:
         worker(args.worker, [a for a in rest if a != "--"])
         return
     device = cpu_device()
+    import torch
+
+    if torch.cuda.is_available():
+        device = f"GPU: {torch.cuda.get_device_name(0)} x {torch.cuda.device_count()}; {device}"
     cores = os.cpu_count() or 1
-    print(f"fine-tuning scale, {device}; global batch {args.processes}, {args.steps} steps, model {args.model}")
+    extra = shlex.split(args.train_args)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
+        model = args.model
+        if args.shape:
+            from serve_backends import write_checkpoint
+
+            model = str(write_checkpoint(args.shape, Path(tmp) / args.shape))
+        print(f"fine-tuning scale, {device}; global batch {args.processes}, {args.steps} steps, "
+              f"model {args.shape or args.model} {' '.join(extra)}")
         data = write_data(Path(tmp) / "data", args.records)
-        for processes in (1, args.processes):
+        for processes in sorted({1, args.processes}):
             threads = max(cores // processes, 1)  # the same cores in total for both layouts
-            rows.append(run(processes, args.processes, data, Path(tmp) / f"run{processes}", args.model, args.steps,
-                            threads))
+            rows.append(run(processes, args.processes, data, Path(tmp) / f"run{processes}", model, args.steps,
+                            threads, extra))
             rows[-1]["threads_per_process"] = threads
     print(f"\n{'processes':>9} {'threads':>7} {'steps':>5} {'tokens':>7} {'train s':>8} {'tokens/s':>9} "
           f"{'peak MB per process':>22}")
@@ -144,7 +162,8 @@ def main() -> None:
               f"{row['train_seconds']:>8.2f} {row['tokens_per_second']:>9.0f} {peaks:>22}")
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"device": device, "load_average": os.getloadavg(), "rows": rows}, indent=2))
+    out.write_text(json.dumps({"device": device, "load_average": os.getloadavg(), "shape": args.shape,
+                               "train_args": extra, "rows": rows}, indent=2))
     print(f"\nwrote {out}")
 
 
