@@ -66,9 +66,15 @@ def reasoning_of(raw: str) -> str | None:
     return "\n\n".join(blocks) if blocks else None
 
 
+REPLACEMENT = "\ufffd"  # what a decoder shows for the bytes of an incomplete UTF-8 character
+
+
 def visible_prefix(raw: str, stop: Sequence[str]) -> str:
     """The part of a partial answer that can no longer change: think blocks removed, an open <think> and a
-    possible start of a stop string held back, blank-line runs collapsed, trailing whitespace held back."""
+    possible start of a stop string held back, blank-line runs collapsed, trailing whitespace held back, and a
+    trailing replacement character held back (the first byte tokens of a character split across tokens, e.g. µ,
+    ° or a Chinese character, decode to U+FFFD until the rest arrives)."""
+    raw = raw.rstrip(REPLACEMENT)
     cut = min((raw.find(s) for s in stop if s and s in raw), default=-1)
     text = raw[:cut] if cut >= 0 else raw
     open_think = text.rfind(OPEN)
