@@ -19,7 +19,7 @@ from pathlib import Path
 
 from . import media_benchmarks as media
 from . import text_benchmarks as text
-from .data_files import DataError, release_folder
+from .data_files import DataError, confine_media, release_folder
 from .samples import (  # noqa: F401  (re-exported: the registry's public names)
     CLOSED_INSTRUCTION,
     KINDS,
@@ -54,10 +54,12 @@ class Benchmark:
         without a field the layout needs is one ``DataError`` naming the field and the layout."""
         folder = self.folder(data_dir)
         try:
-            return self.loader(folder, mode)
-        except (KeyError, IndexError, TypeError) as error:
+            samples = self.loader(folder, mode)
+        except (KeyError, IndexError, TypeError, StopIteration) as error:
             raise DataError(f"{folder}: a row is not in the {self.name} layout ({type(error).__name__}: {error}); "
                             f"expected {self.layout}") from error
+        confine_media(self.name, folder, samples)
+        return samples
 
 
 def _hf(repo: str, name: str, extra: str = "") -> str:

@@ -141,3 +141,26 @@ def media_folder(root: Path, folder: str, archive: str | None = None) -> Path:
         return cached / folder
     cached.mkdir(parents=True, exist_ok=True)
     return _extract(zipped, cached, folder)
+
+
+def confine_media(name: str, folder: Path, samples: Sequence[Any]) -> None:
+    """Refuse a release whose rows name media outside its own folder (or its extraction cache), before anything is
+    read or sent: an absolute path, a ``../`` path or a symlink out of the release would otherwise be read and
+    uploaded to the evaluation endpoint. Paths are resolved (symlinks followed) before they are compared."""
+    roots = [folder.resolve(), cache_root().resolve()]
+    outside = []
+    for sample in samples:
+        for path in sample.media_paths():
+            try:
+                real = Path(path).resolve()
+            except (OSError, RuntimeError):
+                outside.append(path)
+                continue
+            if not any(real == root or root in real.parents for root in roots):
+                outside.append(path)
+    if outside:
+        raise DataError(
+            f"{name}: {len(outside)} media path(s) named by the release point outside its folder {folder} (e.g. "
+            f"{outside[0]!r}); a release may only show files inside it, so nothing was read or sent. Check where "
+            "the release came from."
+        )

@@ -451,3 +451,38 @@ def test_bad_release_files_are_one_clear_error(tmp_path: Path) -> None:
     with pytest.raises(DataError, match="not in the MedQA_USMLE layout .*answer_idx") as error:
         get_benchmark("MedQA_USMLE").load(data)
     assert "\n" not in str(error.value)
+
+
+@pytest.mark.parametrize("escape", ["absolute", "dotdot", "symlink"])
+def test_a_release_naming_files_outside_it_is_refused_before_anything_is_read(tmp_path: Path, escape: str) -> None:
+    """A downloaded release must not make eval read (and upload to --endpoint or the judge) any other file."""
+    secret = tmp_path / "private" / "patient.png"
+    secret.parent.mkdir()
+    shutil.copyfile(Path(__file__).resolve().parents[1] / "fixtures" / "golden" / "inputs" / "image_a.png", secret)
+    release = tmp_path / "D" / "IU_XRAY"
+    release.mkdir(parents=True)
+    shutil.copyfile(secret, release / "inside.png")
+    named = {"absolute": str(secret), "dotdot": "../../private/patient.png", "symlink": "link.png"}[escape]
+    if escape == "symlink":
+        (release / "link.png").symlink_to(secret)
+    rows = [{"id": 0, "image": ["inside.png"], "conversations": [{"from": "gpt", "value": "No acute findings."}]},
+            {"id": 1, "image": [named], "conversations": [{"from": "gpt", "value": "Normal."}]}]
+    (release / "iu_xray_test.json").write_text(json.dumps(rows))
+    opened: list[str] = []
+    import builtins
+
+    real_open = builtins.open
+
+    def watched(file, *args, **kwargs):  # any read of the secret is a failure, whatever reads it
+        if Path(str(file)).resolve() == secret.resolve():
+            opened.append(str(file))
+        return real_open(file, *args, **kwargs)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(builtins, "open", watched)
+        with pytest.raises(DataError, match="outside its folder") as info:
+            get_benchmark("IU_XRAY").load(tmp_path / "D")
+    assert opened == [] and "nothing was read or sent" in str(info.value)
+    rows[1]["image"] = ["inside.png"]
+    (release / "iu_xray_test.json").write_text(json.dumps(rows))
+    assert len(get_benchmark("IU_XRAY").load(tmp_path / "D")) == 2  # files inside the release are fine
