@@ -11,13 +11,12 @@ judgement (``judge: null``, scored wrong) rather than hanging the run.
 
 from __future__ import annotations
 
-import json
 import re
 import time
-import urllib.error
-import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+
+from ..errors import EndpointError
 
 #: MedUniEval ``utils.get_compare_messages`` (whitespace included).
 JUDGE_PROMPT = """
@@ -67,18 +66,26 @@ class JudgeClient:
     workers: int = 8
 
     def complete(self, prompt: str) -> str | None:
-        body = json.dumps({"model": self.model, "messages": [{"role": "user", "content": prompt}],
-                           "temperature": 0, "max_tokens": 4000}).encode()
-        headers = {"Content-Type": "application/json"}
-        if self.api_key:
-            headers["Authorization"] = f"Bearer {self.api_key}"
+        """The judge's reply to ``prompt``, or None after ``retries`` failed tries. Redirects are not followed: the
+        API key goes to ``url`` and nowhere else, so an answer that redirects is an ``EndpointError``."""
+        import httpx
+
+        body = {"model": self.model, "messages": [{"role": "user", "content": prompt}], "temperature": 0,
+                "max_tokens": 4000}
+        headers = {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
         endpoint = self.url.rstrip("/") + "/chat/completions"
         for attempt in range(self.retries):
             try:
-                request = urllib.request.Request(endpoint, data=body, headers=headers, method="POST")
-                with urllib.request.urlopen(request, timeout=self.timeout) as reply:
-                    return json.loads(reply.read())["choices"][0]["message"]["content"]
-            except (urllib.error.URLError, OSError, ValueError, KeyError, IndexError):
+                reply = httpx.post(endpoint, json=body, headers=headers, timeout=self.timeout, follow_redirects=False)
+                if reply.is_redirect:
+                    raise EndpointError(
+                        f"the judge at {endpoint} answered HTTP {reply.status_code} (a redirect to "
+                        f"{reply.headers.get('location', '?')}); redirects are not followed, so the judge's key "
+                        "reaches no other address. Pass the final URL as --judge-url."
+                    )
+                reply.raise_for_status()
+                return reply.json()["choices"][0]["message"]["content"]
+            except (httpx.HTTPError, ValueError, KeyError, IndexError, TypeError):
                 if attempt + 1 < self.retries:
                     time.sleep(min(2 ** attempt, 10))
         return None

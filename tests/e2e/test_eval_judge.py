@@ -132,3 +132,64 @@ def test_cli_judge_all_on_slake_and_unreachable_judge(judge_url: str, tmp_path: 
         dead = f"http://127.0.0.1:{probe.getsockname()[1]}/v1"
     client = JudgeClient(dead, "m", retries=1, timeout=2)
     assert client.judge([("q", "a", "r")]) == [(None, None)]
+
+
+class _Redirect(BaseHTTPRequestHandler):
+    """Answers every POST with a 302 to another address (another port: another origin)."""
+
+    target: ClassVar[str] = ""
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers["Content-Length"]))
+        self.send_response(302)
+        self.send_header("Location", _Redirect.target)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+class _Elsewhere(BaseHTTPRequestHandler):
+    """The redirect's target: records every request (any method) with its Authorization header."""
+
+    seen: ClassVar[list[tuple[str, str | None]]] = []
+
+    def _record(self) -> None:
+        _Elsewhere.seen.append((self.command, self.headers.get("Authorization")))
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        data = json.dumps({"choices": [{"message": {"content": "<judge>0</judge>"}}]}).encode()
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    do_GET = do_POST = _record
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def _serve(handler: type) -> ThreadingHTTPServer:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+def test_the_judge_key_never_follows_a_redirect():
+    """A judge URL that redirects elsewhere: the error says so, and the other address sees nothing (no key)."""
+    from hulumed.errors import EndpointError
+
+    _Elsewhere.seen.clear()
+    elsewhere, redirect = _serve(_Elsewhere), _serve(_Redirect)
+    _Redirect.target = f"http://127.0.0.1:{elsewhere.server_address[1]}/v1/chat/completions"
+    try:
+        client = JudgeClient(f"http://127.0.0.1:{redirect.server_address[1]}/v1", "judge", api_key="judge-secret",
+                             retries=1)
+        with pytest.raises(EndpointError, match="redirect"):
+            client.complete("Is the liver shown?")
+    finally:
+        for server in (elsewhere, redirect):
+            server.shutdown()
+            server.server_close()
+    assert _Elsewhere.seen == []
