@@ -44,9 +44,9 @@ sys.path.insert(0, str(ROOT))
 def write_inputs(folder: Path, slices: int, video_minutes: float) -> dict[str, Path]:
     import nibabel
     import numpy as np
+    from media import make_clip
     from PIL import Image
 
-    from media import make_clip
     from tests.unit.media_samples import ct_phantom, write_series
 
     hu = ct_phantom(slices=slices)

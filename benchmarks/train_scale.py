@@ -6,12 +6,13 @@
 A data file of `--records` conversations (text, image and 3D alternating; the golden inputs) is trained for
 `--steps` optimizer steps with a global batch of `--processes` conversations: once on 1 process (batch size N),
 once with `torchrun --nproc_per_node N` (batch size 1 per process, gloo on CPU; NCCL on GPUs). Each process
-reports its time inside `trainer.train()` (model loading excluded) and its peak RSS (VmHWM); tokens are the non-padding input tokens
-every step processed (counted on each process's batches as they enter the training step), so tokens/s compares
-the two layouts on the same work. Both layouts get the same cores: OMP threads = cores / processes. `--shape`
-trains a random checkpoint of one of benchmarks/generate.py's shapes instead of `--model`; `--train-args` are
-added to both `hulumed train` command lines (LoRA, precision, a DeepSpeed or FSDP config on GPUs). Prints a table, writes JSON (benchmarks/results/train_scale.json unless `--out`) naming
-the device and its load.
+reports its time inside `trainer.train()` (model loading excluded) and its peak RSS (VmHWM); tokens are the
+non-padding input tokens every step processed (counted on each process's batches as they enter the training
+step), so tokens/s compares the two layouts on the same work. Both layouts get the same cores: OMP threads =
+cores / processes. `--shape` trains a random checkpoint of one of benchmarks/generate.py's shapes instead of
+`--model`; `--train-args` are added to both `hulumed train` command lines (LoRA, precision, a DeepSpeed or FSDP
+config on GPUs). Prints a table, writes JSON (benchmarks/results/train_scale.json unless `--out`) naming the
+device and its load.
 """
 
 from __future__ import annotations

@@ -15,8 +15,8 @@ import io
 import os
 import struct
 import warnings
-from pathlib import Path
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any, Optional, Union
 
 import numpy as np
