@@ -15,6 +15,7 @@ token counts) and the message text only with ``log_content``.
 from __future__ import annotations
 
 import asyncio
+import hmac
 import json
 import logging
 import shutil
@@ -39,6 +40,7 @@ from .batcher import Admission, Batcher
 from .media import MediaResolver
 from .metrics import CONTENT_TYPE, ServerMetrics
 from .protocol import ChatCompletionRequest, chunk, completion_id, completion_response, error_body, usage_block
+from .guard import public_message
 from .settings import ServerSettings, over_limit
 
 log = logging.getLogger("hulumed.serve")
@@ -62,13 +64,13 @@ def create_app(engine: Engine, settings: ServerSettings) -> FastAPI:
         executor.shutdown(wait=False, cancel_futures=True)
         stream_executor.shutdown(wait=False, cancel_futures=True)
 
-    app = FastAPI(title="hulumed", lifespan=lifespan, docs_url=None, redoc_url=None)
+    app = FastAPI(title="hulumed", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
     app.state.metrics = metrics
     app.state.settings = settings
 
     @app.exception_handler(ApiError)
     async def _api_error(request: Request, error: ApiError) -> JSONResponse:
-        return _error(error.status, error.message, error.code, error.kind)
+        return _error(error.status, public_message(error.message, settings), error.code, error.kind)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, error: StarletteHTTPException) -> JSONResponse:
@@ -88,17 +90,30 @@ def create_app(engine: Engine, settings: ServerSettings) -> FastAPI:
         if settings.api_key is None:
             return
         header = request.headers.get("authorization", "")
-        if header != f"Bearer {settings.api_key}":
+        if not hmac.compare_digest(header.encode(), f"Bearer {settings.api_key}".encode()):  # constant time
             raise ApiError(401, "invalid or missing API key (Authorization: Bearer <key>)", "invalid_api_key",
                            "authentication_error")
 
+    open_routes = {route.strip() for route in settings.open_routes.split(",") if route.strip()}
+
+    def _authorize_route(request: Request) -> None:
+        if request.url.path not in open_routes:
+            _authorize(request)
+
     @app.get("/health")
-    async def health() -> dict[str, Any]:
+    async def health(request: Request) -> dict[str, Any]:
+        _authorize_route(request)
         return {"status": "ok", "model": settings.model_name, "in_flight": admission.active}
 
     @app.get("/metrics")
-    async def metrics_endpoint() -> Response:
+    async def metrics_endpoint(request: Request) -> Response:
+        _authorize_route(request)
         return Response(metrics.render(), media_type=CONTENT_TYPE)
+
+    @app.get("/openapi.json", include_in_schema=False)
+    async def openapi_schema(request: Request) -> JSONResponse:
+        _authorize_route(request)  # the API's description answers like the API: with the key
+        return JSONResponse(app.openapi())
 
     @app.get("/v1/models")
     async def models(request: Request) -> dict[str, Any]:
@@ -167,7 +182,7 @@ def create_app(engine: Engine, settings: ServerSettings) -> FastAPI:
         except ApiError as error:  # MediaRejected included
             status = error.status
             metrics.errors.labels(code=error.code).inc()
-            return _error(error.status, error.message, error.code, error.kind)
+            return _error(error.status, public_message(error.message, settings), error.code, error.kind)
         finally:
             if not handed_to_stream:
                 metrics.requests.labels(status=str(status)).inc()
@@ -360,7 +375,7 @@ async def _stream(batcher: Batcher, prepared: Prepared, params: GenerationParams
                 yield _sse(chunk(request_id, model, {"content": value}))
             elif kind == "error":
                 status = 400 if isinstance(value, (MediaError, ValueError)) else 500
-                message = str(value) if status == 400 else "internal server error"
+                message = public_message(str(value), settings) if status == 400 else "internal server error"
                 if status == 500:
                     log.error("stream failed: %s", type(value).__name__)
                 yield _sse(error_body(message, "invalid_request_error" if status == 400 else "server_error"))

@@ -24,6 +24,7 @@ _SETTINGS_HELP = {
     "allow_remote_media": "fetch http(s) media URLs",
     "max_batch_size": "requests answered together by one engine call",
     "log_content": "log message text (off by default)",
+    "open_routes": "routes that answer without the API key, comma-separated (default: /health,/metrics; '' = none)",
 }
 _SCALE = {"max_body_bytes": ("max-body-mb", _MB, "MB"), "max_media_bytes": ("max-media-mb", _MB, "MB")}
 _POSITIVE = ("max_media_parts", "max_visual_tokens", "max_tokens_limit", "default_max_tokens", "max_batch_size",

@@ -122,3 +122,20 @@ def _folder(folder: Path, root: Path, kind: str, max_bytes: int, max_pixels: int
         for frame in files:
             check_pixels(frame, max_pixels)
     return folder
+
+
+def public_message(message: str, settings: Any) -> str:
+    """An error message as a client may see it: paths under the media root said relative to it, a request's
+    scratch files by their own name, so no reply shows the server's folder layout."""
+    import re
+    import tempfile
+
+    scratch = re.escape(os.path.join(os.path.realpath(tempfile.gettempdir()), "hulumed-req-"))
+    message = re.sub(scratch + r"[^/\s]+/", "", message)
+    scratch_unresolved = re.escape(os.path.join(tempfile.gettempdir(), "hulumed-req-"))
+    message = re.sub(scratch_unresolved + r"[^/\s]+/", "", message)
+    root = getattr(settings, "media_root", None)
+    if root is not None:
+        for form in dict.fromkeys((str(Path(root).resolve()), str(root))):
+            message = message.replace(form.rstrip("/") + "/", "").replace(form, "<media root>")
+    return message

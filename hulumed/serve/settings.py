@@ -29,6 +29,7 @@ class ServerSettings:
     max_wait_ms: float = 10.0  # how long the first request of a batch waits for company (LoadOptions.batch_wait_ms)
     max_queue: int = 64  # requests waiting; more are refused with 429 + Retry-After
     log_content: bool = False  # log message text (off: logs carry ids, sizes, timings only)
+    open_routes: str = "/health,/metrics"  # routes answered without the API key (comma-separated; "" = none)
 
 
 # the `hulumed serve` flag that raises each size limit (a 413 names it)

@@ -353,3 +353,48 @@ def test_bombs_over_http_are_refused_and_the_server_keeps_serving(server, tree):
             assert reply.status_code == status, (kind, stream, reply.text[:300])
             assert "Traceback" not in reply.text
     _still_serving(server)
+
+
+def test_media_errors_never_show_server_paths(server, tree):
+    """Every bad-media answer names the part relative to the media root (or by its part file), never the server's
+    folders: local files, data: URIs (written to the request's scratch folder) and folders, streamed and not."""
+    import tempfile
+
+    bad = tree["root"] / "bad"
+    bad.mkdir(exist_ok=True)
+    for name in ("img_truncated.png", "nii_garbage.nii", "nii_nan.nii.gz", "vid_truncated.mkv", "dcm_random.dcm"):
+        shutil.copy(BAD / name, bad / name)
+    kinds = {"png": "image_url", "nii": "volume_url", "gz": "volume_url", "mkv": "video_url", "dcm": "volume_url"}
+    forbidden = [str(tree["root"]), str(tree["root"].resolve()), tempfile.gettempdir(), "hulumed-req-"]
+    answered = 0
+    for file in sorted(bad.iterdir()):
+        kind = kinds[file.name.rsplit(".", 1)[-1]]
+        for url in (f"bad/{file.name}", _data(file, "application/octet-stream")):
+            for stream in (False, True):
+                reply = _post(server, {**_media(kind, {"url": url}), "stream": stream})
+                text = reply.text
+                assert reply.status_code in (200, 400, 413) and "Traceback" not in text, text[:300]
+                if reply.status_code != 200 or "error" in text:
+                    answered += 1
+                    assert not any(f in text for f in forbidden), text[:500]
+    assert answered >= 10  # the bad files really were refused
+    _still_serving(server)
+
+
+def test_the_key_guards_every_route_but_the_open_ones(engine, tree):
+    """With an API key: /openapi.json and the API need it; /health and /metrics answer without it by default
+    (a setting: open_routes), and with open_routes="" they need it too."""
+    key = {"Authorization": "Bearer s3cret"}
+    with serving(engine, ServerSettings(model_name="tiny", api_key="s3cret")) as url:
+        assert httpx.get(f"{url}/openapi.json", timeout=10).status_code == 401
+        assert httpx.get(f"{url}/openapi.json", headers=key, timeout=10).json()["info"]["title"] == "hulumed"
+        assert httpx.get(f"{url}/health", timeout=10).status_code == 200
+        assert httpx.get(f"{url}/metrics", timeout=10).status_code == 200
+        assert httpx.get(f"{url}/v1/models", timeout=10).status_code == 401
+        assert httpx.get(f"{url}/v1/models", headers={"Authorization": "Bearer s3cres"}, timeout=10).status_code == 401
+    with serving(engine, ServerSettings(model_name="tiny", api_key="s3cret", open_routes="")) as url:
+        assert httpx.get(f"{url}/health", timeout=10).status_code == 401
+        assert httpx.get(f"{url}/metrics", timeout=10).status_code == 401
+        assert httpx.get(f"{url}/health", headers=key, timeout=10).status_code == 200
+    with serving(engine, ServerSettings(model_name="tiny")) as url:  # no key: nothing to guard
+        assert httpx.get(f"{url}/openapi.json", timeout=10).status_code == 200
