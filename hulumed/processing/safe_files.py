@@ -124,3 +124,38 @@ def read_capped(stream: BinaryIO, cap: int, name: str, what: str = "decompresses
                 f"{name} {what} more than {cap:,} bytes, over the per-item memory budget (decompression bomb "
                 "guard). Pass a smaller file."
             )
+
+
+def pin_inside(path: PathLike, root: Path, destination: Path) -> Path:
+    """A stable copy of the regular file `path` at `destination`, taken from what was *opened*, not from the name.
+
+    The file is opened without following a final symlink (`O_NOFOLLOW`, `O_NONBLOCK`); the opened descriptor's
+    real path (`/proc/self/fd`) must lie inside `root` and be a regular file, else `MediaAccessError` / `MediaError`.
+    Then `destination` becomes a hard link to that very inode (no copy; falls back to copying from the descriptor
+    across file systems or where hard links are not allowed). Whatever happens to the name afterwards (a swap for a
+    symlink to an outside file), the loaders read `destination`: the file that was checked.
+    """
+    import shutil
+
+    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
+    try:
+        fd = os.open(str(path), flags)
+    except OSError as err:  # ELOOP: the final component is a symlink now
+        raise MediaAccessError(f"{Path(path).name} could not be opened safely ({type(err).__name__}).") from err
+    try:
+        info = os.fstat(fd)
+        proc = Path(f"/proc/self/fd/{fd}")
+        opened = Path(os.readlink(proc)) if proc.is_symlink() else Path(path).resolve()
+        if not _inside(opened, root.resolve()):
+            raise MediaAccessError(f"{Path(path).name} resolves outside the media root.")
+        if not stat.S_ISREG(info.st_mode):
+            raise MediaError(f"{Path(path).name} is not a regular file (a folder, pipe, socket or device).")
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.link(proc, destination, follow_symlinks=True)  # the opened inode itself
+        except (OSError, NotImplementedError):
+            with os.fdopen(os.dup(fd), "rb") as source, open(destination, "wb") as target:
+                shutil.copyfileobj(source, target, 2**20)
+        return destination
+    finally:
+        os.close(fd)

@@ -20,7 +20,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlparse
 
-from ..errors import MediaRejected
+from ..errors import MediaAccessError, MediaError, MediaRejected
+from ..processing import safe_files
 from .guard import check_pixels, local_media, part_options
 from .settings import ServerSettings, over_limit
 
@@ -137,7 +138,25 @@ class MediaResolver:
                 "local media paths are disabled on this server (start it with --media-root DIR)", status=403,
                 code="local_media_disabled",
             )
-        return local_media(raw, root, kind, self.settings.max_media_bytes, self.settings.max_pixels)
+        checked = local_media(raw, root, kind, self.settings.max_media_bytes, self.settings.max_pixels)
+        return self._pinned(checked, root, kind)
+
+    def _pinned(self, checked: Path, root: Path, kind: str) -> Path:
+        """The checked file (or every file of the checked folder) pinned into the request's scratch folder: linked
+        (or copied) from the descriptor that was opened and verified inside the root, so a name swapped for a
+        symlink after the check cannot make the loaders read an outside file."""
+        target = self.scratch / f"local-{self.parts}"
+        try:
+            if checked.is_file():
+                return safe_files.pin_inside(checked, root, target / checked.name)
+            for file in safe_files.folder_files(checked, root, recursive=kind == "volume_url"):
+                safe_files.pin_inside(file, root, target / file.relative_to(checked))
+        except MediaAccessError:
+            raise MediaRejected("media path is outside the media root", status=403,
+                                code="path_outside_media_root") from None
+        except MediaError as error:
+            raise MediaRejected(str(error), code="invalid_media") from None
+        return target
 
     def _from_remote(self, url: str, kind: str) -> Path:
         if not self.settings.allow_remote_media:

@@ -398,3 +398,43 @@ def test_the_key_guards_every_route_but_the_open_ones(engine, tree):
         assert httpx.get(f"{url}/health", headers=key, timeout=10).status_code == 200
     with serving(engine, ServerSettings(model_name="tiny")) as url:  # no key: nothing to guard
         assert httpx.get(f"{url}/openapi.json", timeout=10).status_code == 200
+
+
+def test_a_file_swapped_for_an_outside_symlink_during_requests_is_never_read(server, tree):
+    """A writer keeps swapping root/race.png between a real image and a symlink to an outside file while requests
+    name it: every answer comes from the file inside the root (the server reads what it opened and checked; the
+    outside image has another size, so another visual-token count). Bounded: 24 requests, 4 at a time, the
+    swapper stops after them."""
+    import concurrent.futures
+
+    race = tree["root"] / "race.png"
+    real = tree["root"] / ".race_real.png"
+    link = tree["root"] / ".race_link.png"
+    shutil.copy(INPUTS / "image_a.png", race)
+    stop = threading.Event()
+
+    def swap() -> None:
+        while not stop.is_set():
+            shutil.copy(INPUTS / "image_a.png", real)
+            os.replace(real, race)
+            if link.is_symlink() or link.exists():
+                link.unlink()
+            os.symlink(tree["outside"] / "secret.png", link)
+            os.replace(link, race)
+
+    OPENED.clear()
+    swapper = threading.Thread(target=swap, daemon=True)
+    swapper.start()
+    try:
+        with concurrent.futures.ThreadPoolExecutor(4) as pool:
+            replies = list(pool.map(lambda _: _post(server, _media("image_url", {"url": "race.png"}), timeout=60),
+                                    range(24)))
+    finally:
+        stop.set()
+        swapper.join(timeout=10)
+    assert all(r.status_code in (200, 403) for r in replies), [r.text[:200] for r in replies]
+    inside = _post(server, _media("image_url", {"url": "a.png"})).json()["usage"]["prompt_tokens_details"]
+    answered = [r.json()["usage"]["prompt_tokens_details"] for r in replies if r.status_code == 200]
+    assert answered and all(u == inside for u in answered), answered  # image_a's tokens; the secret has other ones
+    assert OPENED == []  # the outside file was never opened by its own name either
+    _still_serving(server)
