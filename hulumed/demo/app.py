@@ -18,6 +18,8 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # before gradio is i
 
 import copy  # noqa: E402
 import logging  # noqa: E402
+import shutil  # noqa: E402
+import tempfile  # noqa: E402
 import threading  # noqa: E402
 from collections.abc import Iterator  # noqa: E402
 from pathlib import Path  # noqa: E402
@@ -31,7 +33,14 @@ from .attachments import Attachment, VideoOptions, VolumeOptions, classify, insi
 from .chat import EXAMPLE_PROMPTS, ChatSettings, respond  # noqa: E402
 from .estimates import estimate_inputs, markdown_table  # noqa: E402
 from .session import DemoSession  # noqa: E402
-from .viewer import VolumeCache, image_preview, video_frames, viewer_slice, volume_view  # noqa: E402
+from .viewer import (  # noqa: E402
+    VolumeCache,
+    image_preview,
+    shown_strip,
+    video_frames,
+    viewer_slice,
+    volume_view,
+)
 
 log = logging.getLogger("hulumed.demo")
 
@@ -39,7 +48,13 @@ NO_WINDOW = "none (per-slice min-max, upstream)"
 CUSTOM_WINDOW = "custom center / width"
 WINDOW_CHOICES = [NO_WINDOW, *window_names(), CUSTOM_WINDOW]
 # small slices fill the viewer, pixels kept square and sharp (display only: the strip shows the model's pixels)
-CSS = "#slice-image img { width: 100%; height: 100%; object-fit: contain; image-rendering: pixelated; }"
+CSS = ("#slice-image img { width: 100%; height: 100%; object-fit: contain; image-rendering: pixelated; }\n"
+       "#estimate { overflow-x: auto; } #estimate table { white-space: nowrap; }")
+DEFAULT_TEMPERATURE = 0.0  # greedy: the same question on the same study gives the same answer (and upstream's
+# greedy outputs); sampling stays one slider away
+RESEARCH_NOTICE = ("**Research use only — not for diagnosis.** Answers come from a research model and may be wrong; "
+                   "they are not a medical device's output and must not guide patient care.")
+TABS = {"volume": "volume-tab", "video": "video-tab", "image": "images-tab"}
 UPLOAD_TYPES = [".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".dcm", ".mp4", ".webm", ".avi",
                 ".mov", ".mkv", ".m4v", ".gif", ".nii", ".gz", ".zip"]
 
@@ -66,8 +81,12 @@ def _one_line(error: BaseException) -> str:
 class DemoApp:
     """The page's handlers over one engine (shared) and per-session ``DemoSession`` values."""
 
-    def __init__(self, engine: Any, processor: Any = None, media_root: str | None = None) -> None:
+    def __init__(self, engine: Any, processor: Any = None, media_root: str | None = None,
+                 workspace: str | None = None) -> None:
         self.engine = engine
+        # per-session files (assembled DICOM series) live under a folder only this user can read (0700)
+        self.workspace = Path(workspace or tempfile.mkdtemp(prefix="hulumed-demo-"))
+        self.session_files: dict[str, set[str]] = {}  # session key -> uploaded files it attached
         self.processor = processor if processor is not None else getattr(engine, "processor", None)
         if self.processor is None:
             raise HulumedError("the demo needs the engine's processor (engine.processor)")
@@ -86,11 +105,36 @@ class DemoApp:
         else:
             image_preview(self.processor, attachment)
 
-    def attach(self, session: DemoSession, paths: list[str]) -> tuple[DemoSession, list[str]]:
+    def session_dir(self, key: str) -> Path:
+        folder = self.workspace / "sessions" / key
+        folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+        return folder
+
+    def forget_session(self, key: str) -> None:
+        """Delete what a session left on disk: its uploads (Gradio's copies) and its own folder."""
+        with self._lock:
+            files = self.session_files.pop(key, set())
+        workspace = self.workspace.resolve()
+        for name in files:
+            path = Path(name).resolve()
+            if workspace not in path.parents:
+                continue  # a file of the media root, not an upload: never deleted
+            path.unlink(missing_ok=True)
+            if path.parent != workspace:  # Gradio keeps each upload in a folder of its own
+                shutil.rmtree(path.parent, ignore_errors=True)
+        shutil.rmtree(self.workspace / "sessions" / key, ignore_errors=True)
+
+    def attach(self, session: DemoSession, paths: list[str],
+               report: Any = None, key: str = "anonymous") -> tuple[DemoSession, list[str]]:
+        """Check and keep the given files; ``report(fraction, stage)`` is told what is being read (progress)."""
         session = copy.copy(session)
         session.pending = list(session.pending)
-        attachments, errors = classify([str(p) for p in paths or []])
-        for attachment in attachments:
+        with self._lock:
+            self.session_files.setdefault(key, set()).update(str(p) for p in paths or [])
+        attachments, errors = classify([str(p) for p in paths or []], series_dir=str(self.session_dir(key)))
+        for number, attachment in enumerate(attachments):
+            if report is not None:
+                report(number / max(len(attachments), 1), self.stage(attachment))
             try:
                 self._check(attachment)
             except (HulumedError, ValueError, OSError) as error:
@@ -99,6 +143,19 @@ class DemoApp:
             session.attach([attachment])
         session.notice = "\n".join(f"⚠️ {e}" for e in errors)
         return session, errors
+
+    def stage(self, attachment: Attachment) -> str:
+        """What attaching ``attachment`` is doing, for the progress line (a volume's header is read here)."""
+        if attachment.kind != "volume":
+            return f"decoding {attachment.name}"
+        try:
+            volume = self.volumes.get(attachment.path)
+        except (HulumedError, ValueError, OSError):
+            return f"reading {attachment.name}"
+        axis = attachment.volume.axis
+        total = volume.shape[axis]
+        count = min(attachment.volume.num_slices or total, total)
+        return f"reading {attachment.name}: {count} of {total} slices for the model"
 
     def attach_from_root(self, session: DemoSession, paths: list[str] | str | None) -> DemoSession:
         if not self.media_root:
@@ -139,13 +196,16 @@ class DemoApp:
 
     def volume_outputs(self, session: DemoSession, volume: Attachment, index: int | None = None) -> dict[str, Any]:
         view = volume_view(self.processor, self.volumes, volume)
+        strip, strip_label = shown_strip(view)
         index = view.indices[len(view.indices) // 2] if index is None else min(max(int(index), 0), view.total - 1)
         info = (f"**{volume.name}** · voxels {view.shape[0]}×{view.shape[1]}×{view.shape[2]} · "
                 f"{view.total} slices along axis {volume.volume.axis} · the model receives "
                 f"**{len(view.indices)}**: {', '.join(map(str, view.indices))}")
         marker = "received by the model" if index in view.indices else "not received by the model"
-        return {"info": info, "total": view.total, "index": index, "strip": view.strip, "options": volume.volume,
-                "slice": viewer_slice(self.volumes, volume, index), "slice_label": f"slice {index} ({marker})"}
+        shown = "radiological view" if session.radiological else "stored orientation"
+        return {"info": info, "total": view.total, "index": index, "strip": strip, "strip_label": strip_label,
+                "options": volume.volume, "slice": viewer_slice(self.volumes, volume, index, session.radiological),
+                "slice_label": f"slice {index} ({marker}) · {shown}"}
 
     def update_volume(
         self, session: DemoSession, axis: int, num_slices: float | None, window: str, center: float | None,
@@ -172,13 +232,16 @@ class DemoApp:
         return _with_replaced(session, video, updated)
 
     def estimate(self, session: DemoSession, prompt: str, settings: ChatSettings) -> str:
-        if not session.pending:
+        if not session.pending and not session.sent:
             return "_Attach an input to see its visual tokens and memory estimate._"
+        inputs = session.pending or session.sent  # after a send: what went with the last message
+        history = session.conversation if session.pending else session.conversation[:-2]
         try:
-            rows = estimate_inputs(self.engine, session.conversation, session.pending, prompt, settings.params())
+            rows = estimate_inputs(self.engine, history, inputs, prompt, settings.params())
         except (HulumedError, ValueError) as error:
             return f"⚠️ {_one_line(error)}"
-        return markdown_table(rows) + (
+        heading = "" if session.pending else "**Sent with the last message:**\n\n"
+        return heading + markdown_table(rows) + (
             "\n\n_Each input is measured alone; with a video or volume in the request every image is merged 2×2 "
             "(upstream rule), so the total row is what will be sent. Memory: weights + KV cache + activation "
             "peak, a planning figure._")
@@ -207,15 +270,17 @@ class DemoApp:
 
 
 def build_demo(engine: Any, processor: Any = None, media_root: str | None = None,
-               title: str = "Hulu-Med demo") -> gr.Blocks:
+               title: str = "Hulu-Med demo", workspace: str | None = None) -> gr.Blocks:
     """The page over ``engine`` (see the module docstring)."""
-    app = DemoApp(engine, processor, media_root)
+    app = DemoApp(engine, processor, media_root, workspace)
     info = engine.info() if hasattr(engine, "info") else {}
     model_line = f"`{info.get('path') or '?'}` · {info.get('decoder', '?')} decoder · {info.get('device', '?')}"
 
-    with gr.Blocks(analytics_enabled=False, title=title) as demo:
+    # Gradio's cached uploads and previews: older than an hour deleted every 5 minutes, all of them at shutdown
+    with gr.Blocks(analytics_enabled=False, title=title, delete_cache=(300, 3600)) as demo:
         state = gr.State(DemoSession())
-        gr.Markdown(f"## {title}\nModel {model_line}. Answers are generated locally; nothing leaves this machine.")
+        gr.Markdown(f"## {title}\nModel {model_line}. Answers are generated locally; nothing leaves this machine.\n\n"
+                    f"{RESEARCH_NOTICE}", elem_id="header")
         with gr.Row():
             with gr.Column(scale=3):
                 chatbot = gr.Chatbot(label="Conversation", height=520, buttons=["copy"], elem_id="chat")
@@ -231,47 +296,54 @@ def build_demo(engine: Any, processor: Any = None, media_root: str | None = None
                 gr.Examples(examples=examples, inputs=[text], example_labels=labels, label="Example prompts")
                 with gr.Accordion("Generation settings", open=False, elem_id="settings"):
                     max_tokens = gr.Slider(1, 4096, value=512, step=1, label="max new tokens", elem_id="max-tokens")
-                    temperature = gr.Slider(0, 2, value=0.7, step=0.05, label="temperature (0 = greedy)")
+                    temperature = gr.Slider(0, 2, value=DEFAULT_TEMPERATURE, step=0.05,
+                                            label="temperature (0 = greedy: the same answer every time)")
                     top_p = gr.Slider(0.05, 1, value=0.8, step=0.05, label="top-p")
                     seed = gr.Number(value=-1, precision=0, label="seed (-1 = random)")
                     think = gr.Checkbox(value=False, label="think (reasoning shown in a collapsed block)")
             with gr.Column(scale=2):
                 files = gr.File(label="Attach images, a video, a NIfTI volume or a DICOM series",
                                 file_count="multiple", file_types=UPLOAD_TYPES, elem_id="upload")
-                if media_root:
-                    explorer = gr.FileExplorer(root_dir=media_root, file_count="multiple", label="Files on the server")
+                if media_root:  # relative paths of regular files below the root (symlinked folders are not entered)
+                    explorer = gr.Dropdown(server_files(media_root), multiselect=True, label="Files on the server",
+                                           elem_id="server-files")
                     pick_btn = gr.Button("Attach selected server files")
                 notice = gr.Markdown("", elem_id="notice")
                 attachments = gr.Markdown(DemoApp.attachment_list(DemoSession()), elem_id="attachments")
                 detach_btn = gr.Button("Remove attachments", size="sm")
-                with gr.Tab("Volume"):
-                    volume_info = gr.Markdown("_No volume attached._", elem_id="volume-info")
-                    with gr.Row():
-                        axis = gr.Radio([0, 1, 2], value=2, label="axis", elem_id="axis")
-                        slices = gr.Number(value=0, precision=0, minimum=0, label="slices for the model (0 = all)")
-                    with gr.Row():
-                        window = gr.Dropdown(WINDOW_CHOICES, value=NO_WINDOW, label="window")
-                        center = gr.Number(value=40, label="center (custom)")
-                        width = gr.Number(value=400, label="width (custom)")
-                    slider = gr.Slider(0, 1, value=0, step=1, label="slice", elem_id="slice-slider")
-                    slice_image = gr.Image(label="slice", type="numpy", format="png", interactive=False,
-                                           elem_id="slice-image", height=280)
-                    strip = gr.Gallery(label="What the model receives", format="png", columns=8, height=200,
-                                       elem_id="strip")
-                with gr.Tab("Video"):
-                    with gr.Row():
-                        fps = gr.Number(value=1, minimum=0.01, label="frames per second")
-                        max_frames = gr.Number(value=128, precision=0, minimum=1, label="max frames")
-                    frames = gr.Gallery(label="Sampled frames (timestamps as the model is told)", format="png",
-                                        columns=6, height=240, elem_id="frames")
-                with gr.Tab("Images"):
-                    images = gr.Gallery(label="Attached images", format="png", columns=4, height=240)
+                with gr.Tabs(elem_id="media-tabs") as tabs:
+                    with gr.Tab("Volume", id=TABS["volume"]):
+                        volume_info = gr.Markdown("_No volume attached._", elem_id="volume-info")
+                        with gr.Row():
+                            axis = gr.Radio([0, 1, 2], value=2, label="axis", elem_id="axis")
+                            slices = gr.Number(value=0, precision=0, minimum=0, label="slices for the model (0 = all)")
+                        with gr.Row():
+                            window = gr.Dropdown(WINDOW_CHOICES, value=NO_WINDOW, label="window")
+                            center = gr.Number(value=None, label="center (custom window only)")
+                            width = gr.Number(value=None, label="width (custom window only)")
+                        radiological = gr.Checkbox(value=True, label="radiological view (display only: patient's right "
+                                                   "on the left; the model's slices follow the options)",
+                                                   elem_id="radiological")
+                        slider = gr.Slider(0, 1, value=0, step=1, label="slice", elem_id="slice-slider")
+                        slice_image = gr.Image(label="slice", type="numpy", format="png", interactive=False,
+                                               elem_id="slice-image", height=280)
+                        strip = gr.Gallery(label="What the model receives", format="png", columns=8, height=200,
+                                           elem_id="strip")
+                    with gr.Tab("Video", id=TABS["video"]):
+                        with gr.Row():
+                            fps = gr.Number(value=1, minimum=0.01, label="frames per second")
+                            max_frames = gr.Number(value=128, precision=0, minimum=1, label="max frames")
+                        frames = gr.Gallery(label="Sampled frames (timestamps as the model is told)", format="png",
+                                            columns=6, height=240, elem_id="frames")
+                    with gr.Tab("Images", id=TABS["image"]):
+                        images = gr.Gallery(label="Attached images", format="png", columns=2, height=460,
+                                            object_fit="contain", elem_id="images")
                 estimate = gr.Markdown("", elem_id="estimate")
                 estimate_btn = gr.Button("Refresh estimate", size="sm")
 
         settings_inputs = [max_tokens, temperature, top_p, seed, think]
         panel_outputs = [state, attachments, notice, volume_info, slider, slice_image, strip, axis, slices, window,
-                         frames, images, estimate]
+                         frames, images, estimate, tabs]
 
         def settings_of(max_new: float, temp: float, top: float, seed_value: float | None,
                         think_on: bool) -> ChatSettings:
@@ -284,7 +356,7 @@ def build_demo(engine: Any, processor: Any = None, media_root: str | None = None
                 panel = app.panel(session, settings)
             except (HulumedError, ValueError) as error:
                 session.notice = f"⚠️ {_one_line(error)}"
-                return [session, app.attachment_list(session), session.notice, *[gr.skip()] * 10]
+                return [session, app.attachment_list(session), session.notice, *[gr.skip()] * 11]
             vol = panel["volume"]
             if vol is None:
                 volume_parts = ["_No volume attached._", gr.Slider(0, 1, value=0), None, [], gr.skip(), gr.skip(),
@@ -292,14 +364,18 @@ def build_demo(engine: Any, processor: Any = None, media_root: str | None = None
             else:
                 opts = vol["options"]
                 moved = gr.Slider(0, vol["total"] - 1, value=vol["index"], step=1, label=vol["slice_label"])
-                volume_parts = [vol["info"], moved, vol["slice"], vol["strip"], opts.axis, opts.num_slices or 0,
-                                _window_choice(opts.window)]
+                volume_parts = [f"{vol['info']}\n\n{vol['strip_label']}", moved, vol["slice"], vol["strip"], opts.axis,
+                                opts.num_slices or 0, _window_choice(opts.window)]
+            newest = session.pending[-1] if session.pending else None  # show what was just attached
+            tab = gr.Tabs(selected=TABS[newest.kind]) if newest is not None and newest.kind in TABS else gr.skip()
             return [session, panel["attachments"], panel["notice"], *volume_parts, panel["frames"], panel["images"],
-                    panel["estimate"]]
+                    panel["estimate"], tab]
 
         def on_attach(session: DemoSession, paths: list[str] | None, m: float, t: float, p: float, sd: float | None,
-                      th: bool) -> list[Any]:
-            session, _ = app.attach(session, paths or [])
+                      th: bool, request: gr.Request, progress: gr.Progress = gr.Progress()) -> list[Any]:
+            session, _ = app.attach(session, paths or [], report=lambda f, stage: progress(0.8 * f, desc=stage),
+                                    key=request.session_hash or "anonymous")
+            progress(0.85, desc="counting visual tokens and memory")
             return [*render(session, settings_of(m, t, p, sd, th)), None]
 
         def on_volume(session: DemoSession, axis_value: int, count: float | None, window_value: str,
@@ -310,6 +386,11 @@ def build_demo(engine: Any, processor: Any = None, media_root: str | None = None
             except (HulumedError, ValueError) as error:
                 session.notice = f"⚠️ {_one_line(error)}"
             return render(session, settings_of(m, t, p, sd, th))
+
+        def on_radiological(session: DemoSession, value: bool, index: float) -> list[Any]:
+            session = copy.copy(session)
+            session.radiological = bool(value)
+            return [session, *on_slice(session, index)]
 
         def on_slice(session: DemoSession, index: float) -> list[Any]:
             volume = session.latest("volume", include_sent=True)
@@ -363,6 +444,8 @@ def build_demo(engine: Any, processor: Any = None, media_root: str | None = None
         for control in (axis, slices, window, center, width):
             control.input(on_volume, volume_inputs, panel_outputs, api_name="volume" if control is axis else False)
         slider.input(on_slice, [state, slider], [slice_image, slider], api_name="slice")
+        radiological.input(on_radiological, [state, radiological, slider], [state, slice_image, slider],
+                           api_name="radiological")
         for control in (fps, max_frames):
             control.input(on_video, [state, fps, max_frames, *settings_inputs], panel_outputs,
                           api_name="video" if control is fps else False)
@@ -380,17 +463,39 @@ def build_demo(engine: Any, processor: Any = None, media_root: str | None = None
                 return render(app.attach_from_root(session, chosen or []), settings_of(m, t, p, sd, th))
 
             pick_btn.click(on_pick, [state, explorer, *settings_inputs], panel_outputs, api_name="attach_server")
+        def on_unload(request: gr.Request) -> None:
+            app.stop(request.session_hash or "anonymous")
+            app.forget_session(request.session_hash or "anonymous")
+
+        demo.unload(on_unload)
     demo.queue(default_concurrency_limit=8)
     return demo
 
 
+def server_files(root: str) -> list[str]:
+    """Every regular file below ``root``, relative to it, without entering symlinked folders or listing entries
+    that resolve outside (``safe_files.folder_files``)."""
+    from ..processing import safe_files
+
+    base = Path(root).resolve()
+    found = []
+    for path in safe_files.folder_files(base, recursive=True):
+        try:
+            if base in path.resolve().parents:
+                found.append(str(path.relative_to(base)))
+        except (OSError, ValueError):
+            continue
+    return found
+
+
 def launch(demo: gr.Blocks, host: str = "127.0.0.1", port: int = 7860, media_root: str | None = None,
-           block: bool = True) -> Any:
-    """Serve the page; loopback unless ``host`` says otherwise, no share link, no outside requests."""
+           block: bool = True, max_upload_mb: float = 1024) -> Any:
+    """Serve the page; loopback unless ``host`` says otherwise, no share link, no outside requests, uploads up to
+    ``max_upload_mb``."""
     allowed = [str(Path(media_root).resolve())] if media_root else None
     return demo.launch(server_name=host, server_port=port, share=False, ssr_mode=False, quiet=True,
                        allowed_paths=allowed, prevent_thread_lock=not block, footer_links=[], mcp_server=False,
-                       css=CSS)
+                       css=CSS, max_file_size=int(max_upload_mb * 2**20))  # bytes
 
 
 def _with_replaced(session: DemoSession, old: Attachment, new: Attachment) -> DemoSession:

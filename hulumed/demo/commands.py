@@ -17,6 +17,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--port", type=int, default=7860)
     p.add_argument("--backend", choices=["hf", "vllm"], default="hf", help="engine backend (vllm needs vLLM)")
     p.add_argument("--media-root", help="also offer the files below this folder on the server")
+    p.add_argument("--max-upload-mb", type=float, default=1024,
+                   help="largest file a browser may upload, in MB (default 1024: a CT or MR study)")
     p.add_argument("--device")
     p.add_argument("--dtype")
     p.add_argument("--revision")
@@ -40,17 +42,36 @@ def run(args: argparse.Namespace) -> int:
 
         if not Path(args.media_root).is_dir():
             raise HulumedError(f"--media-root {args.media_root} is not a folder")
-    try:
-        import gradio  # noqa: F401
-    except ImportError as error:  # pragma: no cover - depends on the install
-        raise HulumedError("hulumed demo needs the demo extra: pip install 'hulumed[demo]'") from error
+    import importlib.util
+
+    if importlib.util.find_spec("gradio") is None:  # pragma: no cover - depends on the install
+        raise HulumedError("hulumed demo needs the demo extra: pip install 'hulumed[demo]'")
+    workspace = private_workspace()  # before gradio is imported: its upload cache goes there
     from .app import build_demo, launch
 
     engine = _load(args)
     print(f"hulumed demo: http://{args.host}:{args.port} (Ctrl+C to stop)", flush=True)
-    launch(build_demo(engine, media_root=args.media_root), host=args.host, port=args.port,
-           media_root=args.media_root)
+    launch(build_demo(engine, media_root=args.media_root, workspace=workspace), host=args.host, port=args.port,
+           media_root=args.media_root, max_upload_mb=args.max_upload_mb)
     return 0
+
+
+def private_workspace() -> str:
+    """A folder only this user can read (0700), where Gradio keeps uploads and previews and the demo its
+    per-session files; removed at exit (sessions remove their own part when their page closes)."""
+    import atexit
+    import os
+    import shutil
+    import tempfile
+
+    import signal
+    import sys
+
+    folder = tempfile.mkdtemp(prefix="hulumed-demo-")  # mode 0700
+    os.environ["GRADIO_TEMP_DIR"] = folder
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # a service stop cleans up too (atexit runs)
+    return folder
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

@@ -28,6 +28,7 @@ class DemoSession:
     pending: list[Attachment] = field(default_factory=list)  # inputs of the next user turn
     sent: list[Attachment] = field(default_factory=list)  # inputs of the last committed turn (still viewable)
     notice: str = ""  # the last problem shown in the page ("" when none)
+    radiological: bool = True  # the slice viewer shows slices as a radiologist reads them (display only)
 
     def attach(self, attachments: list[Attachment]) -> None:
         self.pending.extend(attachments)
@@ -63,3 +64,4 @@ class DemoSession:
 
     def clear(self) -> None:
         self.conversation, self.messages, self.pending, self.sent, self.notice = [], [], [], [], ""
+        self.radiological = True

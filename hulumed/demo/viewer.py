@@ -18,12 +18,14 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
+from nibabel.orientations import io_orientation
 
 from ..errors import MediaError
 from ..processing.volume import Volume, read_volume, select_slices, slice_volume
 from .attachments import Attachment
 
 Captioned = tuple[np.ndarray, str]  # (H, W, 3) uint8 image, caption
+STRIP_LIMIT = 32  # thumbnails the page's strip shows at most (a 300-slice CT would otherwise send 300 PNGs)
 
 
 def _hwc(frame: np.ndarray) -> np.ndarray:
@@ -44,6 +46,7 @@ class VolumeCache:
     def __init__(self, size: int = 4) -> None:
         self.size = size
         self._items: OrderedDict[str, Volume] = OrderedDict()
+        self.views: dict[tuple[str, str], VolumeView] = {}  # (path, repr(options)) -> view, insertion-ordered
         self._lock = threading.Lock()  # sessions call from several worker threads
 
     def get(self, path: str) -> Volume:
@@ -70,7 +73,21 @@ class VolumeView:
 
 
 def volume_view(processor: Any, cache: VolumeCache, attachment: Attachment) -> VolumeView:
-    """Slice count, model slice indices and the model's slices for a volume attachment."""
+    """Slice count, model slice indices and the model's slices for a volume attachment (remembered per path and
+    options: attaching, re-rendering and sliding reuse one processor run)."""
+    key = (attachment.path, repr(attachment.volume))
+    with cache._lock:
+        if key in cache.views:
+            return cache.views[key]
+    view = _volume_view(processor, cache, attachment)
+    with cache._lock:
+        cache.views[key] = view
+        while len(cache.views) > cache.size:
+            cache.views.pop(next(iter(cache.views)))
+    return view
+
+
+def _volume_view(processor: Any, cache: VolumeCache, attachment: Attachment) -> VolumeView:
     volume = cache.get(attachment.path)
     options = attachment.volume
     total = int(volume.shape[options.axis])
@@ -83,11 +100,13 @@ def volume_view(processor: Any, cache: VolumeCache, attachment: Attachment) -> V
     return VolumeView(tuple(int(s) for s in volume.shape), total, indices, strip)  # type: ignore[arg-type]
 
 
-def viewer_slice(cache: VolumeCache, attachment: Attachment, index: int) -> np.ndarray:
+def viewer_slice(cache: VolumeCache, attachment: Attachment, index: int, radiological: bool = False) -> np.ndarray:
     """Slice ``index`` along the attachment's axis with its window, as ``(H, W, 3)`` uint8.
 
     ``slice_volume`` runs on a one-slice view of the volume, so intensities follow the same per-slice rules
-    as the model's slices (identical pixels for an index the model receives).
+    as the model's slices (identical pixels for an index the model receives). ``radiological`` shows that slice
+    as a radiologist reads it (patient's right on the image's left, anterior / superior up; from the affine):
+    the display only, the model's slices keep the attachment's options.
     """
     volume = cache.get(attachment.path)
     axis = attachment.volume.axis
@@ -99,8 +118,24 @@ def viewer_slice(cache: VolumeCache, attachment: Attachment, index: int) -> np.n
     positions[axis] = volume.positions[axis][[index]]
     one = replace(volume, voxels=data, positions=tuple(positions))
     window = attachment.volume.window
-    [plane] = slice_volume(one, axis=axis, window=list(window) if isinstance(window, tuple) else window)
+    options: dict[str, Any] = {"axis": axis, "window": list(window) if isinstance(window, tuple) else window}
+    if radiological:
+        ornt = io_orientation(volume.affine)  # the raw axis lands on RAS axis ornt[axis, 0]
+        if np.all(np.isfinite(ornt)):
+            options.update(axis=int(ornt[axis][0]), orientation="radiological")
+    [plane] = slice_volume(one, **options)
     return _hwc(plane)
+
+
+def shown_strip(view: VolumeView, limit: int = STRIP_LIMIT) -> tuple[list[Captioned], str]:
+    """At most ``limit`` of the model's slices, evenly spread (first and last included), for the page's strip,
+    and a caption saying how many of how many are shown; every slice stays reachable with the slider."""
+    count = len(view.strip)
+    if count <= limit:
+        return view.strip, f"What the model receives: all {count} slices"
+    chosen = np.linspace(0, count - 1, limit).round().astype(int)
+    return ([view.strip[i] for i in chosen],
+            f"What the model receives: {count} slices ({limit} shown here, evenly spread; the slider shows any)")
 
 
 def video_frames(processor: Any, attachment: Attachment) -> list[Captioned]:

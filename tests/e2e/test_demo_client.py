@@ -120,8 +120,10 @@ def test_volume_with_a_window_shows_what_the_model_gets(client, engine):
         np.testing.assert_array_equal(_png(item["image"]), np.transpose(slice_chw, (1, 2, 0)))
     assert "window lung" in panel["attachments"]
     image, slider = client.predict(index=3, api_name="/slice")
+    assert "received by the model" in slider["label"] and "radiological view" in slider["label"]  # the default
+    image, slider = client.predict(value=False, index=3, api_name="/radiological")  # the stored orientation
     np.testing.assert_array_equal(_png(image), np.transpose(expected[1], (1, 2, 0)))  # slice 3 is the second one
-    assert "received by the model" in slider["label"]
+    assert "received by the model" in slider["label"] and "stored orientation" in slider["label"]
     _send(client, "Describe the findings.")
     conversation, _ = engine.streams[-1]
     item = conversation[-1]["content"][0]["3d"]
@@ -237,3 +239,90 @@ def test_media_root_files_are_attached_and_escapes_refused(engine, tmp_path):
     session = app.attach_from_root(DemoSession(), [str(root / "ct.nii.gz"), str(tmp_path / "elsewhere.png")])
     assert [a.name for a in session.pending] == ["ct.nii.gz"]
     assert "outside the media root" in session.notice
+
+
+# ----------------------------------------------------------------------------------------- what stays on disk
+
+
+def test_a_closed_session_leaves_no_file_behind(engine, tmp_path):
+    """forget_session (the page's unload event) deletes the session's uploads and its assembled DICOM series;
+    files of the media root it attached are never touched."""
+    pytest.importorskip("pydicom")
+    from hulumed.demo.app import DemoApp
+    from hulumed.demo.session import DemoSession
+    from tests.unit.media_samples import hu_volume, write_series
+
+    workspace = tmp_path / "workspace"
+    workspace.mkdir(mode=0o700)
+    uploads = [workspace / f"upload{k}" / "slice.dcm" for k in range(3)]  # Gradio keeps each upload in a folder
+    series = write_series(tmp_path / "series", hu_volume(slices=3), [0.0, 2.0, 4.0])
+    for source, upload in zip(series, uploads):
+        upload.parent.mkdir()
+        upload.write_bytes(source.read_bytes())
+    root_file = tmp_path / "root" / "a.png"
+    root_file.parent.mkdir()
+    root_file.write_bytes((INPUTS / "image_a.png").read_bytes())
+    app = DemoApp(engine, media_root=str(root_file.parent), workspace=str(workspace))
+    session, errors = app.attach(DemoSession(), [str(p) for p in uploads] + [str(root_file)], key="s1")
+    assert errors == [] and [a.kind for a in session.pending] == ["image", "volume"]
+    assert any((workspace / "sessions" / "s1").iterdir())  # the series was assembled in the session's folder
+    app.forget_session("s1")
+    assert not any(p.exists() for p in uploads) and not (workspace / "sessions" / "s1").exists()
+    assert root_file.exists()
+    assert [p for p in workspace.rglob("*") if p.is_file()] == []
+
+
+def test_the_server_file_list_never_shows_what_is_outside_the_root(tmp_path):
+    from hulumed.demo.app import server_files
+
+    outside = tmp_path / "etc"
+    outside.mkdir()
+    (outside / "passwd").write_text("root:x:0:0")
+    root = tmp_path / "media"
+    (root / "study").mkdir(parents=True)
+    (root / "study" / "ct.nii.gz").write_bytes(b"x")
+    (root / "etc_link").symlink_to(outside)  # a symlinked folder inside the root
+    (root / "passwd_link").symlink_to(outside / "passwd")  # a symlinked file pointing outside
+    assert server_files(str(root)) == ["study/ct.nii.gz"]
+
+
+def test_hulumed_demo_removes_its_files_when_it_stops_and_refuses_big_uploads(tmp_path):
+    """`hulumed demo` as a user runs it: uploads go to a private folder (0700) that is gone after SIGTERM; an
+    upload over --max-upload-mb is refused."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import tempfile
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = {**os.environ, "TMPDIR": str(tmp_path), "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "hulumed", "demo", "--model", str(GOLDEN / "tiny-qwen2"), "--port", str(port),
+         "--device", "cpu", "--max-upload-mb", "0.05"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        env=env)
+    try:
+        deadline = time.monotonic() + 120
+        client = None
+        while time.monotonic() < deadline and client is None:
+            try:
+                client = gradio_client.Client(f"http://127.0.0.1:{port}", verbose=False)
+            except Exception:
+                time.sleep(1)
+        assert client is not None, "the demo did not start"
+        [workspace] = [p for p in tmp_path.iterdir() if p.name.startswith("hulumed-demo-")]
+        assert (workspace.stat().st_mode & 0o777) == 0o700
+        values = client.predict(paths=[gradio_client.handle_file(str(INPUTS / "image_a.png"))], api_name="/attach")
+        assert "image_a.png" in values[0]
+        assert any(p.is_file() for p in workspace.rglob("*"))  # the upload is kept while the session lives
+        with pytest.raises(Exception):  # 60 KB over a 0.05 MB limit
+            big = tmp_path / "big.png"
+            big.write_bytes((INPUTS / "image_a.png").read_bytes() + b"\0" * 60_000)
+            client.predict(paths=[gradio_client.handle_file(str(big))], api_name="/attach")
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=60)
+    assert not workspace.exists()
+    assert tempfile.gettempdir()  # (the test's own temp folder is untouched)

@@ -106,6 +106,56 @@ def test_strip_is_exactly_what_the_model_receives(engine, options):
         np.testing.assert_array_equal(viewer_slice(cache, attachment, index), image)
 
 
+def test_radiological_view_is_the_radiological_slice_and_leaves_the_model_alone(engine, tmp_path):
+    """The viewer's default display: the slice a radiologist reads (patient's right on the left), taken from the
+    same one slice; the strip (the model's slices) keeps the attachment's raw orientation."""
+    import nibabel
+    from nibabel.orientations import io_orientation
+
+    from hulumed.processing.volume import read_volume, slice_volume
+
+    rng = np.random.default_rng(0)
+    affine = np.array([[0.0, 0.0, -2.5, 30.0], [-0.8, 0.0, 0.0, 10.0], [0.0, 0.9, 0.0, -5.0], [0, 0, 0, 1]])
+    path = tmp_path / "oblique.nii.gz"
+    nibabel.save(nibabel.Nifti1Image(rng.normal(size=(9, 7, 5)).astype(np.float32), affine), str(path))
+    attachment = Attachment("volume", str(path), "oblique.nii.gz", volume=VolumeOptions(axis=2))
+    cache = VolumeCache()
+    target, flip = io_orientation(affine)[2]
+    everything = slice_volume(read_volume(path), axis=int(target), orientation="radiological")
+    for index in range(5):
+        shown = viewer_slice(cache, attachment, index, radiological=True)
+        mapped = 4 - index if flip < 0 else index
+        np.testing.assert_array_equal(shown, np.transpose(everything[mapped], (1, 2, 0)))
+        raw = viewer_slice(cache, attachment, index)
+        assert raw.shape != shown.shape or not np.array_equal(raw, shown)  # the display really changed
+    view = volume_view(engine.processor, cache, attachment)
+    np.testing.assert_array_equal(view.strip[2][0], viewer_slice(cache, attachment, view.indices[2]))
+
+
+def test_the_page_strip_shows_at_most_32_of_the_models_slices():
+    from hulumed.demo.viewer import VolumeView, shown_strip
+
+    strip = [(np.full((2, 2, 3), k % 256, np.uint8), f"slice {k}") for k in range(300)]
+    shown, label = shown_strip(VolumeView((4, 4, 300), 300, list(range(300)), strip))
+    assert len(shown) == 32 and shown[0][1] == "slice 0" and shown[-1][1] == "slice 299"
+    assert "300 slices" in label and "32 shown" in label
+    few, label = shown_strip(VolumeView((4, 4, 8), 8, list(range(8)), strip[:8]))
+    assert few == strip[:8] and "all 8" in label
+
+
+def test_a_volume_view_is_computed_once_per_options(engine, monkeypatch):
+    from hulumed.demo import viewer
+
+    calls = []
+    original = viewer._loaded_part
+    monkeypatch.setattr(viewer, "_loaded_part", lambda *a: calls.append(1) or original(*a))
+    cache = VolumeCache()
+    for _ in range(3):
+        volume_view(engine.processor, cache, _volume(num_slices=4))
+    volume_view(engine.processor, cache, _volume(num_slices=5))
+    assert len(calls) == 2
+
+
 def test_volume_view_indices_follow_upstreams_linspace():
     view = volume_view(hulumed.processing.HulumedProcessor.from_pretrained(GOLDEN / "tiny-qwen2"), VolumeCache(),
                        _volume(num_slices=5))
