@@ -198,9 +198,12 @@ class DemoApp:
         view = volume_view(self.processor, self.volumes, volume)
         strip, strip_label = shown_strip(view)
         index = view.indices[len(view.indices) // 2] if index is None else min(max(int(index), 0), view.total - 1)
+        received = (f"all {view.total}" if view.indices == list(range(view.total))
+                    else ", ".join(map(str, view.indices)) if len(view.indices) <= 32
+                    else f"{view.indices[0]}, {view.indices[1]}, … {view.indices[-1]} (linspace)")
         info = (f"**{volume.name}** · voxels {view.shape[0]}×{view.shape[1]}×{view.shape[2]} · "
                 f"{view.total} slices along axis {volume.volume.axis} · the model receives "
-                f"**{len(view.indices)}**: {', '.join(map(str, view.indices))}")
+                f"**{len(view.indices)}**: {received}")
         marker = "received by the model" if index in view.indices else "not received by the model"
         shown = "radiological view" if session.radiological else "stored orientation"
         return {"info": info, "total": view.total, "index": index, "strip": strip, "strip_label": strip_label,
@@ -319,8 +322,8 @@ def build_demo(engine: Any, processor: Any = None, media_root: str | None = None
                             slices = gr.Number(value=0, precision=0, minimum=0, label="slices for the model (0 = all)")
                         with gr.Row():
                             window = gr.Dropdown(WINDOW_CHOICES, value=NO_WINDOW, label="window")
-                            center = gr.Number(value=None, label="center (custom window only)")
-                            width = gr.Number(value=None, label="width (custom window only)")
+                            center = gr.Number(value=40, label="center", visible=False)  # custom window only
+                            width = gr.Number(value=400, label="width", visible=False)
                         radiological = gr.Checkbox(value=True, label="radiological view (display only: patient's right "
                                                    "on the left; the model's slices follow the options)",
                                                    elem_id="radiological")
@@ -449,6 +452,8 @@ def build_demo(engine: Any, processor: Any = None, media_root: str | None = None
         for control in (fps, max_frames):
             control.input(on_video, [state, fps, max_frames, *settings_inputs], panel_outputs,
                           api_name="video" if control is fps else False)
+        window.change(lambda choice: [gr.Number(visible=choice == CUSTOM_WINDOW)] * 2, [window], [center, width],
+                      api_name=False, queue=False)
         estimate_btn.click(on_estimate, [state, text, *settings_inputs], [estimate], api_name="estimate")
         send_outputs = [state, chatbot, status, text, attachments, notice, estimate]
         send_btn.click(on_send, [state, text, *settings_inputs], send_outputs, api_name="send")
