@@ -6,7 +6,7 @@ changes, so numbers from different versions are never mixed), the published layo
 the folder names it is found under (``D/<name>`` or an alias: upstream's folder name, the hub repo's name; case,
 '-' and '_' ignored), which samples the optional LLM judge re-scores (upstream's choice per benchmark), whether
 upstream's overall score is the average over categories (M3D) and the ``hf download`` command of the release.
-Prompts are MedUniEval's ``question_formats.py`` templates (samples.py, UPSTREAM.md §9.2). To add a benchmark:
+Prompts are MedUniEval's ``question_formats.py`` templates (samples.py). To add a benchmark:
 write a loader, add a ``Benchmark`` to ``BENCHMARKS``, and add a few rows
 in its published format to tests/unit/test_eval_benchmarks.py (the registry completeness test fails until you do).
 """

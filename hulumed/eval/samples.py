@@ -1,5 +1,5 @@
 """What a benchmark loader produces: ``Sample`` (one question, ready to become a conversation) and the prompt
-templates of MedUniEval's ``question_formats.py`` (UPSTREAM.md §9.2) shared by every loader.
+templates of MedUniEval's ``question_formats.py`` shared by every loader.
 
 A sample's ``kind`` picks its judge in runner.score (``KINDS``). Media are image files or encoded image bytes
 (parquet cells), a folder of slices (3-D, read as frames as upstream does) or a NIfTI volume (read as a ``3d``

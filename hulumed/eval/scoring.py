@@ -1,8 +1,8 @@
 """Answer extraction and per-sample scoring: MedUniEval's rules, in two modes.
 
-``mode="upstream"`` reproduces MedUniEval's ``utils/utils.py`` exactly (UPSTREAM.md §9.3), bugs included, so
+``mode="upstream"`` reproduces MedUniEval's ``utils/utils.py`` exactly, bugs included, so
 numbers are comparable with published ones. ``mode="fixed"`` (the default) keeps the same rules with the bugs
-of UPSTREAM.md §10 item 16 fixed; every difference is listed in ``FIXES`` and docs/eval.md.
+of upstream's known scoring bugs fixed; every difference is listed in ``FIXES`` and docs/eval.md.
 
 Each judge takes the model's answer text and the reference and returns a ``Verdict``: the parsed answer
 (``None`` when nothing could be parsed — counted as unparsable, scored wrong), whether it is correct, and any

@@ -1,4 +1,4 @@
-"""Loaders of the text-only multiple-choice benchmarks (UPSTREAM.md §9.3): each reads the public release as
+"""Loaders of the text-only multiple-choice benchmarks of MedUniEval's `benchmarks.py`: each reads the public release as
 published under ``D/<name>`` and returns ``Sample``s with MedUniEval's multiple-choice prompt (§9.2).
 
 MedQA-USMLE, MedMCQA, PubMedQA, MMLU (medical subjects), MMLU-Pro (health), Medbullets op4/op5, SuperGPQA
@@ -67,7 +67,7 @@ def load_pubmedqa(root: Path, mode: str = "fixed") -> list[Sample]:
     return samples
 
 
-#: upstream's MMLU "medical" subset (UPSTREAM.md §9.3).
+#: upstream's MMLU "medical" subset.
 MMLU_MEDICAL = ("anatomy", "clinical_knowledge", "college_biology", "college_medicine", "medical_genetics",
                 "professional_medicine", "nutrition", "virology", "high_school_biology")
 

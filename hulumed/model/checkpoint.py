@@ -1,6 +1,6 @@
 """Checkpoint layouts: detection, key remapping and strict loading.
 
-Two on-disk layouts exist (UPSTREAM.md §1.2, §1.4):
+Two on-disk layouts exist (the official HF-Version checkpoints and upstream's original layout):
 
 * **HF-Version** (the hub's ``main``): tensor names are exactly our module names (``model.vision_encoder.*``,
   ``model.mm_projector.*``, ``model.layers.*``, ``lm_head.weight``); single ``model.safetensors`` or shards +

@@ -16,7 +16,7 @@ Round trip: ``to_dict`` writes the keys an upstream (transformers 4.51) reader n
 so a folder saved by hulumed still loads in the upstream remote code. ``vision_encoder_config`` is stored as
 the plain dict it was read as, so it is written back exactly.
 
-References: UPSTREAM.md §1.3 (config keys), §1.1 (sizes).
+References: the official checkpoints' `config.json` (keys and sizes).
 """
 
 from __future__ import annotations

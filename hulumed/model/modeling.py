@@ -7,7 +7,7 @@ declares the two checkpoint families with it.
 Module tree = checkpoint names: ``model.embed_tokens``, ``model.layers.N``, ``model.norm``, ``lm_head``,
 ``model.vision_encoder.{embeddings,encoder,post_layernorm}``, ``model.mm_projector.readout.{0,2}``.
 
-Data flow (UPSTREAM.md §3):
+Data flow (as upstream's remote code):
     pixel_values (P, 588) --vision_encoder--> (tokens, C) --mm_projector--> (tokens, H)
     drop items whose modal is "text"; optional inter-frame reduction (keep-mask per token)
     embed_tokens(input_ids) (B, N, H); the `<image>` positions (row-major) receive the features in order

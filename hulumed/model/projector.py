@@ -3,7 +3,7 @@
 ``mlp{N}x_gelu``: Linear(C_vision -> H), then (N-1) x [GELU (exact erf), Linear(H -> H)], held in a
 ``readout`` Sequential so the checkpoint names are ``model.mm_projector.readout.{0,2}.*`` for ``mlp2x_gelu``
 (index 1 is the parameter-free GELU). ``linear`` is a single Linear (``readout.0``).
-Reference: UPSTREAM.md §3.1.
+Reference: upstream's `mlp2x_gelu` projector (HF-Version remote code).
 """
 
 from __future__ import annotations

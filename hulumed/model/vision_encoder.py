@@ -21,7 +21,7 @@ Upstream's dense-mask path is kept only as a test/benchmark reference in ``bench
 
 Glossary: P = patches of all frames of all items; t, gh, gw = frames and patch grid of one item; m = merge
 size (1 images, 2 video/3D); C = encoder hidden size; tokens = sum over items of t * (gh/m) * (gw/m).
-Reference: UPSTREAM.md §2.
+Reference: upstream's HF-Version remote code (`modeling_hulumed_encoder.py`).
 """
 
 from __future__ import annotations

@@ -8,7 +8,8 @@ media (path | folder | PIL | numpy | NIfTI | DICOM | video)
   -> visual_tokens.py: each item's visual tokens after inter-frame reduction (engine, estimator, vLLM plugin).
 limits.py and safe_files.py hold the size limits and the safe file access every loader uses.
 
-Everything here reproduces the upstream HF-Version processor by default (see docs UPSTREAM.md §5, §7); DICOM,
+Everything here reproduces the upstream HF-Version processor by default (its remote code
+`processing_hulumed.py` / `image_processing_hulumed.py`); DICOM,
 window presets, reorientation and seeking video decoding are extensions (docs/media.md).
 """
 

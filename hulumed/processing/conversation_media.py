@@ -1,4 +1,4 @@
-"""The media of a conversation, loaded: upstream's `_load_multimodal_data` (UPSTREAM.md §5.1, step 1).
+"""The media of a conversation, loaded: upstream's `_load_multimodal_data`.
 
 In:  a conversation in the processor format (`hulumed.conversation`), whose `image` / `video` / `3d` parts name
      their media.

@@ -4,8 +4,8 @@ In:  a file path, a folder path, a list of paths, or an in-memory image (PIL or 
 Out: a list of images, typed the way upstream types them, because the type changes the resize later on:
 
 - a path (or each file of a folder, in sorted order, or each path of a list) -> `PIL.Image.Image` in RGB. The
-  image processor reads a PIL image's `.size` as (height, width) -- upstream's width/height swap, UPSTREAM.md
-  §5.3 -- so these images are resized to a transposed aspect ratio unless `swap_pil_size=False`.
+  image processor reads a PIL image's `.size` as (height, width) -- upstream's width/height swap -- so these
+  images are resized to a transposed aspect ratio unless `swap_pil_size=False`.
 - an image handed over in memory (PIL, or a list of PIL) -> numpy `(H, W, 3)` uint8 RGB, which upstream's
   `load_images` does too (`np.array(pil)`), so no swap applies to them. numpy input (an extension: upstream has
   no numpy branch) is normalised to the same `(H, W, 3)` uint8 layout.
@@ -15,7 +15,7 @@ upstream has no DICOM. It is read by `dicom.load_dicom_image` (modality LUT, VOI
 and returned as an RGB PIL image like any other path, so the same size rules apply as for a PNG export of it.
 
 Every failure (missing file, unreadable or truncated image, decompression bomb, empty folder, bad array) is a
-`MediaError`. Reference: UPSTREAM.md §5.2 (`HulumedProcessor.load_images` of the HF-Version remote code).
+`MediaError`. Reference: `HulumedProcessor.load_images` of the HF-Version remote code.
 """
 
 from __future__ import annotations

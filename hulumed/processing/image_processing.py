@@ -8,7 +8,7 @@ Out: `pixel_values` float32 `(P, C*14*14)` = `(P, 588)`, `grid_sizes` int64 `(n,
 Dimension names: t frames of an item, C = 3 channels, (H', W') target size in pixels, p = patch size (14),
 m = merge size, f = p*m the resize factor, gh = H'/p, gw = W'/p.
 
-Target size (UPSTREAM.md §5.3), from each item's first frame only:
+Target size (upstream's `image_processing_hulumed.py`), from each item's first frame only:
 - all merge sizes equal -> `simple_batched_resize` (per-request budget `max_pixels // num_frames_in_request`,
   per-item minimum `min_tokens` merged tokens);
 - otherwise -> `batched_resize` (one global scale over all items, no minimum).

@@ -6,7 +6,7 @@ Out: a `BatchFeature` with `input_ids` / `attention_mask` `(B, N)` int64, and wh
      `pixel_values` float32 `(P, 588)`, `grid_sizes` int64 `(n, 3)`, `merge_sizes` int64 `(n,)` and `modals`
      (one "image" / "video" string per item; 3-D volumes are "video").
 
-Steps for one conversation (UPSTREAM.md §5.1, HF-Version `processing_hulumed.py`):
+Steps for one conversation (upstream's HF-Version `processing_hulumed.py`):
 1. load media (`conversation_media.py`): images as one-frame items, videos as frames with timestamps, 3-D
    volumes as a `video` part of slices without timestamps.
 2. merge size: 2 (`video_merge_size`) for every item if the conversation has any video/3-D part, else 1.

@@ -6,7 +6,7 @@ model's forward, the estimator, the HF engine's ``prepare`` and the vLLM plugin 
 (or ``visual_tokens`` for a whole batch), so their counts agree by construction. Nothing here imports the model
 or vLLM.
 
-Upstream's rule (UPSTREAM.md §6, reproduced bit-exactly by default), for every merged token j of frame f of a
+Upstream's rule (reproduced bit-exactly by default), for every merged token j of frame f of a
 multi-frame *video* item, in the dtype the model runs in:
 
     d[f, j] = mean(|x[f, j] - x[f-1, j]|) * 255          for f >= 1

@@ -3,7 +3,7 @@ tiny random checkpoint), spread over two endpoints, resumable, with the same pre
 local run — and the same answers, since the same model behind the server sees the same inputs.
 
 One known difference, not the client's: ``hulumed serve`` hands a ``data:`` image to the processor as a file path,
-to which upstream's PIL width/height swap applies (UPSTREAM.md §5.3), while MedUniEval and the local run hand over
+to which upstream's PIL width/height swap applies, while MedUniEval and the local run hand over
 in-memory images (no swap). Non-square images are therefore resized differently behind the server, so answers are
 compared on samples whose images are all square (where the swap is a no-op) and on text and slice folders."""
 

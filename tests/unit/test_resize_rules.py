@@ -1,4 +1,4 @@
-"""Target-size rules of HulumedImageProcessor on the worked examples of UPSTREAM.md Appendix A (§5.3)."""
+"""Target-size rules of HulumedImageProcessor on worked examples computed with upstream's resize rules."""
 
 from __future__ import annotations
 

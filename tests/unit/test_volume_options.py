@@ -35,7 +35,7 @@ def _save(path: Path, volume: np.ndarray, affine: np.ndarray) -> Path:
 
 
 def _upstream_slices(path: Path, num_slices: int, axis: int) -> list[np.ndarray]:
-    """HF-Version `load_nii`, written out (UPSTREAM.md §5.8)."""
+    """HF-Version `load_nii`, written out."""
     volume = nibabel.load(str(path)).get_fdata()
     indices = np.linspace(0, volume.shape[axis] - 1, num_slices, dtype=int)
     out = []

@@ -1,4 +1,4 @@
-"""Video loading with upstream Hulu-Med's frame-sampling rules (UPSTREAM.md §5.7).
+"""Video loading with upstream Hulu-Med's frame-sampling rules.
 
 * `sampling.py`: which frames are kept and their timestamps (index sampling, the fps filter, the trim): pure.
 * `frames.py`: frame folders, frame lists and GIFs (Pillow I/O).

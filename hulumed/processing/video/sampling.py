@@ -1,6 +1,6 @@
 """Which frames of a video upstream keeps, and their timestamps: pure arithmetic, no decoding.
 
-Two upstream rules (UPSTREAM.md §5.7, HF-Version `load_video_from_ids` / `load_video`):
+Two upstream rules (HF-Version `load_video_from_ids` / `load_video`):
 
 1. Index sampling (`sample_frame_indices`) over a source of N frames at `vid_fps`:
    `f_start = max(int(s * vid_fps) - 1, 0)`, `f_end = min(int(e * vid_fps) - 1, N - 1)`; if `fps` is given and

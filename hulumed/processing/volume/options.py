@@ -1,6 +1,6 @@
 """`VolumeOptions`: how a volume becomes slices, checked once; and the `3d` item keys that map onto it.
 
-Defaults are upstream's `load_nii` (UPSTREAM.md §5.8): axis 2, every slice (or `num_slices` by linspace),
+Defaults are upstream's `load_nii`: axis 2, every slice (or `num_slices` by linspace),
 optional clip to `window_center ± window_width / 2`, per-slice min-max. None of the other options is upstream;
 each changes the pixels the model sees (docs/media.md):
 
