@@ -1,6 +1,6 @@
-"""Loaders of the image, 3-D and report benchmarks of MedUniEval's `benchmarks.py`, plus MedXpertQA (Text and MM share one
-release). Each reads the public release as published under ``D/<name>`` and returns ``Sample``s with MedUniEval's
-prompts (§9.2). Image paths in a release are relative to its root unless said otherwise.
+"""Loaders of the image, 3-D and report benchmarks of MedUniEval's `benchmarks.py`, plus MedXpertQA (Text and MM
+share one release). Each reads the public release as published under ``D/<name>`` and returns ``Sample``s with
+MedUniEval's prompts (`question_formats.py`). Image paths in a release are relative to its root unless said otherwise.
 """
 
 from __future__ import annotations
