@@ -1,5 +1,5 @@
 """Loaders of the text-only multiple-choice benchmarks of MedUniEval's `benchmarks.py`: each reads the public release as
-published under ``D/<name>`` and returns ``Sample``s with MedUniEval's multiple-choice prompt (§9.2).
+published under ``D/<name>`` and returns ``Sample``s with MedUniEval's multiple-choice prompt.
 
 MedQA-USMLE, MedMCQA, PubMedQA, MMLU (medical subjects), MMLU-Pro (health), Medbullets op4/op5, SuperGPQA
 (medicine). MedXpertQA-Text lives with MedXpertQA-MM in media_benchmarks.py (one release, one loader).

@@ -15,7 +15,7 @@ Target size (upstream's `image_processing_hulumed.py`), from each item's first f
 A PIL probe's `.size` is read as (height, width) by upstream -- the width/height swap. It is reproduced
 by default (`swap_pil_size=True`) and can be switched off; numpy probes are never swapped.
 
-Pixels (§5.4): PIL bicubic resize of the uint8 frame (`reducing_gap=None`), rescale
+Pixels: PIL bicubic resize of the uint8 frame (`reducing_gap=None`), rescale
 `float32(float64(x) * rescale_factor)`, normalise `(x - mean) / std` in float32, channels first, then patch
 flattening `(t, C, gh/m, m, p, gw/m, m, p) -> (0, 2, 5, 3, 6, 1, 4, 7) -> (t*gh*gw, C*p*p)`, i.e. rows in
 merge-block order (frame, merged row, merged col, in-block row, in-block col), vectors in (channel, y, x) order.
@@ -98,7 +98,7 @@ def probe_size(item: Item, swap_pil_size: bool = True) -> tuple[int, int]:
 def simple_batched_resize(
     items: Sequence[Item], factor: int, min_tokens: int = 16, max_tokens: int = 16384, swap_pil_size: bool = True
 ) -> list[tuple[int, int]]:
-    """Target (height, width) per item when every item has the same merge size (upstream, §5.3)."""
+    """Target (height, width) per item when every item has the same merge size (upstream)."""
     min_pixels = min_tokens * factor * factor
     max_pixels = max_tokens * factor * factor
     num_images = sum(len(item) if is_video(item) else 1 for item in items)
@@ -123,7 +123,7 @@ def simple_batched_resize(
 def batched_resize(
     items: Sequence[Item], factors: Sequence[int], max_tokens: int = 16384, swap_pil_size: bool = True
 ) -> list[tuple[int, int]]:
-    """Target (height, width) per item when merge sizes differ (upstream, §5.3; no minimum is enforced)."""
+    """Target (height, width) per item when merge sizes differ (upstream; no minimum is enforced)."""
     probes = [(len(frames_of(item)), *probe_size(item, swap_pil_size)) for item in items]
     total_tokens = sum(t * math.ceil(h / f) * math.ceil(w / f) for (t, h, w), f in zip(probes, factors))
     if total_tokens > max_tokens:
@@ -179,7 +179,7 @@ class HulumedImageProcessor(BaseImageProcessor):
     def target_sizes(
         self, items: Sequence[Item], merge_sizes: Sequence[int], swap_pil_size: Optional[bool] = None
     ) -> list[tuple[int, int]]:
-        """Target (height, width) in pixels for each item (§5.3)."""
+        """Target (height, width) in pixels for each item."""
         swap = self.swap_pil_size if swap_pil_size is None else swap_pil_size
         if all(m == merge_sizes[0] for m in merge_sizes):
             return simple_batched_resize(

@@ -19,7 +19,7 @@ A list of conversations is processed one by one and left-padded into one batch (
 tensors and `modals` are concatenated in sample order.
 
 Plain mode (`text=`, `images=`) uses a per-item merge size (1 image, 2 video), as upstream.
-Decoding (§7): `use_think=False` removes `<think>...</think>` spans and collapses blank-line runs.
+Decoding: `use_think=False` removes `<think>...</think>` spans and collapses blank-line runs.
 """
 
 from __future__ import annotations
