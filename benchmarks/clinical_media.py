@@ -10,6 +10,8 @@ Paths, each in a fresh subprocess (time = wall clock of one call after imports; 
 peak RSS over its level before the call):
 - read: the floor, what just reading the file costs: nibabel `get_fdata()`; pydicom `dcmread` + `pixel_array` of
   every file (from the folder, or from the zip's members); Pillow `load()`; PyAV demuxing every packet.
+- load (volumes): `load_volume(path, num_slices=N)` -> the N uint8 slices the processor then resizes: reading
+  alone, comparable with the read floor.
 - processor: `HulumedProcessor` (the tiny checkpoint's) on a 3d item with `--num-slices` slices (image / video
   items for the radiograph / clip: fps 1, 128 frames) -> `pixel_values`.
 - estimate (all slices): `hulumed estimate --volume FILE` as a user runs it (process start included).
@@ -108,6 +110,11 @@ def worker(task: str, name: str, path: str, num_slices: int) -> dict:
 
             with av.open(path) as container:
                 extra["packets"] = sum(1 for _ in container.demux(container.streams.video[0]))
+    elif task == "load":
+        from hulumed.processing import load_volume  # imported before the clock starts, like the processor
+
+        base, start = peak_rss_bytes(), time.perf_counter()
+        extra["slices"] = len(load_volume(path, num_slices=num_slices))
     elif task == "processor":
         from hulumed.processing import HulumedProcessor
 
@@ -241,6 +248,8 @@ def main() -> None:
         for name, path in paths.items():
             row = rows.setdefault(name, {})
             row["read"] = _in_subprocess("read", name, path, args.num_slices)
+            if name in volumes:
+                row["load"] = _in_subprocess("load", name, path, args.num_slices)
             row["processor"] = _in_subprocess("processor", name, path, args.num_slices)
             if name in volumes:
                 row["estimate_all"] = _cli(["estimate", "--model", str(TINY), "--volume", str(path), "Findings?"])
@@ -251,7 +260,7 @@ def main() -> None:
         for name, result in serve_requests(Path(tmp), {n: paths[n] for n in volumes}, args.num_slices).items():
             rows[name]["serve"] = result
 
-    paths_shown = ("processor", "estimate_all", "generate", "serve")
+    paths_shown = ("load", "processor", "estimate_all", "generate", "serve")
     print(f"\nCT phantom 512 x 512 x {args.slices} int16, {args.num_slices} slices to the model (estimate: all); "
           "seconds (peak MB), ratio to read")
     print(f"{'input':<11} {'read':>14} " + " ".join(f"{p:>22}" for p in paths_shown))
