@@ -114,6 +114,7 @@ class DemoApp:
         """Delete what a session left on disk: its uploads (Gradio's copies) and its own folder."""
         with self._lock:
             files = self.session_files.pop(key, set())
+            files -= set().union(*self.session_files.values())  # Gradio stores identical uploads once: keep shared
         workspace = self.workspace.resolve()
         for name in files:
             path = Path(name).resolve()
@@ -439,6 +440,7 @@ def build_demo(engine: Any, processor: Any = None, media_root: str | None = None
 
         def on_clear(request: gr.Request) -> list[Any]:
             app.stop(request.session_hash or "anonymous")
+            app.forget_session(request.session_hash or "anonymous")  # starting over keeps no upload either
             fresh = DemoSession()
             return [fresh, [], "", "", *render(fresh)[1:]]
 

@@ -266,8 +266,12 @@ def test_a_closed_session_leaves_no_file_behind(engine, tmp_path):
     session, errors = app.attach(DemoSession(), [str(p) for p in uploads] + [str(root_file)], key="s1")
     assert errors == [] and [a.kind for a in session.pending] == ["image", "volume"]
     assert any((workspace / "sessions" / "s1").iterdir())  # the series was assembled in the session's folder
+    app.attach(DemoSession(), [str(uploads[0])], key="s2")  # another session holds the same upload
     app.forget_session("s1")
-    assert not any(p.exists() for p in uploads) and not (workspace / "sessions" / "s1").exists()
+    assert uploads[0].exists() and not any(p.exists() for p in uploads[1:])
+    assert not (workspace / "sessions" / "s1").exists()
+    app.forget_session("s2")
+    assert not uploads[0].exists()
     assert root_file.exists()
     assert [p for p in workspace.rglob("*") if p.is_file()] == []
 
