@@ -62,10 +62,9 @@ def private_workspace() -> str:
     import atexit
     import os
     import shutil
-    import tempfile
-
     import signal
     import sys
+    import tempfile
 
     folder = tempfile.mkdtemp(prefix="hulumed-demo-")  # mode 0700
     os.environ["GRADIO_TEMP_DIR"] = folder

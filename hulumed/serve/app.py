@@ -37,10 +37,10 @@ from ..errors import ApiError, HulumedError, MediaError, RequestTooLarge
 from ..generation import GenerationParams
 from ..interface import Engine, Prepared, StreamDelta, StreamFinal
 from .batcher import Admission, Batcher
+from .guard import public_message
 from .media import MediaResolver
 from .metrics import CONTENT_TYPE, ServerMetrics
 from .protocol import ChatCompletionRequest, chunk, completion_id, completion_response, error_body, usage_block
-from .guard import public_message
 from .settings import ServerSettings, over_limit
 
 log = logging.getLogger("hulumed.serve")
