@@ -4,6 +4,10 @@ Input: one request per line, either a full conversation or a prompt plus media p
 
     {"id": "p1", "conversation": [...], "max_new_tokens": 256, "temperature": 0}
     {"id": "p2", "prompt": "Findings?", "images": ["cxr/p2.png"], "volume": "ct/p2.nii.gz", "slices": 64}
+    {"id": "p3", "prompt": "Report.", "volume": "ct/p3.nii.gz", "json_schema": "radiology_report"}
+
+A line may ask for structured output with one of ``response_format`` (OpenAI's), ``json_schema`` (a schema or
+a shipped schema's name), ``regex``, ``choice`` or ``json_object`` (``hulumed.structured``).
 
 Media paths are relative to ``media_root`` (default: the input file's folder). A line without ``id`` gets
 ``line-<n>``. Output: one JSON object per line with the same ``id`` and either ``text`` / ``reasoning`` /
@@ -32,6 +36,7 @@ from .conversation import user_turn, validate
 from .errors import HulumedError
 from .generation import GenerationParams, GenerationResult
 from .interface import Engine
+from .structured import StructuredOutput
 
 _PARAM_FIELDS = {f.name for f in fields(GenerationParams)}
 _MEDIA_KEYS = ("image_path", "video_path")
@@ -83,6 +88,9 @@ def parse_request(line: str, number: int, root: Path, defaults: GenerationParams
         else:
             raise ValueError("a request needs 'conversation' or 'prompt'")
         overrides = {k: v for k, v in record.items() if k in _PARAM_FIELDS}
+        structured = StructuredOutput.from_fields(record)  # response_format / json_schema / regex / choice
+        if structured is not None:
+            overrides["structured"] = structured
         params = GenerationParams(**{**_as_dict(defaults), **overrides})
     except (ValueError, TypeError) as error:
         return Request(id=request_id, error=str(error))
@@ -217,7 +225,7 @@ def _answer(engine: Engine, chunk: list[Request]) -> Iterator[tuple[Request, dic
         if request.error is not None:
             yield request, {"id": request.id, "error": request.error}
         else:
-            groups.setdefault(json.dumps(_as_dict(request.params), sort_keys=True), []).append(request)
+            groups.setdefault(json.dumps(request.params.to_dict(), sort_keys=True), []).append(request)
     for group in groups.values():
         try:
             results = engine.generate([r.conversation for r in group], group[0].params)

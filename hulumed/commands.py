@@ -124,11 +124,27 @@ def _generation_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--greedy", action="store_true", help="greedy decoding (default: generation_config.json)")
     add_options(parser, GenerationParams, only=GENERATION_FIELDS, help=_GENERATION_HELP,
                 types_={"max_new_tokens": positive_int})
+    from .structured import SCHEMAS
+
+    parser.add_argument("--json-schema", metavar="NAME|FILE",
+                        help=f"the answer is JSON matching this schema: a file, or shipped: {', '.join(SCHEMAS)}")
+    parser.add_argument("--choice", action="append", metavar="TEXT",
+                        help="the answer is exactly one of these (repeatable)")
 
 
 def _params(args: argparse.Namespace) -> GenerationParams:
+    from .structured import StructuredOutput, schema_from_argument
+
     values = option_values(args, GenerationParams, GENERATION_FIELDS)
-    return GenerationParams(do_sample=False if args.greedy else None, **values)
+    schema, choices = getattr(args, "json_schema", None), getattr(args, "choice", None)
+    if schema and choices:
+        raise HulumedError("give --json-schema or --choice, not both")
+    try:
+        structured = (schema_from_argument(schema) if schema
+                      else StructuredOutput.choice(choices) if choices else None)
+        return GenerationParams(do_sample=False if args.greedy else None, structured=structured, **values)
+    except ValueError as error:
+        raise HulumedError(str(error)) from None
 
 
 # ---------------------------------------------------------------------------------------------- checks

@@ -368,9 +368,28 @@ class HFEngine:
             extra["stopping_criteria"] = StoppingCriteriaList([_Cancelled()])
         if streamer is not None:
             extra["streamer"] = streamer
-        output = self.model.generate(**inputs, **self._generate_kwargs(params), **extra)  # (B, new tokens)
+        kwargs = self._generate_kwargs(params)
+        specs = [s.params.structured for s in batch for _ in s.rows]
+        if any(spec is not None for spec in specs):  # rows may mix: free rows are left untouched
+            from transformers.generation import LogitsProcessorList
+
+            from .constrained import GrammarMask, sampling_processors
+
+            mask = GrammarMask(specs, [s.params.think for s in batch for _ in s.rows], self._grammar_tokenizer(),
+                               self.eos_ids)
+            warpers, kwargs = sampling_processors(self.model.generation_config, kwargs)
+            extra["logits_processor"] = LogitsProcessorList([mask, *warpers])
+        output = self.model.generate(**inputs, **kwargs, **extra)  # (B, new tokens)
+        grammar_errors = extra["logits_processor"][0].errors if "logits_processor" in extra else [None] * len(rows)
         start = 0
         for submission in batch:
+            failed = next((e for e in grammar_errors[start:start + len(submission.rows)] if e), None)
+            if failed is not None:  # a row's grammar gave up: that request fails, the others are answered
+                from .errors import StructuredOutputError
+
+                start += len(submission.rows)
+                self._fail(submission, StructuredOutputError(failed))
+                continue
             results = []
             for row in submission.rows:
                 result = self._result(output[start].tolist(), row, params)
@@ -387,6 +406,14 @@ class HFEngine:
                 start += 1
             submission.results = results
             submission.finished.set()
+
+    def _grammar_tokenizer(self) -> Any:
+        if not hasattr(self, "_ll_tokenizer"):
+            from .constrained import LLTokenizerCache
+
+            width = int(self.model.get_output_embeddings().weight.shape[0])
+            self._ll_tokenizer = LLTokenizerCache(self.tokenizer, width, sorted(self.eos_ids))
+        return self._ll_tokenizer
 
     # ------------------------------------------------------------------ outputs
     def _result(self, ids: list[int], row: _Row, params: GenerationParams) -> GenerationResult:

@@ -39,6 +39,10 @@ class RecipeError(HulumedError, ValueError):
     """A training recipe or its options are inconsistent, or the requested set-up is unsupported here."""
 
 
+class StructuredOutputError(HulumedError, ValueError):
+    """A structured-output grammar could not be followed (llguidance's resource limits); only that request fails."""
+
+
 class EndpointError(HulumedError, RuntimeError):
     """A model server refused a request or could not be reached after the retries (``hulumed eval --endpoint``)."""
 

@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from .structured import StructuredOutput
+
 
 @dataclass
 class GenerationParams:
@@ -26,6 +28,8 @@ class GenerationParams:
     seed: int | None = None  # seeds torch before sampling, for reproducible samples
     think: bool = False  # upstream reasoning mode (instruction appended; reasoning returned separately)
     ignore_eos: bool = False  # always generate max_new_tokens (benchmarks); the end token does not stop
+    # the answer must match a JSON schema / be a JSON object / match a regex / be one of a list (structured.py)
+    structured: StructuredOutput | None = None
 
     def __post_init__(self) -> None:
         if isinstance(self.stop, str):
@@ -38,6 +42,12 @@ class GenerationParams:
             self.do_sample, self.temperature = False, None
         if self.top_p is not None and not 0 < self.top_p <= 1:
             raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
+        if isinstance(self.structured, dict):
+            self.structured = StructuredOutput(**self.structured)
+        if self.structured is not None and not isinstance(self.structured, StructuredOutput):
+            raise ValueError(f"structured must be a StructuredOutput, got {type(self.structured).__name__}")
+        if self.structured is not None and self.ignore_eos:
+            raise ValueError("ignore_eos and structured output exclude each other: a complete answer ends")
 
     @classmethod
     def greedy(cls, max_new_tokens: int = 512, **kwargs: Any) -> GenerationParams:
@@ -55,6 +65,12 @@ class GenerationParams:
         if self.do_sample is False:  # greedy: sampling knobs from generation_config.json do not apply
             kwargs.update(temperature=None, top_p=None, top_k=None)
         return kwargs
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready fields (``structured`` as its own dict)."""
+        values = asdict(self)
+        values["structured"] = None if self.structured is None else self.structured.to_dict()
+        return values
 
 
 @dataclass

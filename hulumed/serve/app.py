@@ -36,6 +36,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from ..errors import ApiError, HulumedError, MediaError, RequestTooLarge
 from ..generation import GenerationParams
 from ..interface import Engine, Prepared, StreamDelta, StreamFinal
+from ..structured import StructuredOutput
 from .batcher import Admission, Batcher
 from .guard import public_message
 from .media import MediaResolver
@@ -264,13 +265,39 @@ def _params(payload: ChatCompletionRequest, settings: ServerSettings) -> Generat
     if temperature is not None and temperature < SAMPLING_EPS:
         temperature = 0.0  # as vLLM: a temperature this close to 0 is greedy (dividing by it overflows)
     try:
+        structured = _structured(payload)
+    except ValueError as error:
+        raise ApiError(400, f"response_format: {error}", "invalid_response_format") from None
+    try:
         return GenerationParams(
             max_new_tokens=max_tokens, temperature=temperature, top_p=payload.top_p, top_k=payload.top_k,
             repetition_penalty=payload.repetition_penalty, stop=stop, seed=payload.seed, think=payload.think,
-            ignore_eos=payload.ignore_eos,
+            ignore_eos=payload.ignore_eos, structured=structured,
         )
     except ValueError as error:
         raise ApiError(400, str(error), "invalid_request") from error
+
+
+def _structured(payload: ChatCompletionRequest) -> StructuredOutput | None:
+    """OpenAI's ``response_format`` or vLLM's ``structured_outputs`` (not both)."""
+    vllm_style = payload.structured_outputs
+    if payload.response_format is not None and vllm_style:
+        raise ValueError("give response_format or structured_outputs, not both")
+    if vllm_style:
+        if not isinstance(vllm_style, dict):
+            raise ValueError("structured_outputs must be an object")
+        fields = {("json_schema" if key == "json" else key): value for key, value in vllm_style.items()
+                  if key in ("json", "regex", "choice", "json_object")}
+        unknown = sorted(set(vllm_style) - {"json", "regex", "choice", "json_object"})
+        if unknown:
+            raise ValueError(f"structured_outputs: unsupported field(s) {', '.join(unknown)[:200]}")
+        if isinstance(fields.get("json_schema"), str):  # vLLM sends the schema as JSON text too
+            try:
+                fields["json_schema"] = json.loads(fields["json_schema"])
+            except json.JSONDecodeError:
+                raise ValueError("structured_outputs.json is not valid JSON") from None
+        return StructuredOutput.from_fields(fields)
+    return StructuredOutput.from_openai(payload.response_format)
 
 
 SAMPLING_EPS = 1e-5

@@ -7,6 +7,10 @@ Content parts accepted in a message (OpenAI's ``text`` and ``image_url``, and tw
     {"type": "video_url", "video_url": {"url": ..., "fps": 1, "max_frames": 128}}
     {"type": "volume_url", "volume_url": {"url": ..., "slices": 64, "axis": 2, "window": "lung"}}
 
+Structured output: OpenAI's ``response_format`` (``{"type": "json_object"}`` or ``{"type": "json_schema",
+"json_schema": {"name": ..., "schema": {...}}}``; a shipped schema by ``name`` alone) and vLLM's
+``structured_outputs`` (``{"json": {...}}``, ``{"regex": "..."}``, ``{"choice": [...]}`` or ``{"json_object": true}``).
+
 Extra request fields: ``think`` (upstream reasoning mode; the reply then carries ``reasoning``),
 ``repetition_penalty``, ``top_k`` and ``ignore_eos`` (as in vLLM).
 """
@@ -49,6 +53,8 @@ class ChatCompletionRequest(BaseModel):
     n: int = Field(default=1, ge=1, le=1)
     think: bool = False
     ignore_eos: bool = False  # vLLM's extension: always generate max_tokens (benchmarks, load tests)
+    response_format: dict[str, Any] | None = None  # OpenAI: text, json_object or json_schema
+    structured_outputs: dict[str, Any] | None = None  # vLLM's extension: json / regex / choice / json_object
 
 
 def completion_id() -> str:

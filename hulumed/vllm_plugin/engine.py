@@ -91,6 +91,8 @@ class VllmEngine:
             limit_mm_per_prompt={"image": 1024},
             skip_mm_profiling=self.device.type == "cpu",
             logits_processors=[GeneratedTokensRepetitionPenalty],
+            # structured output compiled by llguidance with compact JSON whitespace, as the transformers backend
+            structured_outputs_config={"backend": "guidance", "disable_any_whitespace": True},
             **({"distributed_executor_backend": "uni"} if options.tensor_parallel_size == 1 else {}),
         )
         self._loop = asyncio.new_event_loop()
@@ -159,6 +161,13 @@ class VllmEngine:
             kwargs["temperature"] = 0.0
         if values["repetition_penalty"] is not None and float(values["repetition_penalty"]) != 1.0:
             kwargs["extra_args"] = {EXTRA_ARG: float(values["repetition_penalty"])}  # generated tokens only
+        if params.structured is not None:
+            if params.think:
+                raise ValueError("think mode with structured output runs on the transformers backend only: vLLM "
+                                 "would need a reasoning parser for Hulu-Med's <think> block, which it lacks")
+            from vllm.sampling_params import StructuredOutputsParams
+
+            kwargs["structured_outputs"] = StructuredOutputsParams(**params.structured.vllm_fields())
         return SamplingParams(**kwargs)
 
     @staticmethod

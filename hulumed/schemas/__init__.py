@@ -1,0 +1,1 @@
+"""JSON schemas shipped with hulumed, usable by name (``hulumed.structured.SCHEMAS``; docs/structured.md)."""
