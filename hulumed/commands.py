@@ -463,7 +463,8 @@ def cmd_estimate(args: argparse.Namespace) -> int:
 def cmd_make_tiny(args: argparse.Namespace) -> int:
     from .tiny import make_tiny_checkpoint
 
-    out = make_tiny_checkpoint(args.out, variant=args.variant, seed=args.seed, force=args.force)
+    out = make_tiny_checkpoint(args.out, variant=args.variant, seed=args.seed, force=args.force,
+                               head_dim=args.head_dim)
     print(f"wrote a tiny random {args.variant} checkpoint (official layout) to {out}")
     return 0
 
@@ -516,4 +517,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--variant", choices=["qwen2", "qwen3"], default="qwen2")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--force", action="store_true", help="write into an existing non-empty folder")
+    p.add_argument("--head-dim", type=positive_int, choices=(16, 32, 64), default=None,
+                   help="decoder head size (qwen2 default 16, qwen3 32); 32 makes a checkpoint vLLM's CPU attention "
+                        "runs")
     p.set_defaults(handler=cmd_make_tiny)

@@ -251,6 +251,10 @@ class HFEngine:
         info["backend"] = "hf"
         return info
 
+    def health(self) -> str | None:
+        """Always able to answer: the scheduler thread is (re)started by the next request."""
+        return None
+
     def _parameters(self) -> dict[str, int]:
         from .estimate import count_parameters
 
@@ -412,7 +416,10 @@ class HFEngine:
             from .constrained import LLTokenizerCache
 
             width = int(self.model.get_output_embeddings().weight.shape[0])
-            self._ll_tokenizer = LLTokenizerCache(self.tokenizer, width, sorted(self.eos_ids))
+            # the grammar's end token: the tokenizer's, as vLLM's guidance backend has it (same mask, same tokens)
+            eos = self.tokenizer.eos_token_id
+            self._ll_tokenizer = LLTokenizerCache(self.tokenizer, width, [eos] if eos is not None
+                                                  else sorted(self.eos_ids))
         return self._ll_tokenizer
 
     # ------------------------------------------------------------------ outputs

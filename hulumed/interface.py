@@ -67,6 +67,7 @@ class LoadOptions:
     max_model_len: int | None = None
     gpu_memory_utilization: float = 0.9
     enforce_eager: bool = False
+    kv_cache_gb: float | None = None  # on CPU: KV cache GiB (None: VLLM_CPU_KVCACHE_SPACE, else min(4, free / 4))
 
     def with_overrides(self, **changes: Any) -> LoadOptions:
         """A copy with the given fields changed (``None`` values ignored); unknown names raise ``TypeError``."""
@@ -125,6 +126,10 @@ class Engine(Protocol):
     def estimate(self, conversation: Conversation, params: GenerationParams | None = None) -> dict[str, Any]: ...
 
     def info(self) -> dict[str, Any]: ...
+
+    def health(self) -> str | None:
+        """None when the engine can answer; otherwise why not (the server's /health then answers 503)."""
+        ...
 
 
 def text_deltas(events: Iterator[StreamEvent]) -> Iterator[str]:

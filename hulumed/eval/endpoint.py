@@ -218,6 +218,10 @@ class EndpointEngine:
         body = request_body(self.model, conversation, params or GenerationParams())
         return {"endpoints": self.urls, "request_bytes": len(json.dumps(body)), "prompt_tokens": None}
 
+    def health(self) -> str | None:
+        """Not probed: an unreachable endpoint shows up as an error record per request."""
+        return None
+
     def info(self) -> dict[str, Any]:
         return {"backend": "endpoint", "model": self.model, "endpoints": self.urls,
                 "concurrency_per_endpoint": self.concurrency}

@@ -102,8 +102,12 @@ def create_app(engine: Engine, settings: ServerSettings) -> FastAPI:
             _authorize(request)
 
     @app.get("/health")
-    async def health(request: Request) -> dict[str, Any]:
+    async def health(request: Request) -> Any:
         _authorize_route(request)
+        problem = engine.health()
+        if problem is not None:  # a load balancer takes this replica out; the log says why
+            log.error("health: %s", problem)
+            return JSONResponse({"status": "error", "model": settings.model_name, "reason": problem}, 503)
         return {"status": "ok", "model": settings.model_name, "in_flight": admission.active}
 
     @app.get("/metrics")
@@ -144,6 +148,9 @@ def create_app(engine: Engine, settings: ServerSettings) -> FastAPI:
         handed_to_stream = False
         status = 500
         try:
+            problem = engine.health()
+            if problem is not None:
+                raise ApiError(503, f"the model cannot answer: {problem}", "engine_unavailable", "server_error")
             payload = _parse(body)
             if payload.model != settings.model_name:
                 raise ApiError(404, f"model {payload.model!r} not found; this server serves {settings.model_name!r}",

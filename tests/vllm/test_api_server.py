@@ -1,10 +1,10 @@
-"""vLLM's own OpenAI server with the plugin: the README's command, driven by the openai client.
+"""vLLM's own OpenAI server with the plugin: the README's command exactly as printed, driven by the openai client.
 
-Image, mp4 and NIfTI ``data:`` URIs go through the plugin's raw-media processing (our loaders via the ``hulumed``
-video backend, our image processor, the plugin's chat template); answers and prompt lengths equal the transformers
-engine's. Test-only flags: the tiny
-checkpoint, fp32, eager, a port, and ``--generation-config vllm`` (no checkpoint sampling defaults, so
-``temperature=0`` is plain greedy; the reference then runs with ``repetition_penalty=1.0``).
+Only the model path (the tiny checkpoint) and ``--port`` are changed; no other flag is added. vLLM then runs the
+checkpoint as it would the official one: bf16 (the fp32 tiny weights are cast), its compiled CPU path, multimodal
+profiling with the plugin's dummy images and videos. Image, mp4 and NIfTI ``data:`` URIs go through the plugin's
+chat template and loaders: prompts equal the transformers engine's token for token; answers are checked for being
+answers (greedy bf16 tokens differ from the fp32 reference; tests/vllm/test_llm_chat.py compares tokens in fp32).
 """
 
 from __future__ import annotations
@@ -43,69 +43,71 @@ def server(tiny_vllm_checkpoint, tmp_path_factory):
 
     command = _readme_command()
     assert command[:3] == ["python", "-m", "vllm.entrypoints.openai.api_server"]
-    command = [sys.executable, *command[1:]]
-    from hulumed.vllm_plugin import CHAT_TEMPLATE
-
-    template_arg = command.index("--chat-template") + 1
-    assert command[template_arg] == "$(python -c 'import hulumed.vllm_plugin as p; print(p.CHAT_TEMPLATE)')"
-    command[template_arg] = CHAT_TEMPLATE
-    command[command.index("--model") + 1] = str(tiny_vllm_checkpoint)
+    assert command[3:] == ["--model", "ZJU-AI4H/Hulu-Med-7B"], "the README's command grew flags: test them here"
     port = _free_port()
-    command += ["--port", str(port), "--dtype", "float32", "--enforce-eager", "--max-model-len", "4096",
-                "--generation-config", "vllm", "--skip-mm-profiling", "--served-model-name", "tiny"]
+    command = [sys.executable, *command[1:4], str(tiny_vllm_checkpoint), "--port", str(port)]
     log = tmp_path_factory.mktemp("server") / "server.log"
     with running_server(command, port, log, dict(os.environ)) as url:
         yield url
 
 
-def test_image_data_uri_answer_equals_hf_engine(server, tiny_vllm_checkpoint, media):
-    from openai import OpenAI
+def _answer(server: str, content: list[dict], **extra) -> tuple[str, int, str]:
+    import httpx
 
-    import hulumed
-    from hulumed.generation import GenerationParams
+    body = {"model": _MODEL[0], "max_tokens": 12, "temperature": 0, "messages": [{"role": "user", "content": content}],
+            **extra}
+    reply = httpx.post(f"{server}/chat/completions", json=body, timeout=300)
+    assert reply.status_code == 200, reply.text
+    data = reply.json()
+    return data["choices"][0]["message"]["content"], data["usage"]["prompt_tokens"], data["choices"][0]["finish_reason"]
 
-    client = OpenAI(base_url=server, api_key="none")
-    uri = "data:image/png;base64," + base64.b64encode(media["a"].read_bytes()).decode()
-    messages = [{"role": "user", "content": [
-        {"type": "image_url", "image_url": {"url": uri}}, {"type": "text", "text": "Describe the image."}]}]
-    hf = hulumed.load(tiny_vllm_checkpoint)
-    [expected] = hf.generate([{"role": "user", "content": [
-        {"type": "image", "image": str(media["a"])}, {"type": "text", "text": "Describe the image."}]}],
-        GenerationParams.greedy(12, repetition_penalty=1.0))
-    for _ in range(2):  # the second request hits vLLM's processing cache
-        reply = client.chat.completions.create(model="tiny", max_tokens=12, temperature=0, messages=messages)
-        assert reply.choices[0].message.content == expected.text
-        assert reply.usage.prompt_tokens == expected.prompt_tokens
+
+_MODEL: list[str] = []
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _served_name(tiny_vllm_checkpoint):
+    _MODEL[:] = [str(tiny_vllm_checkpoint)]  # vLLM serves a folder under its path
+
+
+def test_health_and_models(server, tiny_vllm_checkpoint):
+    import httpx
+
+    assert httpx.get(server.removesuffix("/v1") + "/health", timeout=10).status_code == 200
+    assert httpx.get(f"{server}/models", timeout=10).json()["data"][0]["id"] == str(tiny_vllm_checkpoint)
 
 
 def _uri(path: Path, mime: str) -> str:
     return f"data:{mime};base64," + base64.b64encode(path.read_bytes()).decode()
 
 
-@pytest.mark.parametrize("kind", ["mp4", "nifti", "image_and_mp4"])
-def test_video_and_volume_data_uris_equal_hf_engine(server, tiny_vllm_checkpoint, media, kind):
-    from openai import OpenAI
-
+@pytest.mark.parametrize("kind", ["text", "image", "two_images", "mp4", "nifti", "image_and_mp4"])
+def test_every_media_kind_is_answered_with_our_prompt(server, tiny_vllm_checkpoint, media, kind):
     import hulumed
-    from hulumed.generation import GenerationParams
 
     from .conftest import hf_reference
 
-    video_part = {"type": "video_url", "video_url": {"url": _uri(media["clip"], "video/mp4")}}
-    hf_video = {"type": "video", "video": {"video_path": str(media["clip"])}}
-    if kind == "nifti":
-        video_part = {"type": "video_url", "video_url": {"url": _uri(media["nii"], "application/octet-stream")}}
-        hf_video = {"type": "3d", "3d": {"image_path": str(media["nii"])}}
-    content = [video_part, {"type": "text", "text": "What happens?"}]
-    hf_content = [hf_video, {"type": "text", "text": "What happens?"}]
-    if kind == "image_and_mp4":  # the image is merged 2x2 because of the video (and not taken from the cache)
-        content = [{"type": "image_url", "image_url": {"url": _uri(media["a"], "image/png")}}, *content]
-        hf_content = [{"type": "image", "image": str(media["a"])}, *hf_content]
+    image_a = ({"type": "image_url", "image_url": {"url": _uri(media["a"], "image/png")}},
+               {"type": "image", "image": str(media["a"])})
+    image_b = ({"type": "image_url", "image_url": {"url": _uri(media["b"], "image/png")}},
+               {"type": "image", "image": str(media["b"])})
+    clip = ({"type": "video_url", "video_url": {"url": _uri(media["clip"], "video/mp4")}},
+            {"type": "video", "video": {"video_path": str(media["clip"])}})
+    volume = ({"type": "video_url", "video_url": {"url": _uri(media["nii"], "application/octet-stream")}},
+              {"type": "3d", "3d": {"image_path": str(media["nii"])}})
+    parts = {"text": [], "image": [image_a], "two_images": [image_a, image_b], "mp4": [clip], "nifti": [volume],
+             "image_and_mp4": [image_a, clip]}[kind]
+    text = {"type": "text", "text": "What happens?"}
     hf = hulumed.load(tiny_vllm_checkpoint)
-    conversation = [{"role": "user", "content": hf_content}]
-    [expected] = hf.generate(conversation, GenerationParams.greedy(12, repetition_penalty=1.0))
-    prompt, _ = hf_reference(hf, conversation)
-    reply = OpenAI(base_url=server, api_key="none").chat.completions.create(
-        model="tiny", max_tokens=12, temperature=0, messages=[{"role": "user", "content": content}])
-    assert reply.usage.prompt_tokens == len(prompt)
-    assert reply.choices[0].message.content == expected.text
+    prompt, _ = hf_reference(hf, [{"role": "user", "content": [*(p[1] for p in parts), text]}], max_new=1)
+    for _ in range(2):  # the second request hits vLLM's processing cache
+        answer, prompt_tokens, finish = _answer(server, [*(p[0] for p in parts), text])
+        assert prompt_tokens == len(prompt)
+        assert answer and finish in ("stop", "length")
+
+
+def test_structured_output_on_vllms_own_server(server, media):
+    image = {"type": "image_url", "image_url": {"url": _uri(media["a"], "image/png")}}
+    text = {"type": "text", "text": "Normal?"}
+    answer, _, finish = _answer(server, [image, text], structured_outputs={"choice": ["normal", "abnormal"]})
+    assert answer in ("normal", "abnormal") and finish == "stop"

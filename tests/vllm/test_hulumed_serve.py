@@ -38,11 +38,13 @@ def served(tiny_vllm_checkpoint, media, tmp_path_factory):
     port = _free_port()
     command = [sys.executable, "-m", "hulumed", "serve", "--backend", "vllm", "--model", str(tiny_vllm_checkpoint),
                "--served-model-name", "tiny", "--dtype", "float32", "--host", "127.0.0.1", "--port", str(port),
-               "--media-root", str(root)]
+               "--media-root", str(root), "--kv-cache-gb", "1", "--max-model-len", "4096"]
     log = tmp_path_factory.mktemp("hulumed-serve") / "server.log"
-    with running_server(command, port, log, dict(os.environ, VLLM_CPU_KVCACHE_SPACE="1")) as url:
+    # vLLM's engine core in its own process, as a user runs it (the last test kills it)
+    env = {k: v for k, v in os.environ.items() if k not in ("VLLM_CPU_KVCACHE_SPACE", "VLLM_ENABLE_V1_MULTIPROCESSING")}
+    with running_server(command, port, log, env) as url:
         assert "listening on" in log.read_text()
-        yield url, root
+        yield url, root, port
 
 
 def _expected(checkpoint: Path, conversation: list) -> object:
@@ -56,7 +58,7 @@ def _expected(checkpoint: Path, conversation: list) -> object:
 def test_image_and_volume_answers_equal_hf_engine(served, tiny_vllm_checkpoint):
     from openai import OpenAI
 
-    url, root = served
+    url, root, _ = served
     client = OpenAI(base_url=url, api_key="none")
     image = _expected(tiny_vllm_checkpoint, [{"role": "user", "content": [
         {"type": "image", "image": {"image_path": str(root / "a.png")}}, {"type": "text", "text": "Describe."}]}])
@@ -79,7 +81,7 @@ def test_image_and_volume_answers_equal_hf_engine(served, tiny_vllm_checkpoint):
 def test_outside_media_root_is_refused_and_the_server_keeps_answering(served):
     import httpx
 
-    url, _ = served
+    url, _, _ = served
     body = {"model": "tiny", "max_tokens": 4, "messages": [{"role": "user", "content": [
         {"type": "image_url", "image_url": {"url": "/etc/passwd"}}, {"type": "text", "text": "x"}]}]}
     refused = httpx.post(f"{url}/chat/completions", json=body, timeout=60)
@@ -88,3 +90,57 @@ def test_outside_media_root_is_refused_and_the_server_keeps_answering(served):
     ok = httpx.post(f"{url}/chat/completions", timeout=120, json={
         "model": "tiny", "max_tokens": 4, "messages": [{"role": "user", "content": "hello"}]})
     assert ok.status_code == 200, ok.text
+
+
+def test_a_checkpoint_vllm_cannot_run_on_cpu_is_refused_at_start_with_one_line():
+    import subprocess
+
+    from tests.conftest import GOLDEN
+
+    run = subprocess.run([sys.executable, "-m", "hulumed", "serve", "--backend", "vllm", "--model",
+                          str(GOLDEN / "tiny-qwen2"), "--port", "0"], capture_output=True, text=True, timeout=300)
+    assert run.returncode != 0
+    assert "head_dim 16" in run.stderr and "make-tiny --head-dim 32" in run.stderr
+    assert "Traceback" not in run.stderr and "listening" not in run.stderr
+
+
+def _engine_core_of(port: int) -> int:
+    """The pid of the vLLM engine core process started by the server listening on ``port``."""
+    procs = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                cmdline = (entry / "cmdline").read_bytes()
+                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            procs[int(entry.name)] = (cmdline, ppid)
+    for pid, (cmdline, ppid) in procs.items():
+        parent = procs.get(ppid, (b"", 0))[0]
+        if b"EngineCore" in cmdline and str(port).encode() in parent:
+            return pid
+    raise AssertionError("no EngineCore process under the server")
+
+
+def test_health_fails_once_the_engine_dies(served):
+    """Last in this module: kills the server's vLLM engine core. /health turns 503 with the reason, requests
+    get a 503 naming it, instead of "ok" and 500s."""
+    import signal
+    import time
+
+    import httpx
+
+    url, _, port = served
+    base = url.removesuffix("/v1")
+    assert httpx.get(f"{base}/health", timeout=10).status_code == 200
+    os.kill(_engine_core_of(port), signal.SIGKILL)
+    for _ in range(60):
+        health = httpx.get(f"{base}/health", timeout=10)
+        if health.status_code == 503:
+            break
+        time.sleep(0.5)
+    assert health.status_code == 503, health.text
+    assert "vLLM engine died" in health.json()["reason"]
+    reply = httpx.post(f"{url}/chat/completions", timeout=60, json={
+        "model": "tiny", "max_tokens": 4, "messages": [{"role": "user", "content": "hi"}]})
+    assert reply.status_code == 503 and "vLLM engine died" in reply.json()["error"]["message"]

@@ -126,3 +126,74 @@ def test_threads_share_the_engine(engines, media):
     with ThreadPoolExecutor(8) as pool:
         together = list(pool.map(lambda c: engine.generate([c], params)[0].token_ids, conversations))
     assert together == alone * 2
+
+
+# ---------------------------------------------------------------------------------------------- structured output
+FINDING = {
+    "type": "object",
+    "properties": {"organ": {"type": "string", "enum": ["lung", "liver", "heart"]}, "present": {"type": "boolean"},
+                   "size_mm": {"type": "integer", "minimum": 0, "maximum": 500},
+                   "note": {"type": "string", "maxLength": 24}},
+    "required": ["organ", "present", "size_mm", "note"], "additionalProperties": False,
+}
+STRUCTURED_CASES = ["text", "image", "two_images", "video", "nifti", "dicom_series"]
+
+
+def _specs():
+    from hulumed.structured import StructuredOutput
+
+    return {"finding": StructuredOutput.json_schema(FINDING), "triage": StructuredOutput.named("triage"),
+            "choice": StructuredOutput.choice(["normal", "abnormal"]),
+            "regex": StructuredOutput.regex(r"(left|right) [0-9]{1,3} mm")}
+
+
+@pytest.mark.parametrize("name", STRUCTURED_CASES)
+def test_structured_answers_validate_and_equal_the_transformers_backend(engines, media, name):
+    """Both backends compile the spec with llguidance (compact JSON): same mask, so the same greedy tokens."""
+    import json
+    import re
+
+    import jsonschema
+
+    from hulumed.interface import StreamDelta, StreamFinal
+
+    hf, engine = engines
+    conversation = cases(media)[name]
+    for kind, spec in _specs().items():
+        params = GenerationParams.greedy(300, repetition_penalty=1.0, structured=spec)
+        [expected] = hf.generate(conversation, params)
+        [result] = engine.generate(conversation, params)
+        assert result.finish_reason == "stop", (kind, result.text)
+        if spec.kind == "choice":
+            assert result.text in spec.spec
+        elif spec.kind == "regex":
+            assert re.fullmatch(spec.spec, result.text), result.text
+        else:
+            jsonschema.validate(json.loads(result.text), spec.spec)
+        assert result.token_ids == expected.token_ids, kind
+        events = list(engine.stream(conversation, params))
+        assert isinstance(events[-1], StreamFinal)
+        assert "".join(e.text for e in events if isinstance(e, StreamDelta)) == result.text
+
+
+def test_structured_and_free_requests_together(engines, media):
+    import concurrent.futures
+
+    hf, engine = engines
+    conversation = cases(media)["image"]
+    spec = _specs()["choice"]
+    free = GenerationParams.greedy(MAX_NEW, repetition_penalty=1.0)
+    constrained = GenerationParams.greedy(MAX_NEW, repetition_penalty=1.0, structured=spec)
+    [alone_free] = engine.generate(conversation, free)
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        futures = [pool.submit(engine.generate, conversation, p) for p in (free, constrained, free, constrained)]
+        results = [f.result()[0] for f in futures]
+    assert results[0].token_ids == results[2].token_ids == alone_free.token_ids
+    assert results[1].text in spec.spec and results[3].text in spec.spec
+
+
+def test_think_with_structured_output_is_refused_with_the_reason(engines, media):
+    _, engine = engines
+    params = GenerationParams.greedy(8, think=True, structured=_specs()["choice"])
+    with pytest.raises(ValueError, match="transformers backend only"):
+        engine.generate(cases(media)["text"], params)
