@@ -173,6 +173,24 @@ def test_readme_curl_example_runs_against_the_server(tmp_path):
     assert reply["usage"]["prompt_tokens_details"]["visual_tokens"] == 35
 
 
+def test_readme_structured_output_example_runs_against_the_server(tmp_path):
+    """The structured-output example as written (only the URL changed): its answer parses and has the fields."""
+    import hulumed
+    from hulumed.serve.background import serving
+    from hulumed.serve.settings import ServerSettings
+
+    block = re.search(r"<!-- example: structured -->\s*```python\n(.*?)```", README, re.S).group(1)
+    (tmp_path / "cxr.png").write_bytes((GOLDEN / "inputs" / "image_a.png").read_bytes())
+    engine = hulumed.load(GOLDEN / "tiny-qwen2", device="cpu")
+    with serving(engine, ServerSettings(model_name="ZJU-AI4H/Hulu-Med-7B")) as url:
+        script = block.replace("http://127.0.0.1:8000", url)
+        done = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True,
+                              timeout=300)
+    assert done.returncode == 0, done.stderr
+    urgency = done.stdout.split()[0]
+    assert urgency in ("routine", "urgent", "critical"), done.stdout
+
+
 def test_training_doc_eval_commands_parse():
     """docs/training.md section 4's eval commands use options that exist."""
     from hulumed.cli import build_parser

@@ -182,3 +182,16 @@ def test_batch_lines_with_structured_output(tmp_path):
     jsonschema.validate(json.loads(out["named"]["text"]), load_schema("triage"))
     assert out["choice"]["text"] in ("yes", "no")
     assert "text" in out["free"] and "unclosed group" in out["bad"]["error"]
+
+
+def test_health_and_requests_answer_503_with_the_reason_when_the_engine_cannot_answer(engine, monkeypatch):
+    with serving(engine, ServerSettings(model_name="tiny")) as url:
+        assert httpx.get(f"{url}/health", timeout=10).json()["status"] == "ok"
+        monkeypatch.setattr(engine, "health", lambda: "the vLLM engine died: EngineDeadError")
+        health = httpx.get(f"{url}/health", timeout=10)
+        assert health.status_code == 503 and health.json()["reason"] == "the vLLM engine died: EngineDeadError"
+        reply = httpx.post(f"{url}/v1/chat/completions", timeout=60, json={
+            "model": "tiny", "max_tokens": 4, "messages": [{"role": "user", "content": "hi"}]})
+        assert reply.status_code == 503 and "EngineDeadError" in reply.json()["error"]["message"]
+        monkeypatch.undo()
+        assert httpx.get(f"{url}/health", timeout=10).status_code == 200
