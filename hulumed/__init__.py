@@ -49,6 +49,10 @@ _LAZY: dict[str, tuple[str, bool]] = {
     "HulumedQwen3ForCausalLM": (".model.modeling", True),
     "HulumedQwen3Model": (".model.modeling", True),
     "HulumedVisionEncoder": (".model.vision_encoder", True),
+    # upstream's README "Option 2" (original method) names
+    "disable_torch_init": (".upstream_api", False),
+    "model_init": (".upstream_api", True),
+    "mm_infer": (".upstream_api", True),
 }
 
 __all__ = [
@@ -72,7 +76,10 @@ __all__ = [
     "ReductionOptions",
     "StreamDelta",
     "StreamFinal",
+    "disable_torch_init",
     "load",
+    "mm_infer",
+    "model_init",
     "register_auto_classes",
 ]
 
@@ -101,5 +108,6 @@ if TYPE_CHECKING:  # for type checkers and IDEs; never executed
     from .model.configuration import HulumedQwen2Config, HulumedQwen3Config, HulumedVisionEncoderConfig
     from .model.modeling import HulumedQwen2ForCausalLM, HulumedQwen2Model, HulumedQwen3ForCausalLM, HulumedQwen3Model
     from .model.vision_encoder import HulumedVisionEncoder
+    from .upstream_api import disable_torch_init, mm_infer, model_init
 
 install_import_hook()

@@ -270,7 +270,9 @@ class HulumedProcessor(ProcessorMixin):
 
     def _encode_plain(self, text: str, images: Any, merge_size: Any, swap_pil_size: Optional[bool]) -> _Encoded:
         if not isinstance(text, str):
-            raise TypeError("Plain mode takes one prompt string as `text`; use a list of conversations to batch.")
+            raise TypeError("Plain mode takes one prompt string as `text`. Pass a conversation (a list of messages) "
+                            "as `conversation=` (a list of conversations to batch), or render it first with "
+                            "`processor.apply_chat_template`")
         visual, modals = None, []
         if images is not None:
             modals, items = _classify(images)

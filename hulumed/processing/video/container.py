@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import bisect
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from fractions import Fraction
@@ -189,14 +189,12 @@ def _decoded_frames(container: Any) -> Iterator[Any]:
 # ----------------------------------------------------------------------------------------- index sampling
 
 
-def frames_by_index(
-    path: Path, start_time: Optional[float], end_time: Optional[float], fps: Optional[float], max_frames: int,
-    seek: bool = True,
-) -> Clip:
-    """Index sampling on a container file (upstream: decord), used for windows shorter than one second.
-
-    Frame i is the i-th frame in presentation order; `vid_fps` is the stream's average rate.
-    """
+def frames_chosen(
+    path: Path, choose: Callable[[int, float], Sequence[int]], seek: bool = True,
+) -> tuple[list[np.ndarray], list[int], float]:
+    """The frames at the indices ``choose(frame_count, vid_fps)`` picks (frame i: the i-th in presentation order;
+    ``vid_fps``: the stream's average rate): RGB (3, H, W) uint8 frames, the indices, ``vid_fps``. Seeks to each
+    wanted frame; decodes the whole clip when seeking misses one."""
     container = _open(path)
     try:
         stream = container.streams.video[0]
@@ -205,17 +203,26 @@ def frames_by_index(
         container.close()
     if seek:
         table = _frame_table(path)
-        indices = sample_frame_indices(len(table.pts), vid_fps, start_time, end_time, fps, max_frames)
+        indices = list(choose(len(table.pts), vid_fps))
         wanted = [table.pts[i] for i in indices]
         decoded = _decode_selected(path, wanted, table.keyframes)
         if all(p in decoded for p in wanted):
-            return Clip(stacked([decoded[p] for p in wanted], path), [i / vid_fps for i in indices])
+            return [decoded[p] for p in wanted], indices, vid_fps
         logger.info("Seeking in %s missed frames; decoding the whole clip instead.", path)
     with _decoding(path) as container:
         every = list(_decoded_frames(container))
-        indices = sample_frame_indices(len(every), vid_fps, start_time, end_time, fps, max_frames)
-        frames = stacked([_rgb(every[i]) for i in indices], path)
-    return Clip(frames, [i / vid_fps for i in indices])
+        indices = list(choose(len(every), vid_fps))
+        return [_rgb(every[i]) for i in indices], indices, vid_fps
+
+
+def frames_by_index(
+    path: Path, start_time: Optional[float], end_time: Optional[float], fps: Optional[float], max_frames: int,
+    seek: bool = True,
+) -> Clip:
+    """Index sampling on a container file (upstream: decord), used for windows shorter than one second."""
+    frames, indices, vid_fps = frames_chosen(
+        path, lambda count, rate: sample_frame_indices(count, rate, start_time, end_time, fps, max_frames), seek)
+    return Clip(stacked(frames, path), [i / vid_fps for i in indices])
 
 
 # ----------------------------------------------------------------------------------------- the fps filter
