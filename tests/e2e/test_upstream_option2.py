@@ -140,15 +140,16 @@ def test_2d_example_runs_and_equals_option1(workspace):
     namespace = _run(workspace, option2.IMAGE_2D)
     _answered(namespace)
     root, _ = workspace
-    conversation = [{"role": "user", "content": [{"type": "image", "image": {"image_path": str(root / "demo/demo.jpg")}},
-                                                 {"type": "text", "text": "Describe this image in detail."}]}]
+    image = {"type": "image", "image": {"image_path": str(root / "demo/demo.jpg")}}
+    conversation = [{"role": "user", "content": [image, {"type": "text", "text": "Describe this image in detail."}]}]
     assert torch.equal(namespace["output_ids"], _option1(namespace, conversation, "image"))
 
 
 def test_text_example_runs_and_equals_option1(workspace):
     namespace = _run(workspace, option2.TEXT)
     _answered(namespace)
-    conversation = [{"role": "user", "content": [{"type": "text", "text": "Hello, I have a headache, what should I do?"}]}]
+    text = {"type": "text", "text": "Hello, I have a headache, what should I do?"}
+    conversation = [{"role": "user", "content": [text]}]
     assert torch.equal(namespace["output_ids"], _option1(namespace, conversation, "text"))
 
 
