@@ -46,10 +46,11 @@ def load_pretrained_model(
     ``model_path``: an official HF-Version folder or hub id, an original-layout folder (doubled vision-encoder
     prefix, ``pytorch_model.bin``), or a LoRA adapter folder written by ``hulumed train --lora`` / upstream's
     trainer (``adapter_config.json``; ``model_base`` or the adapter's recorded base is loaded and the adapter
-    merged — upstream's LoRA branch raised NameError). ``model_name`` is accepted for upstream compatibility (upstream chose branches by
-    substrings of it; here the folder's files decide). ``device_map``: ``"cpu"``, ``"cuda"``, ``"cuda:1"``, ``"mps"``,
-    ``{"": device}`` or None (best available; upstream: always CUDA). ``torch_dtype`` / ``attn_implementation``
-    keyword arguments as upstream (defaults: the checkpoint's dtype on CUDA, float32 elsewhere; ``sdpa``).
+    merged — upstream's LoRA branch raised NameError). ``model_name`` is accepted for upstream compatibility
+    (upstream chose branches by substrings of it; here the folder's files decide). ``device_map``: ``"cpu"``,
+    ``"cuda"``, ``"cuda:1"``, ``"mps"``, ``{"": device}`` or None (best available; upstream: always CUDA).
+    ``torch_dtype`` / ``attn_implementation`` keyword arguments as upstream (defaults: the checkpoint's dtype on
+    CUDA, float32 elsewhere; ``sdpa``).
     ``context_len``: the config's ``max_sequence_length``, else 2048, as upstream.
     """
     from .loading import load_model, load_processor
