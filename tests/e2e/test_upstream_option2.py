@@ -216,3 +216,28 @@ def test_model_init_and_mm_infer(workspace):
     assert isinstance(answer, str)
     hulumed.disable_torch_init()
     assert torch.nn.Linear(2, 2).weight.abs().sum() > 0  # torch's own init still runs (not patched process-wide)
+
+
+def test_load_pretrained_model_merges_a_lora_adapter(tmp_path):
+    """Upstream's LoRA branch (a NameError there): base from the adapter config, adapter merged."""
+    from peft import LoraConfig, get_peft_model
+
+    import hulumed
+    from hulumed.model import load_pretrained_model
+
+    base = hulumed.load(GOLDEN / "tiny-qwen2", device="cpu").model
+    peft_model = get_peft_model(base, LoraConfig(r=4, target_modules=["q_proj", "v_proj"]))
+    for name, parameter in peft_model.named_parameters():
+        if "lora_B" in name:
+            torch.nn.init.normal_(parameter, std=0.1)  # a trained adapter changes the outputs
+    peft_model.save_pretrained(tmp_path / "run-lora")
+    ids = torch.tensor([[1, 5, 9, 14, 20]])
+    with torch.no_grad():
+        expected = peft_model(input_ids=ids).logits
+    tokenizer, model, image_processor, _ = load_pretrained_model(tmp_path / "run-lora", None, "run-lora",
+                                                                 device_map="cpu")
+    with torch.no_grad():
+        torch.testing.assert_close(model(input_ids=ids).logits, expected, atol=1e-5, rtol=1e-5)
+    assert not hasattr(model, "peft_config") and tokenizer.eos_token and image_processor is not None
+    with pytest.raises(Exception, match="not a LoRA adapter"):
+        load_pretrained_model(GOLDEN / "tiny-qwen2", GOLDEN / "tiny-qwen2", "x-base", device_map="cpu")
