@@ -94,6 +94,24 @@ BENCHMARKS: tuple[Benchmark, ...] = (
     Benchmark("SuperGPQA", "2", "text", "m-a-p/SuperGPQA: SuperGPQA-all.jsonl (or the train split), rows with "
               "discipline == Medicine; question, options, answer_letter, field", text.load_supergpqa,
               download=_hf("m-a-p/SuperGPQA", "SuperGPQA")),
+    Benchmark("MMLU-all", "1", "text", "cais/mmlu: all/test-*.parquet (or one folder per subject), all 57 "
+              "subjects; question, choices, answer (0-3), subject", text.load_mmlu_all, aliases=("MMLU",),
+              download=_hf("cais/mmlu", "MMLU-all")),
+    # -------------------------------------------------------------------------------- Chinese text MC
+    Benchmark("CMB", "1", "text", "FreedomIntelligence/CMB: CMB-Exam/CMB-test/CMB-test-choice-question-merge.json "
+              "(question, option, question_type, exam_type; answer, or CMB-test-choice-answer.json beside it); "
+              "single-answer questions", text.load_cmb, download=_hf("FreedomIntelligence/CMB", "CMB")),
+    Benchmark("CMExam", "1", "text", "fzkuji/CMExam: the test split (data/test-*.parquet, test.json[l] or the "
+              "original test.csv); Question, Options, Answer", text.load_cmexam,
+              download=_hf("fzkuji/CMExam", "CMExam")),
+    Benchmark("CMMLU", "1", "text", "haonan-li/cmmlu: test/<subject>.csv (cmmlu_v1_0_1.zip, extracted on first "
+              "use) for anatomy, clinical_knowledge, college_medicine, genetics, traditional_chinese_medicine, "
+              "nutrition, virology; Question, A-D, Answer", text.load_cmmlu,
+              download=_hf("haonan-li/cmmlu", "CMMLU")),
+    Benchmark("MedQA_MCMLE", "1", "text", "shuyuej/MedQA-MCMLE-Benchmark: the train split (data/train-*.parquet "
+              "or train.json[l]); question, options {A..}, answer_idx", text.load_medqa_mcmle,
+              aliases=("MedQA-MCMLE-Benchmark",),
+              download=_hf("shuyuej/MedQA-MCMLE-Benchmark", "MedQA_MCMLE")),
     Benchmark("MedXpertQA-Text", "3", "text", "TsinghuaC3I/MedXpertQA: Text/test.jsonl; question (cut at 'Answer "
               "Choices:'), options {A..}, label, question_type, medical_task", media.load_medxpertqa_text,
               aliases=("MedXpertQA",), download=_hf("TsinghuaC3I/MedXpertQA", "MedXpertQA")),

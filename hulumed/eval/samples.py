@@ -20,6 +20,7 @@ from ..conversation import Conversation
 from .data_files import DataError
 
 MC_INSTRUCTION = "Answer with the option's letter from the given choices directly."
+MC_INSTRUCTION_ZH = "请直接使用给定选项中的选项字母来回答该问题。"  # MedUniEval's lang="zh" instruction
 CLOSED_INSTRUCTION = "Answer the question using a single word or phrase."
 OPEN_INSTRUCTION = "Please answer the question concisely."
 REPORT_PROMPT = (
@@ -89,6 +90,11 @@ class Sample:
 # ------------------------------------------------------------------------------------------------ prompts
 def mc_prompt(question: str, options: list[str]) -> str:
     return "\nQuestion: " + question + "\nOptions: \n" + "\n".join(options) + "\n" + MC_INSTRUCTION
+
+
+def mc_prompt_zh(question: str, options: list[str]) -> str:
+    """MedUniEval's Chinese multiple-choice template (``get_multiple_choice_prompt(..., lang="zh")``)."""
+    return "\n问题： " + question + "\n选项： \n" + "\n".join(options) + "\n" + MC_INSTRUCTION_ZH
 
 
 def closed_prompt(question: str) -> str:

@@ -1,8 +1,9 @@
 """Loaders of the text-only multiple-choice benchmarks of MedUniEval's `benchmarks.py`: each reads the public release as
 published under ``D/<name>`` and returns ``Sample``s with MedUniEval's multiple-choice prompt.
 
-MedQA-USMLE, MedMCQA, PubMedQA, MMLU (medical subjects), MMLU-Pro (health), Medbullets op4/op5, SuperGPQA
-(medicine). MedXpertQA-Text lives with MedXpertQA-MM in media_benchmarks.py (one release, one loader).
+MedQA-USMLE, MedMCQA, PubMedQA, MMLU (medical subjects, and all 57), MMLU-Pro (health), Medbullets op4/op5,
+SuperGPQA (medicine); the Chinese sets CMB, CMExam, CMMLU (medical subjects) and MedQA-MCMLE with MedUniEval's
+Chinese template. MedXpertQA-Text lives with MedXpertQA-MM in media_benchmarks.py (one release, one loader).
 """
 
 from __future__ import annotations
@@ -11,8 +12,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from .data_files import DataError, read_release, read_rows, split_patterns
-from .samples import MC_INSTRUCTION, Sample, lettered, mc_prompt, option_list, reference_letter
+from .data_files import DataError, media_folder, read_release, read_rows, split_patterns
+from .samples import MC_INSTRUCTION, Sample, lettered, mc_prompt, mc_prompt_zh, option_list, reference_letter
 
 #: where each release keeps its test rows (tried in order; the first that exists is read, nothing else).
 MEDQA_FILES = ("phrases_no_exclude_test.jsonl", *split_patterns("test"))
@@ -22,6 +23,16 @@ MEDBULLETS_FILES = split_patterns("train")
 SUPERGPQA_FILES = ("SuperGPQA-all.jsonl", *split_patterns("train"))
 MMLU_PRO_FILES = ("mmlu_pro_test.json",)
 MMLU_PRO_HUB_FILES = split_patterns("test")
+CMB_FILES = ("CMB-Exam/CMB-test/CMB-test-choice-question-merge.json", "CMB-test/CMB-test-choice-question-merge.json",
+             "CMB-test-choice-question-merge.json", *split_patterns("test"))
+CMB_ANSWER_FILES = ("CMB-Exam/CMB-test/CMB-test-choice-answer.json", "CMB-test/CMB-test-choice-answer.json",
+                    "CMB-test-choice-answer.json")
+CMB_SINGLE_CHOICE = "单项选择题"  # upstream keeps single-answer questions only
+CMEXAM_FILES = (*split_patterns("test"), "data/test.csv")
+MCMLE_FILES = split_patterns("train")
+#: MedUniEval's CMMLU medical subjects
+CMMLU_MEDICAL = ("anatomy", "clinical_knowledge", "college_medicine", "genetics", "traditional_chinese_medicine",
+                 "nutrition", "virology")
 
 
 def _options_dict(value: Any) -> dict[str, Any]:
@@ -163,4 +174,119 @@ def load_supergpqa(root: Path, mode: str = "fixed") -> list[Sample]:
         samples.append(Sample(str(row.get("uuid", i)), "mc", mc_prompt(row["question"], lettered(texts, ".")),
                               reference_letter(answer, texts, letter_field=letter), choices=texts,
                               group=row.get("field")))
+    return samples
+
+
+def load_mmlu_all(root: Path, mode: str = "fixed") -> list[Sample]:
+    """cais/mmlu, all 57 subjects: ``all/test-*.parquet`` (or one folder per subject). Upstream's MMLU prompt is
+    broken (an undefined ``context``); the template of MMLU-medical is used."""
+    if (root / "all").is_dir():
+        rows = read_release(root / "all", split_patterns("test"))
+    else:
+        rows = [dict(r, subject=folder.name) for folder in sorted(p for p in root.iterdir() if p.is_dir())
+                if any(folder.glob("test-*.parquet")) for r in read_release(folder, split_patterns("test"))]
+        if not rows:
+            raise DataError(f"{root}: neither all/ nor per-subject folders (cais/mmlu layout) found")
+    samples = []
+    for i, row in enumerate(rows):
+        texts = option_list(row["choices"])
+        subject = row.get("subject") or None
+        samples.append(Sample(f"{subject or 'all'}-{i}", "mc", mc_prompt(row["question"], lettered(texts)),
+                              reference_letter(row["answer"], texts), choices=texts, group=subject))
+    return samples
+
+
+def _key_value_options(value: Any) -> list[tuple[str, str]]:
+    """Options as (letter, text): a {letter: text} dict, a list of {"key", "value"} (what ``datasets`` makes of
+    the dict), or CMExam's CSV string ``"A 文本\nB 文本"``."""
+    if isinstance(value, str):
+        stripped = value.strip()
+        if stripped.startswith(("{", "[")):
+            return _key_value_options(json.loads(stripped))
+        pairs = []
+        for line in stripped.splitlines():
+            line = line.strip()
+            if line:
+                pairs.append((line[0], line[1:].lstrip(" .、:：")))
+        return pairs
+    if isinstance(value, dict):
+        return [(str(k), str(v)) for k, v in value.items() if v not in (None, "")]
+    return [(str(item["key"]), str(item["value"])) for item in value]
+
+
+def _chinese_mc(sample_id: str, question: str, pairs: list[tuple[str, str]], answer: Any, mode: str,
+                group: str | None = None) -> Sample:
+    """MedUniEval's Chinese sets: ``A.文本`` options in the Chinese template; the answer is a letter."""
+    shown = [f"{k}.{v}" for k, v in pairs]
+    texts = [v for _, v in pairs]
+    return Sample(sample_id, "mc", mc_prompt_zh(question, shown), reference_letter(str(answer).strip(), texts),
+                  choices=shown if mode == "upstream" else texts, group=group)
+
+
+def load_cmb(root: Path, mode: str = "fixed") -> list[Sample]:
+    """FreedomIntelligence/CMB, CMB-Exam test: ``CMB-test-choice-question-merge.json`` (question, option,
+    answer, question_type, exam_type); answers from ``CMB-test-choice-answer.json`` (id, answer) when the
+    questions file has none. Single-answer questions only (``question_type == 单项选择题``), as upstream."""
+    rows = read_release(root, CMB_FILES)
+    answers: dict[str, Any] = {}
+    if any(not row.get("answer") for row in rows):
+        answer_files = [root / name for name in CMB_ANSWER_FILES if (root / name).is_file()]
+        if not answer_files:
+            raise DataError(f"{root}: the CMB questions have no answers and no CMB-test-choice-answer.json is there")
+        answers = {str(r["id"]): r["answer"] for r in read_rows(answer_files[0])}
+    samples = []
+    for i, row in enumerate(rows):
+        if row.get("question_type") != CMB_SINGLE_CHOICE:
+            continue
+        answer = row.get("answer") or answers.get(str(row.get("id")))
+        if not answer:
+            raise DataError(f"{root}: CMB question {row.get('id', i)} has no answer")
+        samples.append(_chinese_mc(str(row.get("id", i)), row["question"], _key_value_options(row["option"]), answer,
+                                   mode, group=row.get("exam_type")))
+    return samples
+
+
+def load_cmexam(root: Path, mode: str = "fixed") -> list[Sample]:
+    """fzkuji/CMExam test split (parquet / JSON / the original ``test.csv``): Question, Options (key/value list
+    or ``"A 文本\nB 文本"``), Answer (a letter; multi-answer rows, e.g. ``"AB"``, scored as upstream)."""
+    samples = []
+    for i, row in enumerate(read_release(root, CMEXAM_FILES)):
+        samples.append(_chinese_mc(str(row.get("id", i)), row["Question"], _key_value_options(row["Options"]),
+                                   row["Answer"], mode))
+    return samples
+
+
+def load_cmmlu(root: Path, mode: str = "fixed") -> list[Sample]:
+    """haonan-li/cmmlu: ``test/<subject>.csv`` (Question, A-D, Answer; ``cmmlu_v1_0_1.zip`` extracted on first
+    use) for MedUniEval's seven medical subjects, or rows with ``task`` / ``question`` / ``A``-``D`` /
+    ``answer`` (the converted form MedUniEval loads)."""
+    if (root / "test").is_dir() or (root / "cmmlu_v1_0_1.zip").is_file():
+        folder = media_folder(root, "test", archive="cmmlu_v1_0_1.zip")
+        rows = []
+        for subject in CMMLU_MEDICAL:
+            if (folder / f"{subject}.csv").is_file():
+                rows += [dict(r, task=subject) for r in read_rows(folder / f"{subject}.csv")]
+    else:
+        rows = [r for r in read_release(root, (*split_patterns("train"), *split_patterns("test")))
+                if r.get("task") in CMMLU_MEDICAL]
+    samples = []
+    for i, row in enumerate(rows):
+        question = row.get("question", row.get("Question"))
+        answer = row.get("answer", row.get("Answer"))
+        pairs = [(letter, str(row[letter])) for letter in "ABCD"]
+        samples.append(_chinese_mc(f"{row['task']}-{i}", question, pairs, answer, mode, group=row["task"]))
+    return samples
+
+
+def load_medqa_mcmle(root: Path, mode: str = "fixed") -> list[Sample]:
+    """shuyuej/MedQA-MCMLE-Benchmark (train split): question, options {A: …}, answer_idx. Upstream lists the
+    option texts without their letters yet asks for a letter; ``mode="upstream"`` reproduces that, ``fixed``
+    shows ``A.文本``."""
+    samples = []
+    for i, row in enumerate(read_release(root, MCMLE_FILES)):
+        pairs = _key_value_options(row["options"])
+        texts = [v for _, v in pairs]
+        shown = texts if mode == "upstream" else [f"{k}.{v}" for k, v in pairs]
+        samples.append(Sample(str(row.get("id", i)), "mc", mc_prompt_zh(row["question"], shown),
+                              reference_letter(row["answer_idx"], texts), choices=texts))
     return samples

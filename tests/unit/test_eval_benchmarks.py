@@ -300,6 +300,57 @@ def _report_json(file_name: str, images: int) -> Callable[[Path], int]:
     return write
 
 
+# The Chinese sets and MMLU-all: rows constructed here in each release's published layout (field names and
+# nesting as the hub files have them; the text is ours, not taken from the releases).
+def _mmlu_all(root: Path) -> int:
+    rows = [{"question": f"Q{i}?", "subject": subject, "choices": ["a", "b", "c", "d"], "answer": 2}
+            for i, subject in enumerate(["astronomy", "virology", "law"])]
+    _jsonl(root / "all" / "test.jsonl", rows)
+    return 3
+
+
+def _cmb(root: Path) -> int:
+    folder = root / "CMB-Exam" / "CMB-test"
+    folder.mkdir(parents=True)
+    rows = [{"id": i, "exam_type": "医师考试", "exam_class": "执业医师", "exam_subject": "内科",
+             "question": f"第{i}题：以下哪项正确？", "question_type": kind,
+             "option": {"A": "甲", "B": "乙", "C": "丙", "D": "丁", "E": ""}}
+            for i, kind in enumerate(["单项选择题", "多项选择题", "单项选择题"])]
+    (folder / "CMB-test-choice-question-merge.json").write_text(json.dumps(rows, ensure_ascii=False))
+    answers = [{"id": i, "answer": "B"} for i in range(3)]  # answers published in their own file
+    (folder / "CMB-test-choice-answer.json").write_text(json.dumps(answers))
+    return 2  # the multi-answer question is skipped, as upstream
+
+
+def _cmexam(root: Path) -> int:
+    root.mkdir(parents=True)
+    with (root / "test.csv").open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, ["Question", "Options", "Answer", "Explanation"])
+        writer.writeheader()
+        for i in range(2):
+            writer.writerow({"Question": f"问题{i}", "Options": "A 发热\nB 咳嗽\nC 头痛\nD 乏力", "Answer": "C",
+                             "Explanation": "解析"})
+    return 2
+
+
+def _cmmlu(root: Path) -> int:
+    (root / "test").mkdir(parents=True)
+    for subject in ("anatomy", "virology", "law"):  # law is not a medical subject: skipped
+        with (root / "test" / f"{subject}.csv").open("w", newline="", encoding="utf-8") as handle:
+            writer = csv.DictWriter(handle, ["", "Question", "A", "B", "C", "D", "Answer"])
+            writer.writeheader()
+            writer.writerow({"": 0, "Question": f"{subject}问题", "A": "一", "B": "二", "C": "三", "D": "四",
+                             "Answer": "D"})
+    return 2
+
+
+def _medqa_mcmle(root: Path) -> int:
+    rows = [{"question": f"患者{i}，诊断为？", "options": {"A": "肺炎", "B": "哮喘", "C": "结核", "D": "肺癌", "E": "气胸"},
+             "answer_idx": "A", "answer": "肺炎"} for i in range(3)]
+    _jsonl(root / "data" / "train.jsonl", rows)
+    return 3
+
+
 #: Writers of a few published-format rows, one per registered benchmark; returns the expected sample count.
 WRITERS: dict[str, Callable[[Path], int]] = {
     "MedQA_USMLE": _medqa, "MedMCQA": _medmcqa, "PubMedQA": _pubmedqa, "VQA_RAD": _vqa_rad, "SLAKE": _slake,
@@ -308,6 +359,7 @@ WRITERS: dict[str, Callable[[Path], int]] = {
     "MedXpertQA-Text": _medxpertqa("Text"), "MedXpertQA-MM": _medxpertqa("MM"), "PATH_VQA": _path_vqa,
     "OmniMedVQA": _omnimedvqa, "MMMU-Medical-val": _mmmu, "MedFrameQA": _medframeqa, "3DRad": _rad3d,
     "Amos": _amos, "MIMIC_CXR": _report_json("mimic_test.json", 2), "CheXpert_Plus": _report_json("chexpert_val.json", 2),
+    "MMLU-all": _mmlu_all, "CMB": _cmb, "CMExam": _cmexam, "CMMLU": _cmmlu, "MedQA_MCMLE": _medqa_mcmle,
 }
 
 
@@ -417,3 +469,22 @@ def test_missing_release_says_what_to_do(tmp_path: Path) -> None:
 def test_docs_table_lists_every_benchmark() -> None:
     rows = (Path(__file__).parents[2] / "docs" / "eval.md").read_text()
     assert all(f"| {b.name} |" in rows for b in BENCHMARKS)
+
+
+def test_chinese_sets_use_meduniepvals_chinese_template(tmp_path: Path) -> None:
+    """get_multiple_choice_prompt(question, choices, lang="zh") text, character for character."""
+    write_release(tmp_path, "CMB")
+    [first, _] = get_benchmark("CMB").loader(tmp_path / "CMB", "upstream")
+    assert first.prompt == "\n问题： 第0题：以下哪项正确？\n选项： \nA.甲\nB.乙\nC.丙\nD.丁\n请直接使用给定选项中的选项字母来回答该问题。"
+    assert first.answer == "B" and first.choices == ["A.甲", "B.乙", "C.丙", "D.丁"]
+    write_release(tmp_path, "CMExam")
+    sample = get_benchmark("CMExam").loader(tmp_path / "CMExam")[0]
+    assert "\nA.发热\nB.咳嗽\n" in sample.prompt and sample.answer == "C" and sample.choices[2] == "头痛"
+    write_release(tmp_path, "MedQA_MCMLE")
+    upstream = get_benchmark("MedQA_MCMLE").loader(tmp_path / "MedQA_MCMLE", "upstream")[0]
+    fixed = get_benchmark("MedQA_MCMLE").loader(tmp_path / "MedQA_MCMLE", "fixed")[0]
+    assert "\n肺炎\n哮喘\n" in upstream.prompt and "\nA.肺炎\nB.哮喘\n" in fixed.prompt  # upstream: no letters
+    write_release(tmp_path, "CMMLU")
+    assert {s.group for s in get_benchmark("CMMLU").loader(tmp_path / "CMMLU")} == {"anatomy", "virology"}
+    write_release(tmp_path, "MMLU-all")
+    assert len({s.group for s in get_benchmark("MMLU-all").loader(tmp_path / "MMLU-all")}) == 3
