@@ -345,8 +345,8 @@ def _cmmlu(root: Path) -> int:
 
 
 def _medqa_mcmle(root: Path) -> int:
-    rows = [{"question": f"患者{i}，诊断为？", "options": {"A": "肺炎", "B": "哮喘", "C": "结核", "D": "肺癌", "E": "气胸"},
-             "answer_idx": "A", "answer": "肺炎"} for i in range(3)]
+    options = {"A": "肺炎", "B": "哮喘", "C": "结核", "D": "肺癌", "E": "气胸"}
+    rows = [{"question": f"患者{i}，诊断为？", "options": options, "answer_idx": "A", "answer": "肺炎"} for i in range(3)]
     _jsonl(root / "data" / "train.jsonl", rows)
     return 3
 
@@ -475,7 +475,8 @@ def test_chinese_sets_use_meduniepvals_chinese_template(tmp_path: Path) -> None:
     """get_multiple_choice_prompt(question, choices, lang="zh") text, character for character."""
     write_release(tmp_path, "CMB")
     [first, _] = get_benchmark("CMB").loader(tmp_path / "CMB", "upstream")
-    assert first.prompt == "\n问题： 第0题：以下哪项正确？\n选项： \nA.甲\nB.乙\nC.丙\nD.丁\n请直接使用给定选项中的选项字母来回答该问题。"
+    assert first.prompt == ("\n问题： 第0题：以下哪项正确？\n选项： \nA.甲\nB.乙\nC.丙\nD.丁\n"
+                            "请直接使用给定选项中的选项字母来回答该问题。")
     assert first.answer == "B" and first.choices == ["A.甲", "B.乙", "C.丙", "D.丁"]
     write_release(tmp_path, "CMExam")
     sample = get_benchmark("CMExam").loader(tmp_path / "CMExam")[0]
