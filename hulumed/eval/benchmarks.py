@@ -44,6 +44,7 @@ class Benchmark:
     category_average: bool = False  # upstream's overall = mean of the per-category scores (eval_3d)
     aliases: tuple[str, ...] = ()  # other folder names: upstream's (D/MMMU, D/MedXpertQA), the hub repo's
     download: str = ""  # the `hf download` command that fetches the release (docs/eval.md has the details)
+    submission: str = ""  # answers not public: the run writes submission.json for this leaderboard, no score
 
     def folder(self, data_dir: Path) -> Path:
         """The release folder under ``data_dir``: ``<name>`` or an alias, case, '-' and '_' ignored."""
@@ -136,6 +137,10 @@ BENCHMARKS: tuple[Benchmark, ...] = (
               "Clinical_Medicine, Diagnostics_and_Laboratory_Medicine, Pharmacy, Public_Health; question, options, "
               "answer, question_type, image_1", media.load_mmmu_medical_val, aliases=("MMMU",),
               download=_hf("MMMU/MMMU", "MMMU")),
+    Benchmark("MMMU-Medical-test", "1", "2d", "MMMU/MMMU: <Subject>/test-*.parquet for the five medical subjects "
+              "(answers hidden); writes submission.json for eval.ai", media.load_mmmu_medical_test,
+              aliases=("MMMU",), download=_hf("MMMU/MMMU", "MMMU"),
+              submission="https://eval.ai/web/challenges/challenge-page/2179"),
     Benchmark("MedXpertQA-MM", "3", "2d", "TsinghuaC3I/MedXpertQA: MM/test.jsonl + images/ (images.zip, extracted "
               "on first use); question, options {A..E}, label, images, question_type, medical_task",
               media.load_medxpertqa_mm, aliases=("MedXpertQA",), download=_hf("TsinghuaC3I/MedXpertQA", "MedXpertQA")),

@@ -129,6 +129,25 @@ def load_mmmu_medical_val(root: Path, mode: str = "fixed") -> list[Sample]:
     return samples
 
 
+def load_mmmu_medical_test(root: Path, mode: str = "fixed") -> list[Sample]:
+    """MMMU/MMMU ``<Subject>/test-*.parquet`` for the five medical subjects, prompts as the validation set. The
+    test answers are not public: the run writes MMMU's submission file (``{id: letter or answer}``) for eval.ai
+    instead of a score, as MedUniEval's ``eval_MMMU_test``."""
+    samples = []
+    for subject in MMMU_MEDICAL:
+        for row in read_release(root / subject, split_patterns("test")):
+            image = [image_cell(row["image_1"], root / subject)] if row.get("image_1") else []
+            hidden = str(row.get("answer") or "?")
+            if row.get("question_type") == "multiple-choice":
+                texts = option_list(row["options"])
+                samples.append(Sample(str(row["id"]), "mmmu_mc", mc_prompt(row["question"], lettered(texts)),
+                                      hidden, choices=texts, images=image, group=subject))
+            else:
+                samples.append(Sample(str(row["id"]), "mmmu_open", closed_prompt(row["question"]), hidden,
+                                      images=image, group=subject, question=row["question"]))
+    return samples
+
+
 def _load_medxpertqa(root: Path, subset: str) -> list[Sample]:
     """One ``TsinghuaC3I/MedXpertQA`` folder holds both subsets: ``Text/test.jsonl``, ``MM/test.jsonl`` and
     ``images/`` (``images.zip`` extracted on first use, MM only). Options ``A. text`` in stored order."""

@@ -171,9 +171,10 @@ def run_benchmark(engine: Engine, benchmark: Benchmark, data_dir: Path, output: 
                 raw = _raw_response(result)
                 scored = raw if options.scoring == "upstream" else result.text
                 verdict = score(sample, scored, options.scoring)
+                correct = None if benchmark.submission else verdict.correct  # hidden answers: nothing to score
                 records.append({"id": sample.id, "prompt_hash": hashes[sample.id], "run_key": key, "kind": sample.kind,
                                 "group": sample.group, "answer": sample.answer, "response": raw,
-                                "parsed": verdict.parsed, "correct": verdict.correct, "metrics": verdict.metrics,
+                                "parsed": verdict.parsed, "correct": correct, "metrics": verdict.metrics,
                                 "finish_reason": result.finish_reason, "_scored": scored})
                 if sample.groups:
                     records[-1]["groups"] = sample.groups
@@ -194,6 +195,8 @@ def run_benchmark(engine: Engine, benchmark: Benchmark, data_dir: Path, output: 
             record["groups"] = sample.groups
     info = run_info(engine, benchmark, params, options)
     metrics = {**info, **aggregate(records, benchmark, options.scoring)}
+    if benchmark.submission and options.shard[1] == 1:
+        write_submission(folder, records)
     name = "metrics.json" if options.shard[1] == 1 else path.name.replace("predictions", "metrics").replace(
         ".jsonl", ".json")
     (folder / name).write_text(json.dumps(metrics, indent=2, ensure_ascii=False) + "\n")
@@ -274,6 +277,8 @@ def aggregate(records: list[dict[str, Any]], benchmark: Benchmark, scoring: str 
         "unparsable": sum(r["parsed"] is None for r in records),
         "truncated": sum(r.get("finish_reason") == "length" for r in records),
     }
+    if benchmark.submission:  # answers hidden: the predictions go to the leaderboard, no accuracy here
+        return {**out, "submission": SUBMISSION_FILE, "upload_to": benchmark.submission}
     if scored:
         out["accuracy"] = sum(bool(r["correct"]) for r in scored) / len(scored)
         groups: dict[str, list[bool]] = defaultdict(list)
@@ -314,6 +319,26 @@ def aggregate(records: list[dict[str, Any]], benchmark: Benchmark, scoring: str 
     return out
 
 
+SUBMISSION_FILE = "submission.json"
+
+
+def write_submission(folder: Path, records: list[dict[str, Any]]) -> Path:
+    """MMMU's submission format, as MedUniEval's ``eval_MMMU_test`` writes it: ``{id: prediction}``, the parsed
+    letter for multiple choice, the answer text (a boxed answer taken out) for open questions."""
+    from .scoring import extract_boxed
+
+    predictions = {}
+    for record in records:
+        if record["kind"] == "mmmu_mc":
+            predictions[record["id"]] = record["parsed"]
+        else:
+            boxed = extract_boxed(record["response"])  # "None" when there is no \\boxed{...}
+            predictions[record["id"]] = record["response"] if boxed == "None" else boxed
+    path = folder / SUBMISSION_FILE
+    path.write_text(json.dumps(predictions, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    return path
+
+
 def merge(benchmark: Benchmark, output: Path, shards: int) -> dict[str, Any]:
     """Join the shard files of one benchmark into predictions.jsonl + metrics.json (every shard must exist)."""
     folder = output / benchmark.name
@@ -335,6 +360,8 @@ def merge(benchmark: Benchmark, output: Path, shards: int) -> dict[str, Any]:
     metrics = {**{k: info.get(k) for k in keep}, "shards": shards,
                **aggregate(list(records.values()), benchmark, info.get("scoring") or "fixed")}
     (folder / "metrics.json").write_text(json.dumps(metrics, indent=2, ensure_ascii=False) + "\n")
+    if benchmark.submission:
+        write_submission(folder, list(records.values()))
     return metrics
 
 

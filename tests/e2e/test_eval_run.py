@@ -39,7 +39,12 @@ def test_every_benchmark_runs_and_scores(engine, tmp_path: Path) -> None:
         assert 0 <= metrics["unparsable"] <= metrics["count"]
         for record in records:
             assert {"id", "prompt_hash", "response", "parsed", "correct"} <= set(record)
-        if any(record["kind"] != "report" for record in records):
+        if benchmark.submission:  # hidden answers: a submission file for the leaderboard, no score
+            submission = json.loads((out / benchmark.name / "submission.json").read_text())
+            assert set(submission) == {r["id"] for r in records} and "accuracy" not in metrics
+            assert metrics["upload_to"].startswith("https://eval.ai/")
+            assert all(r["correct"] is None for r in records)
+        elif any(record["kind"] != "report" for record in records):
             assert 0.0 <= metrics["accuracy"] <= 1.0
         else:
             assert "bleu1" in metrics["metrics"]

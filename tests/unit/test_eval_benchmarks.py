@@ -237,6 +237,22 @@ def _mmmu(root: Path) -> int:
     return count
 
 
+def _mmmu_test(root: Path) -> int:
+    """MMMU's test split: the same columns, answers hidden ("?")."""
+    from hulumed.eval.media_benchmarks import MMMU_MEDICAL
+
+    for subject in MMMU_MEDICAL:
+        rows = [{"id": f"test_{subject}_1", "question": "<image 1> Which stain?",
+                 "options": "['H&E', 'PAS', 'Gram', 'Silver']", "explanation": "", "answer": "?",
+                 "question_type": "multiple-choice", "image_1": {"bytes": _png_bytes(), "path": None},
+                 "image_2": None, "img_type": "['Microscopy']", "topic_difficulty": "Easy", "subfield": "x"},
+                {"id": f"test_{subject}_2", "question": "Dose in mg?", "options": "[]", "explanation": "",
+                 "answer": "?", "question_type": "open", "image_1": {"bytes": _png_bytes(), "path": None},
+                 "image_2": None, "img_type": "[]", "topic_difficulty": "Easy", "subfield": "x"}]
+        _table(root / subject / "test-00000-of-00001.parquet", rows, root / subject)
+    return 2 * len(MMMU_MEDICAL)
+
+
 def _medframeqa(root: Path) -> int:
     rows = [{"question_id": f"f{i}", "question": "Across these frames, where is the lesion?",
              "options": ["Liver", "Spleen", "Kidney", "Pancreas"], "correct_answer": "C",
@@ -359,7 +375,7 @@ WRITERS: dict[str, Callable[[Path], int]] = {
     "MedXpertQA-Text": _medxpertqa("Text"), "MedXpertQA-MM": _medxpertqa("MM"), "PATH_VQA": _path_vqa,
     "OmniMedVQA": _omnimedvqa, "MMMU-Medical-val": _mmmu, "MedFrameQA": _medframeqa, "3DRad": _rad3d,
     "Amos": _amos, "MIMIC_CXR": _report_json("mimic_test.json", 2), "CheXpert_Plus": _report_json("chexpert_val.json", 2),
-    "MMLU-all": _mmlu_all, "CMB": _cmb, "CMExam": _cmexam, "CMMLU": _cmmlu, "MedQA_MCMLE": _medqa_mcmle,
+    "MMMU-Medical-test": _mmmu_test, "MMLU-all": _mmlu_all, "CMB": _cmb, "CMExam": _cmexam, "CMMLU": _cmmlu, "MedQA_MCMLE": _medqa_mcmle,
 }
 
 
