@@ -362,7 +362,8 @@ def _cmmlu(root: Path) -> int:
 
 def _medqa_mcmle(root: Path) -> int:
     options = {"A": "肺炎", "B": "哮喘", "C": "结核", "D": "肺癌", "E": "气胸"}
-    rows = [{"question": f"患者{i}，诊断为？", "options": options, "answer_idx": "A", "answer": "肺炎"} for i in range(3)]
+    rows = [{"question": f"患者{i}，诊断为？", "options": options, "answer_idx": "A", "answer": "肺炎"}
+            for i in range(3)]
     _jsonl(root / "data" / "train.jsonl", rows)
     return 3
 
