@@ -141,6 +141,9 @@ BENCHMARKS: tuple[Benchmark, ...] = (
               "(answers hidden); writes submission.json for eval.ai", media.load_mmmu_medical_test,
               aliases=("MMMU",), download=_hf("MMMU/MMMU", "MMMU"),
               submission="https://eval.ai/web/challenges/challenge-page/2179"),
+    Benchmark("Medmnist", "1", "2d", "MedUniEval's medminist_test.json (conversations[0].value with <image> and A. "
+              "options, images [path relative to the folder], answer, split) + the images", media.load_medmnist,
+              aliases=("MedMNIST",)),
     Benchmark("MedXpertQA-MM", "3", "2d", "TsinghuaC3I/MedXpertQA: MM/test.jsonl + images/ (images.zip, extracted "
               "on first use); question, options {A..E}, label, images, question_type, medical_task",
               media.load_medxpertqa_mm, aliases=("MedXpertQA",), download=_hf("TsinghuaC3I/MedXpertQA", "MedXpertQA")),

@@ -148,6 +148,30 @@ def load_mmmu_medical_test(root: Path, mode: str = "fixed") -> list[Sample]:
     return samples
 
 
+MEDMNIST_FILES = ("medminist_test.json", "medmnist_test.json")  # MedUniEval's file name has the typo
+
+
+def load_medmnist(root: Path, mode: str = "fixed") -> list[Sample]:
+    """MedUniEval's ``medminist_test.json``: rows with ``conversations[0].value`` (``<image>`` + the question and
+    its ``A.`` options), ``images[0]`` (relative to the release folder), ``answer`` and ``split``. Prompt as
+    upstream: the value without ``<image>`` + the multiple-choice instruction; options parsed from the value; per
+    split."""
+    import re
+
+    rows = read_release(root, MEDMNIST_FILES)
+    samples = []
+    for i, row in enumerate(rows):
+        value = str(row["conversations"][0]["value"])
+        raw = re.findall(r"\n([A-Z]\..*?)(?=\n[A-Z]\.|\Z)", value, re.DOTALL)
+        texts = [choice.split(".", 1)[1].strip() for choice in raw]
+        prompt = (value + "\n" + MC_INSTRUCTION).replace("<image>\n", "").replace("<image>", "")
+        image = Path(str(row["images"][0]))
+        samples.append(Sample(str(row.get("id", i)), "mc", prompt, str(row["answer"]), choices=texts,
+                              images=[str(image if image.is_absolute() else root / image)],
+                              group=row.get("split")))
+    return samples
+
+
 def _load_medxpertqa(root: Path, subset: str) -> list[Sample]:
     """One ``TsinghuaC3I/MedXpertQA`` folder holds both subsets: ``Text/test.jsonl``, ``MM/test.jsonl`` and
     ``images/`` (``images.zip`` extracted on first use, MM only). Options ``A. text`` in stored order."""

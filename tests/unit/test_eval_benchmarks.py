@@ -253,6 +253,20 @@ def _mmmu_test(root: Path) -> int:
     return 2 * len(MMMU_MEDICAL)
 
 
+def _medmnist(root: Path) -> int:
+    """MedUniEval's medminist_test.json layout (rows constructed here)."""
+    _png(root / "images" / "pathmnist_0.png")
+    _png(root / "images" / "bloodmnist_0.png", 150)
+    rows = [{"id": f"mnist{i}", "split": split, "answer": "B", "images": [f"images/{split}_0.png"],
+             "conversations": [{"from": "human", "value": "<image>\nWhich tissue type is shown?\nA. adipose\n"
+                                                         "B. mucus\nC. stroma"},
+                               {"from": "gpt", "value": "B"}]}
+            for i, split in enumerate(["pathmnist", "bloodmnist"])]
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "medminist_test.json").write_text(json.dumps(rows))
+    return 2
+
+
 def _medframeqa(root: Path) -> int:
     rows = [{"question_id": f"f{i}", "question": "Across these frames, where is the lesion?",
              "options": ["Liver", "Spleen", "Kidney", "Pancreas"], "correct_answer": "C",
@@ -376,7 +390,7 @@ WRITERS: dict[str, Callable[[Path], int]] = {
     "MedXpertQA-Text": _medxpertqa("Text"), "MedXpertQA-MM": _medxpertqa("MM"), "PATH_VQA": _path_vqa,
     "OmniMedVQA": _omnimedvqa, "MMMU-Medical-val": _mmmu, "MedFrameQA": _medframeqa, "3DRad": _rad3d,
     "Amos": _amos, "MIMIC_CXR": _report_json("mimic_test.json", 2), "CheXpert_Plus": _report_json("chexpert_val.json", 2),
-    "MMMU-Medical-test": _mmmu_test, "MMLU-all": _mmlu_all, "CMB": _cmb, "CMExam": _cmexam, "CMMLU": _cmmlu, "MedQA_MCMLE": _medqa_mcmle,
+    "MMMU-Medical-test": _mmmu_test, "Medmnist": _medmnist, "MMLU-all": _mmlu_all, "CMB": _cmb, "CMExam": _cmexam, "CMMLU": _cmmlu, "MedQA_MCMLE": _medqa_mcmle,
 }
 
 
@@ -506,3 +520,12 @@ def test_chinese_sets_use_meduniepvals_chinese_template(tmp_path: Path) -> None:
     assert {s.group for s in get_benchmark("CMMLU").loader(tmp_path / "CMMLU")} == {"anatomy", "virology"}
     write_release(tmp_path, "MMLU-all")
     assert len({s.group for s in get_benchmark("MMLU-all").loader(tmp_path / "MMLU-all")}) == 3
+
+
+def test_medmnist_prompt_and_choices_as_upstream(tmp_path: Path) -> None:
+    write_release(tmp_path, "Medmnist")
+    first = get_benchmark("Medmnist").loader(tmp_path / "Medmnist")[0]
+    assert first.prompt == ("Which tissue type is shown?\nA. adipose\nB. mucus\nC. stroma\n"
+                            "Answer with the option's letter from the given choices directly.")
+    assert first.choices == ["adipose", "mucus", "stroma"] and first.group == "pathmnist"
+    assert Path(first.images[0]).is_file()
