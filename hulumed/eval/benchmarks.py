@@ -40,7 +40,8 @@ class Benchmark:
     modality: str  # text | 2d | 3d | report
     layout: str  # what it reads under D/<name>
     loader: Callable[[Path, str], list[Sample]]
-    judge: str = "none"  # with --judge-url: "open" re-scores open questions, "all" every non-MC question
+    judge: str = "none"  # with --judge-url: "open" re-scores open questions, "all" every non-MC question;
+    # "rubric": graded only by the judge, rubric item by rubric item (HealthBench; --judge-url required)
     category_average: bool = False  # upstream's overall = mean of the per-category scores (eval_3d)
     aliases: tuple[str, ...] = ()  # other folder names: upstream's (D/MMMU, D/MedXpertQA), the hub repo's
     download: str = ""  # the `hf download` command that fetches the release (docs/eval.md has the details)
@@ -98,6 +99,12 @@ BENCHMARKS: tuple[Benchmark, ...] = (
     Benchmark("MMLU-all", "1", "text", "cais/mmlu: all/test-*.parquet (or one folder per subject), all 57 "
               "subjects; question, choices, answer (0-3), subject", text.load_mmlu_all, aliases=("MMLU",),
               download=_hf("cais/mmlu", "MMLU-all")),
+    Benchmark("HealthBench", "1", "text", "openai/healthbench (simple-evals) JSONL: *oss_eval.jsonl, "
+              "consensus_*.jsonl, hard_*.jsonl; prompt (conversation), rubrics {criterion, points, tags}, "
+              "example_tags; graded by the LLM judge (--judge-url)", text.load_healthbench, judge="rubric",
+              download="mkdir -p D/HealthBench && cd D/HealthBench && for f in 2025-05-07-06-14-12_oss_eval "
+                       "hard_2025-05-08-21-00-10 consensus_2025-05-09-20-00-46; do curl -LO "
+                       "https://openaipublic.blob.core.windows.net/simple-evals/healthbench/$f.jsonl; done"),
     # -------------------------------------------------------------------------------- Chinese text MC
     Benchmark("CMB", "1", "text", "FreedomIntelligence/CMB: CMB-Exam/CMB-test/CMB-test-choice-question-merge.json "
               "(question, option, question_type, exam_type; answer, or CMB-test-choice-answer.json beside it); "

@@ -72,6 +72,8 @@ def check_media(benchmark: Benchmark, samples: list[Sample]) -> None:
 
 def score(sample: Sample, response: str, mode: str) -> Verdict:
     """Score one response with the judge of the sample's kind."""
+    if sample.kind == "rubric":  # the LLM judge grades it (_apply_judge)
+        return Verdict(response, None)
     if sample.kind == "mc":
         return judge_multi_choice(sample.choices, sample.answer, response, mode)
     if sample.kind == "mmmu_mc":
@@ -84,6 +86,8 @@ def score(sample: Sample, response: str, mode: str) -> Verdict:
 
 def judged(benchmark: Benchmark, sample: Sample) -> bool:
     """Whether the LLM judge re-scores this sample (upstream's per-benchmark choice)."""
+    if benchmark.judge == "rubric":
+        return True
     if benchmark.judge == "all":
         return sample.kind in ("closed", "judgement", "open")
     return benchmark.judge == "open" and sample.kind == "open"
@@ -157,6 +161,9 @@ def run_benchmark(engine: Engine, benchmark: Benchmark, data_dir: Path, output: 
             f"{path} was written by another benchmark version, scoring mode, generation setting or image ablation "
             f"(e.g. sample {mixed[0]}); resume with the same settings or use a new --output"
         )
+    if benchmark.judge == "rubric" and options.judge is None:
+        raise ValueError(f"{benchmark.name} is graded by an LLM judge, rubric item by rubric item: pass --judge-url "
+                         "and --judge-model (any OpenAI-compatible server; the maintainers used GPT-4.1)")
     if options.judge is not None:
         _judge_finished(options.judge, benchmark, samples, path, options.scoring)
     todo = [s for s in samples if s.id not in done]
@@ -206,11 +213,31 @@ def run_benchmark(engine: Engine, benchmark: Benchmark, data_dir: Path, output: 
 def _apply_judge(client: JudgeClient, benchmark: Benchmark, batch: list[Sample],
                  records: list[dict[str, Any]]) -> None:
     """Re-score the batch's judged samples with the LLM: ``correct`` becomes the judge's verdict (None -> wrong)."""
+    if benchmark.judge == "rubric":
+        _grade_rubrics(client, batch, records)
+        return
     chosen = [k for k, sample in enumerate(batch) if judged(benchmark, sample)]
     items = [(batch[k].question or batch[k].prompt, batch[k].answer, records[k]["_scored"]) for k in chosen]
     for k, (verdict, reply) in zip(chosen, client.judge(items)):
         records[k].update(rule_correct=records[k]["correct"], correct=bool(verdict), judge=verdict,
                           judge_reply=reply)
+
+
+def _grade_rubrics(client: JudgeClient, batch: list[Sample], records: list[dict[str, Any]]) -> None:
+    """HealthBench: every rubric item of every answer graded by the judge; ``metrics`` get the sample's scores,
+    ``judge`` its overall score (None when a grading failed: the sample is ungraded and graded again on resume)."""
+    from .rubric import grade, sample_metrics
+
+    for sample, record in zip(batch, records):
+        grades = grade(client, sample.graded_messages or sample.conversation(), record["_scored"], sample.rubrics)
+        record["rubric_grades"] = [None if g is None else {"criteria_met": g["criteria_met"],
+                                                           "explanation": str(g.get("explanation", ""))}
+                                   for g in grades]
+        if any(g is None for g in grades):
+            record.update(metrics={}, judge=None)
+            continue
+        metrics = sample_metrics(sample.rubrics, [g["criteria_met"] for g in grades], sample.example_tags)
+        record.update(metrics=metrics, judge=metrics.get("overall_score"))
 
 
 def _scored_text(record: dict[str, Any], scoring: str) -> str:
@@ -279,6 +306,20 @@ def aggregate(records: list[dict[str, Any]], benchmark: Benchmark, scoring: str 
     }
     if benchmark.submission:  # answers hidden: the predictions go to the leaderboard, no accuracy here
         return {**out, "submission": SUBMISSION_FILE, "upload_to": benchmark.submission}
+    if benchmark.judge == "rubric":  # HealthBench: clipped means of the judge's rubric scores
+        from .rubric import clipped_mean
+
+        out["unparsable"] = 0
+        graded = [r for r in records if r.get("judge") is not None]
+        out["ungraded"] = len(records) - len(graded)
+        if graded:
+            out["score"] = clipped_mean([float(r["judge"]) for r in graded])
+            values: dict[str, list[float]] = defaultdict(list)
+            for r in graded:
+                for key, value in r["metrics"].items():
+                    values[key].append(float(value))
+            out["metrics"] = {key: clipped_mean(v) for key, v in sorted(values.items())}
+        return out
     if scored:
         out["accuracy"] = sum(bool(r["correct"]) for r in scored) / len(scored)
         groups: dict[str, list[bool]] = defaultdict(list)
@@ -376,7 +417,8 @@ def summary_table(output: Path) -> str:
     for path in sorted(output.glob("*/metrics.json")):
         m = json.loads(path.read_text())
         extra = m.get("metrics", {})
-        acc = f"{100 * m['accuracy']:.1f}" if "accuracy" in m else "–"
+        acc = (f"{100 * m['accuracy']:.1f}" if "accuracy" in m
+               else f"{100 * m['score']:.1f} (rubric score)" if "score" in m else "–")
         paper = published(m["benchmark"]) or {}
         cells = [m["benchmark"], m["benchmark_version"], m["scoring"], str(m["count"]), acc,
                  *[f"{paper[s]:.1f}" if s in paper else "–" for s in SIZES], str(m["unparsable"]),

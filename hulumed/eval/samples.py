@@ -27,7 +27,7 @@ REPORT_PROMPT = (
     "You are a helpful assistant. Please generate a report for the given images, including both findings and "
     "impressions. Return the report in the following format: Findings: {} Impression: {}."
 )
-KINDS = ("mc", "mmmu_mc", "mmmu_open", "closed", "judgement", "open", "3d_close", "3d_open", "report")
+KINDS = ("mc", "mmmu_mc", "mmmu_open", "closed", "judgement", "open", "3d_close", "3d_open", "report", "rubric")
 NIFTI_SUFFIXES = (".nii", ".nii.gz")
 
 
@@ -48,6 +48,13 @@ class Sample:
     #: every grouping dimension upstream reports, {dimension: value} (metrics.json ``groups``); None values are
     #: dropped. ``group`` defaults to the first dimension's value.
     groups: dict[str, str] = field(default_factory=dict)
+    #: earlier turns of a multi-turn conversation ({"role", "content"} strings); the prompt is the last user turn
+    history: list[dict[str, str]] = field(default_factory=list)
+    #: rubric items ({"criterion", "points", "tags"}) an LLM judge grades the answer on (HealthBench)
+    rubrics: list[dict[str, Any]] = field(default_factory=list)
+    #: the conversation the judge sees, when it is not the one the model saw (HealthBench upstream mode)
+    graded_messages: list[dict[str, str]] = field(default_factory=list)
+    example_tags: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.groups = {str(k): str(v) for k, v in self.groups.items() if v is not None and v != ""}
@@ -69,7 +76,7 @@ class Sample:
         if self.volume is not None:
             content.append({"type": "3d", "3d": {"image_path": self.volume, "nii_axis": 2}})
         content.append({"type": "text", "text": self.prompt})
-        return [{"role": "user", "content": content}]
+        return [*(dict(turn) for turn in self.history), {"role": "user", "content": content}]
 
     def media_paths(self) -> list[str]:
         """Every file or folder this sample reads from disk (encoded image bytes excluded)."""
@@ -79,6 +86,8 @@ class Sample:
     def prompt_hash(self) -> str:
         """sha256 of the prompt and the media it shows (first 16 hex digits)."""
         digest = hashlib.sha256(self.prompt.encode())
+        for turn in self.history:
+            digest.update(f"{turn['role']}\0{turn['content']}".encode())
         for image in self.images:
             digest.update(image if isinstance(image, bytes) else str(image).encode())
         digest.update(str(self.frames).encode())

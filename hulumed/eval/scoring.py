@@ -51,7 +51,7 @@ class Verdict:
     """The outcome of scoring one response."""
 
     parsed: str | None  # the extracted answer (a letter for multiple choice); None = unparsable
-    correct: bool
+    correct: bool | None  # None: not decided by a rule (rubric grading by the judge, hidden answers)
     metrics: dict[str, float] = field(default_factory=dict)
 
 

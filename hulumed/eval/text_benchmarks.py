@@ -290,3 +290,35 @@ def load_medqa_mcmle(root: Path, mode: str = "fixed") -> list[Sample]:
         samples.append(Sample(str(row.get("id", i)), "mc", mc_prompt_zh(row["question"], shown),
                               reference_letter(row["answer_idx"], texts), choices=texts))
     return samples
+
+
+#: simple-evals' HealthBench files (the oss_eval set, its consensus and hard subsets), by their published names
+HEALTHBENCH_FILES = {"normal": ("*oss_eval.jsonl",), "consensus": ("consensus_*.jsonl",), "hard": ("hard_*.jsonl",)}
+
+
+def load_healthbench(root: Path, mode: str = "fixed") -> list[Sample]:
+    """OpenAI's HealthBench JSONL files as MedUniEval reads them (``2025-05-07-06-14-12_oss_eval.jsonl``,
+    ``consensus_2025-05-09-20-00-46.jsonl``, ``hard_2025-05-08-21-00-10.jsonl``; those present): ``prompt`` (a
+    multi-turn conversation), ``rubrics``, ``example_tags``, ``prompt_id``. The model answers the whole
+    conversation; ``mode="upstream"`` gives it only the first message, as MedUniEval does (its judge still sees
+    the whole conversation). Graded by the LLM judge (rubric.py): ``hulumed eval`` needs ``--judge-url``."""
+    from .data_files import find_files
+
+    samples = []
+    for kind, patterns in HEALTHBENCH_FILES.items():
+        try:
+            files = find_files(root, patterns)
+        except DataError:
+            continue
+        for path in files:
+            for i, row in enumerate(read_rows(path)):
+                messages = [{"role": str(m["role"]), "content": str(m["content"])} for m in row["prompt"]]
+                shown = messages[:1] if mode == "upstream" else messages
+                if not shown or shown[-1]["role"] != "user":
+                    raise DataError(f"{path}: row {i} does not end with a user turn")
+                samples.append(Sample(f"{kind}-{row.get('prompt_id', i)}", "rubric", shown[-1]["content"], "-",
+                                      history=shown[:-1], rubrics=list(row["rubrics"]), graded_messages=messages,
+                                      example_tags=list(row.get("example_tags") or []), group=kind))
+    if not samples:
+        raise DataError(f"{root}: no HealthBench file (*oss_eval.jsonl, consensus_*.jsonl, hard_*.jsonl) found")
+    return samples

@@ -32,8 +32,13 @@ class _Judge(BaseHTTPRequestHandler):
         _Judge.requests.append((self.path, body, self.headers.get("Authorization")))
         prompt = body["messages"][0]["content"]
         verdict = "0" if "The standard answer: liver" in prompt else "1"
-        reply = {"choices": [{"message": {"role": "assistant",
-                                          "content": f"<think>compared</think>\n<judge>{verdict}</judge>"}}]}
+        content = f"<think>compared</think>\n<judge>{verdict}</judge>"
+        if "# Rubric item" in prompt:  # HealthBench grading: the positive-point items are met, the rest not
+            rubric = prompt.split("# Rubric item\n", 1)[1].split("\n", 1)[0]
+            met = "json" if "[3]" in rubric else ""  # the 3-point item answered as bare JSON, others fenced
+            grade = {"explanation": "stub", "criteria_met": not rubric.startswith("[-")}
+            content = json.dumps(grade) if met else "```json\n" + json.dumps(grade) + "\n```"
+        reply = {"choices": [{"message": {"role": "assistant", "content": content}}]}
         data = json.dumps(reply).encode()
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
@@ -193,3 +198,22 @@ def test_the_judge_key_never_follows_a_redirect():
             server.shutdown()
             server.server_close()
     assert _Elsewhere.seen == []
+
+
+def test_healthbench_is_graded_rubric_by_rubric(engine, judge_url: str, tmp_path: Path) -> None:
+    """Each answer's three rubric items go to the judge with simple-evals' grader prompt; met: +5, +3; not met: -8
+    -> score 8/8 per sample; the run's score is the clipped mean; tags are scored too."""
+    data, out = tmp_path / "data", tmp_path / "out"
+    write_release(data, "HealthBench")
+    _Judge.requests.clear()
+    judge = JudgeClient(judge_url, "grader")
+    metrics = run_benchmark(engine, get_benchmark("HealthBench"), data, out, GenerationParams.greedy(8),
+                            RunOptions(judge=judge))
+    grading = [b for _, b, _ in _Judge.requests if "# Rubric item" in b["messages"][0]["content"]]
+    assert len(grading) == 9 and all(b["temperature"] == 0 for b in grading)
+    prompt = grading[0]["messages"][0]["content"]
+    assert "user: I have had a headache for two days.\n\nassistant: Any fever or stiff neck?" in prompt
+    assert metrics["score"] == 1.0 and metrics["ungraded"] == 0 and metrics["count"] == 3
+    assert metrics["metrics"]["axis:completeness"] == 1.0 and metrics["metrics"]["theme:emergency_referrals"] == 1.0
+    records = _lines(out / "HealthBench" / "predictions.jsonl")
+    assert all(len(r["rubric_grades"]) == 3 and r["judge"] == 1.0 for r in records)

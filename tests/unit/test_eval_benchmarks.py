@@ -382,6 +382,24 @@ def _medqa_mcmle(root: Path) -> int:
     return 3
 
 
+def _healthbench(root: Path) -> int:
+    """simple-evals' HealthBench JSONL layout (rows constructed here): a multi-turn prompt, rubrics, tags."""
+    def row(i: int) -> dict:
+        return {"prompt_id": f"p{i}", "example_tags": ["theme:emergency_referrals"], "canary": "x",
+                "prompt": [{"role": "user", "content": "I have had a headache for two days."},
+                           {"role": "assistant", "content": "Any fever or stiff neck?"},
+                           {"role": "user", "content": f"Yes, a fever of 39.{i} C. What should I do?"}],
+                "rubrics": [{"criterion": "Advises urgent medical evaluation for fever with headache", "points": 5,
+                             "tags": ["axis:completeness"]},
+                            {"criterion": "Asks about the duration of the fever", "points": 3,
+                             "tags": ["axis:context_awareness"]},
+                            {"criterion": "Recommends a dangerous dose of a medicine", "points": -8,
+                             "tags": ["axis:accuracy"]}]}
+    _jsonl(root / "2025-05-07-06-14-12_oss_eval.jsonl", [row(0), row(1)])
+    _jsonl(root / "hard_2025-05-08-21-00-10.jsonl", [row(2)])
+    return 3
+
+
 #: Writers of a few published-format rows, one per registered benchmark; returns the expected sample count.
 WRITERS: dict[str, Callable[[Path], int]] = {
     "MedQA_USMLE": _medqa, "MedMCQA": _medmcqa, "PubMedQA": _pubmedqa, "VQA_RAD": _vqa_rad, "SLAKE": _slake,
@@ -390,7 +408,7 @@ WRITERS: dict[str, Callable[[Path], int]] = {
     "MedXpertQA-Text": _medxpertqa("Text"), "MedXpertQA-MM": _medxpertqa("MM"), "PATH_VQA": _path_vqa,
     "OmniMedVQA": _omnimedvqa, "MMMU-Medical-val": _mmmu, "MedFrameQA": _medframeqa, "3DRad": _rad3d,
     "Amos": _amos, "MIMIC_CXR": _report_json("mimic_test.json", 2), "CheXpert_Plus": _report_json("chexpert_val.json", 2),
-    "MMMU-Medical-test": _mmmu_test, "Medmnist": _medmnist, "MMLU-all": _mmlu_all, "CMB": _cmb, "CMExam": _cmexam, "CMMLU": _cmmlu, "MedQA_MCMLE": _medqa_mcmle,
+    "HealthBench": _healthbench, "MMMU-Medical-test": _mmmu_test, "Medmnist": _medmnist, "MMLU-all": _mmlu_all, "CMB": _cmb, "CMExam": _cmexam, "CMMLU": _cmmlu, "MedQA_MCMLE": _medqa_mcmle,
 }
 
 
@@ -418,7 +436,7 @@ def test_benchmark_loads_published_rows(tmp_path: Path, name: str) -> None:
         assert sample.kind in KINDS
         assert sample.prompt and sample.answer
         conversation = sample.conversation()
-        assert conversation[0]["content"][-1]["text"] == sample.prompt
+        assert conversation[-1]["content"][-1]["text"] == sample.prompt  # the last (user) turn holds it
         if benchmark.modality == "2d" or benchmark.modality == "report":
             assert any(part["type"] == "image" for part in conversation[0]["content"])
 
@@ -529,3 +547,15 @@ def test_medmnist_prompt_and_choices_as_upstream(tmp_path: Path) -> None:
                             "Answer with the option's letter from the given choices directly.")
     assert first.choices == ["adipose", "mucus", "stroma"] and first.group == "pathmnist"
     assert Path(first.images[0]).is_file()
+
+
+def test_healthbench_keeps_the_conversation_and_upstream_the_first_message(tmp_path: Path) -> None:
+    write_release(tmp_path, "HealthBench")
+    fixed = get_benchmark("HealthBench").loader(tmp_path / "HealthBench", "fixed")
+    upstream = get_benchmark("HealthBench").loader(tmp_path / "HealthBench", "upstream")
+    assert [s.group for s in fixed] == ["normal", "normal", "hard"]
+    turns = fixed[0].conversation()
+    assert [t["role"] for t in turns] == ["user", "assistant", "user"] and "39.0 C" in fixed[0].prompt
+    assert upstream[0].conversation()[0]["content"][-1]["text"] == "I have had a headache for two days."
+    assert len(upstream[0].conversation()) == 1 and len(upstream[0].graded_messages) == 3  # the judge sees all
+    assert fixed[0].prompt_hash() != upstream[0].prompt_hash()
