@@ -407,8 +407,10 @@ WRITERS: dict[str, Callable[[Path], int]] = {
     "Medbullets_op4": _medbullets("abcd"), "Medbullets_op5": _medbullets("abcde"), "SuperGPQA": _supergpqa,
     "MedXpertQA-Text": _medxpertqa("Text"), "MedXpertQA-MM": _medxpertqa("MM"), "PATH_VQA": _path_vqa,
     "OmniMedVQA": _omnimedvqa, "MMMU-Medical-val": _mmmu, "MedFrameQA": _medframeqa, "3DRad": _rad3d,
-    "Amos": _amos, "MIMIC_CXR": _report_json("mimic_test.json", 2), "CheXpert_Plus": _report_json("chexpert_val.json", 2),
-    "HealthBench": _healthbench, "MMMU-Medical-test": _mmmu_test, "Medmnist": _medmnist, "MMLU-all": _mmlu_all, "CMB": _cmb, "CMExam": _cmexam, "CMMLU": _cmmlu, "MedQA_MCMLE": _medqa_mcmle,
+    "Amos": _amos, "MIMIC_CXR": _report_json("mimic_test.json", 2),
+    "CheXpert_Plus": _report_json("chexpert_val.json", 2), "HealthBench": _healthbench,
+    "MMMU-Medical-test": _mmmu_test, "Medmnist": _medmnist, "MMLU-all": _mmlu_all, "CMB": _cmb, "CMExam": _cmexam,
+    "CMMLU": _cmmlu, "MedQA_MCMLE": _medqa_mcmle,
 }
 
 
