@@ -49,6 +49,11 @@ def register(subparsers: Any) -> None:
                         "off by default")
     parser.add_argument("--judge-model", help="LLM judge: the model name to request (needed with --judge-url)")
     parser.add_argument("--judge-api-key", help="LLM judge: bearer token, if the endpoint needs one")
+    parser.add_argument("--protocol", choices=["paper"],
+                        help="paper: the maintainers' protocol (Hulu-Med issues #19, #32, #38, #39): MedUniEval's "
+                             "prompts and rules (--scoring upstream), greedy (temperature 0), open questions "
+                             "re-scored by an LLM judge they ran as GPT-4.1 (--judge-url required; --judge-model "
+                             "defaults to gpt-4.1)")
     add_options(parser, LoadOptions, only=("device", "dtype"),
                 help={"device": "cuda, mps or cpu (default: cuda > mps > cpu)",
                       "dtype": "bfloat16, float16 or float32 (default: bf16 on CUDA, fp32 elsewhere)"})
@@ -75,6 +80,24 @@ def list_benchmarks() -> str:
     return "\n".join(lines)
 
 
+#: The maintainers' evaluation protocol as they described it (Hulu-Med GitHub issues #19, #32, #38, #39):
+#: MedUniEval prompts and scoring, temperature 0 for single runs (0.6 only for their three-run averages),
+#: closed questions scored by rule, open ones by a GPT-4.1 judge (Gemini-2.5-Pro gave similar numbers).
+PAPER_JUDGE_MODEL = "gpt-4.1"
+
+
+def apply_protocol(args: argparse.Namespace) -> None:
+    """``--protocol paper``: upstream scoring, and a judge (its model gpt-4.1 unless given). Generation is
+    greedy in every eval run already."""
+    if getattr(args, "protocol", None) != "paper":
+        return
+    args.scoring = "upstream"
+    if not args.judge_url:
+        raise ValueError("--protocol paper needs an LLM judge: --judge-url URL (the maintainers used GPT-4.1, "
+                         "temperature 0; --judge-model defaults to gpt-4.1)")
+    args.judge_model = args.judge_model or PAPER_JUDGE_MODEL
+
+
 def main(args: argparse.Namespace) -> int:
     if args.list:
         print(list_benchmarks())
@@ -97,6 +120,7 @@ def main(args: argparse.Namespace) -> int:
     from hulumed.generation import GenerationParams
 
     random.seed(args.seed)
+    apply_protocol(args)
     judge = None
     if args.judge_url:
         if not args.judge_model:

@@ -17,7 +17,7 @@ import re
 from dataclasses import dataclass, field
 
 from ..think import answer_text
-from .text_metrics import bleu, overlap_metrics, upstream_tokens, word_f1
+from .text_metrics import bleu, meteor, overlap_metrics, upstream_tokens, word_f1
 
 MODES = ("fixed", "upstream")
 
@@ -234,8 +234,12 @@ def judge_3d_close(answer: str, response: str, mode: str = "fixed") -> Verdict:
 
 
 def judge_3d_open(answer: str, response: str, mode: str = "fixed") -> Verdict:
-    """M3D / 3D-RAD open questions: the open-VQA metrics with BLEU smoothing method1."""
-    return judge_open_end_vqa(answer, response, mode, smoothing="method1")
+    """M3D / 3D-RAD open questions: the open-VQA metrics with BLEU smoothing method1, and METEOR on the
+    lowercased texts split on spaces (upstream's eval_3d; 0 for an empty answer)."""
+    verdict = judge_open_end_vqa(answer, response, mode, smoothing="method1")
+    prediction = (verdict.parsed or "").lower().strip()
+    verdict.metrics["meteor"] = meteor(answer.lower().strip().split(), prediction.split()) if prediction else 0.0
+    return verdict
 
 
 # ------------------------------------------------------------------------------------------------ reports
@@ -257,6 +261,8 @@ def judge_report(reference: str, response: str, mode: str = "fixed") -> Verdict:
     metrics = {f"bleu{n}": bleu(ref, hyp, n) for n in (1, 2, 3, 4)}
     rouge = overlap_metrics(prediction[:2048], gold)
     metrics.update({k: rouge[k] for k in ("rouge1", "rouge2", "rougel")})
+    # upstream's cal_report_metrics: the BLEU tokens without empty strings
+    metrics["meteor"] = meteor([t for t in ref if t], [t for t in hyp if t])
     return Verdict(prediction, False, metrics)
 
 

