@@ -12,6 +12,7 @@ import argparse
 import logging
 import os
 import sys
+from typing import Any
 
 from ..options import add_options, option_values, positive_int
 from .settings import ServerSettings
@@ -42,26 +43,23 @@ def port(text: str) -> int:
     return value
 
 
-def fraction(text: str) -> float:
-    """argparse type: a number in (0, 1]."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not 0 < value <= 1:
-        raise argparse.ArgumentTypeError(f"{value} is not in (0, 1]")
-    return value
+def _number(check: Any, wanted: str) -> Any:
+    """An argparse type: a float for which ``check`` holds (else the error says ``wanted``)."""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        if not check(value):
+            raise argparse.ArgumentTypeError(f"{value} is not {wanted}")
+        return value
+
+    return parse
 
 
-def positive_float(text: str) -> float:
-    """argparse type: a number > 0."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"{value} is not > 0")
-    return value
+fraction = _number(lambda v: 0 < v <= 1, "in (0, 1]")
+positive_float = _number(lambda v: v > 0, "> 0")
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
