@@ -49,6 +49,12 @@ def register(subparsers: Any) -> None:
                         "off by default")
     parser.add_argument("--judge-model", help="LLM judge: the model name to request (needed with --judge-url)")
     parser.add_argument("--judge-api-key", help="LLM judge: bearer token, if the endpoint needs one")
+    parser.add_argument("--report-metrics", default="", metavar="NAMES",
+                        help="report benchmarks: also cider, bertscore, ratescore (comma-separated; "
+                             "pip install 'hulumed[report-metrics]'; docs/eval.md)")
+    parser.add_argument("--bertscore-model", help="a folder with the BERTScore model (MedEvalKit: roberta-large)")
+    parser.add_argument("--ratescore-models", metavar="NER,EVAL",
+                        help="the two RaTEScore models (RaTE-NER-Deberta, BioLORD-2023-C folders)")
     parser.add_argument("--protocol", choices=["paper"],
                         help="paper: the maintainers' protocol (Hulu-Med issues #19, #32, #38, #39): MedUniEval's "
                              "prompts and rules (--scoring upstream), greedy (temperature 0), open questions "
@@ -98,6 +104,22 @@ def apply_protocol(args: argparse.Namespace) -> None:
     args.judge_model = args.judge_model or PAPER_JUDGE_MODEL
 
 
+def report_metric_options(args: argparse.Namespace) -> Any:
+    """``--report-metrics`` and its model flags, checked now (a missing library or model fails before any run)."""
+    from .report_metrics import ReportMetricOptions
+
+    names = tuple(n.strip().lower() for n in (args.report_metrics or "").split(",") if n.strip())
+    models = None
+    if args.ratescore_models:
+        parts = [p.strip() for p in args.ratescore_models.split(",")]
+        if len(parts) != 2 or not all(parts):
+            raise ValueError("--ratescore-models takes two folders: NER,EVAL")
+        models = (parts[0], parts[1])
+    options = ReportMetricOptions(names=names, bertscore_model=args.bertscore_model, ratescore_models=models)
+    options.check()
+    return options
+
+
 def main(args: argparse.Namespace) -> int:
     if args.list:
         print(list_benchmarks())
@@ -128,9 +150,10 @@ def main(args: argparse.Namespace) -> int:
         from .judge import JudgeClient
 
         judge = JudgeClient(args.judge_url, args.judge_model, args.judge_api_key)
+    report_metrics = report_metric_options(args)
     options = runner.RunOptions(scoring=args.scoring, limit=args.limit, shard=_parse_shard(args.shard),
                                 blank_images=args.blank_images, seed=args.seed, judge=judge,
-                                progress=not args.no_progress)
+                                report_metrics=report_metrics, progress=not args.no_progress)
     if args.endpoint:
         from .endpoint import EndpointEngine
 

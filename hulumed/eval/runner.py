@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import os
 from collections import defaultdict
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +24,7 @@ from ..interface import Engine
 from ..think import CLOSE, OPEN
 from .benchmarks import Benchmark, Sample
 from .judge import JudgeClient
+from .report_metrics import ReportMetricOptions
 from .scoring import (
     Verdict,
     judge_3d_close,
@@ -50,6 +51,7 @@ class RunOptions:
     blank_images: bool = False  # image ablation: same questions, every image replaced by a black one
     seed: int = 42
     judge: JudgeClient | None = None  # optional LLM judge (off by default)
+    report_metrics: ReportMetricOptions = field(default_factory=ReportMetricOptions)  # CIDEr / BERTScore / RaTE
     progress: bool = False  # a tqdm bar per benchmark (samples done / total, rate, ETA) on stderr
 
 
@@ -144,6 +146,8 @@ def run_key(benchmark: Benchmark, params: Any, options: RunOptions) -> str:
 def run_benchmark(engine: Engine, benchmark: Benchmark, data_dir: Path, output: Path, params: Any,
                   options: RunOptions) -> dict[str, Any]:
     """Generate and score every selected sample not already in the predictions file; write metrics.json."""
+    if benchmark.modality == "report":
+        options.report_metrics.check()  # before any generation: a missing library or model is one clear error
     samples = select(benchmark.load(data_dir, options.scoring), options)
     check_media(benchmark, samples)
     folder = output / benchmark.name
@@ -202,6 +206,8 @@ def run_benchmark(engine: Engine, benchmark: Benchmark, data_dir: Path, output: 
             record["groups"] = sample.groups
     info = run_info(engine, benchmark, params, options)
     metrics = {**info, **aggregate(records, benchmark, options.scoring)}
+    if benchmark.modality == "report" and options.report_metrics.names:
+        metrics.setdefault("metrics", {}).update(report_corpus_metrics(records, options.report_metrics))
     if benchmark.submission and options.shard[1] == 1:
         write_submission(folder, records)
     name = "metrics.json" if options.shard[1] == 1 else path.name.replace("predictions", "metrics").replace(
@@ -358,6 +364,15 @@ def aggregate(records: list[dict[str, Any]], benchmark: Benchmark, scoring: str 
         out["accuracy"] = out["accuracy_category_averaged"] if upstream else out["accuracy_plain"]
         out["accuracy_averaging"] = "category" if upstream else "plain"
     return out
+
+
+def report_corpus_metrics(records: list[dict[str, Any]], options: ReportMetricOptions) -> dict[str, Any]:
+    """CIDEr / BERTScore / RaTEScore over the benchmark's answered reports (labels removed, as for BLEU)."""
+    from .report_metrics import corpus_metrics
+    from .scoring import report_text
+
+    pairs = [(r["parsed"], report_text(r["answer"])) for r in records if r["kind"] == "report" and r["parsed"]]
+    return corpus_metrics([p for p, _ in pairs], [g for _, g in pairs], options)
 
 
 SUBMISSION_FILE = "submission.json"

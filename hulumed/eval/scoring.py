@@ -246,6 +246,11 @@ def judge_3d_open(answer: str, response: str, mode: str = "fixed") -> Verdict:
 _REPORT_LABELS = re.compile(r"\b(findings|impression)\s*:", re.IGNORECASE)
 
 
+def report_text(text: str) -> str:
+    """A report with its Findings: / Impression: labels removed and whitespace collapsed."""
+    return " ".join(_REPORT_LABELS.sub(" ", text).split())
+
+
 def judge_report(reference: str, response: str, mode: str = "fixed") -> Verdict:
     """Report generation: BLEU-1..4 and ROUGE-1/2/L after removing Findings:/Impression: labels; never 'correct'.
 
@@ -253,8 +258,8 @@ def judge_report(reference: str, response: str, mode: str = "fixed") -> Verdict:
     """
     _check_mode(mode)
     text = response if mode == "upstream" else answer_text(response)
-    prediction = " ".join(_REPORT_LABELS.sub(" ", text).split())
-    gold = " ".join(_REPORT_LABELS.sub(" ", reference).split())
+    prediction = report_text(text)
+    gold = report_text(reference)
     if not prediction:
         return Verdict(None, False, _zero_overlap())
     hyp, ref = upstream_tokens(prediction), upstream_tokens(gold)

@@ -154,3 +154,14 @@ def test_every_real_release_sample_runs_end_to_end(engine, tmp_path: Path) -> No
         assert metrics["count"] == len(records) == len(samples), name
         assert [r["answer"] for r in records] == [s.answer for s in samples], name
         assert [r["answer"] for r in records] == [answer for _, answer in EXPECTED[name]()[:3]], name
+
+
+def test_report_benchmark_with_cider(engine, tmp_path: Path) -> None:
+    """--report-metrics cider: computed over the benchmark's reports, into metrics.json with BLEU / METEOR."""
+    pytest.importorskip("pycocoevalcap")
+    from hulumed.eval.report_metrics import ReportMetricOptions
+
+    write_release(tmp_path / "data", "IU_XRAY")
+    options = RunOptions(report_metrics=ReportMetricOptions(names=("cider",)))
+    metrics = run_benchmark(engine, get_benchmark("IU_XRAY"), tmp_path / "data", tmp_path / "out", PARAMS, options)
+    assert {"cider", "meteor", "bleu1", "rougel"} <= set(metrics["metrics"]) and metrics["metrics"]["cider"] >= 0

@@ -314,3 +314,51 @@ def test_meteor_uses_wordnet_offline_and_is_reported_for_reports_and_3d_open() -
     assert 0 < report.metrics["meteor"] < 1
     opened = judge_3d_open("left kidney", "The left kidney")
     assert 0 < opened.metrics["meteor"] <= 1 and judge_3d_open("liver", "").metrics["meteor"] == 0.0
+
+
+def test_report_metrics_refuse_what_they_cannot_compute(monkeypatch) -> None:
+    from hulumed.eval import report_metrics
+    from hulumed.eval.report_metrics import ReportMetricOptions
+
+    with pytest.raises(ValueError, match="GREEN is not available"):
+        ReportMetricOptions(names=("green",)).check()
+    with pytest.raises(ValueError, match="unknown report metric 'spice'"):
+        ReportMetricOptions(names=("spice",)).check()
+    real = report_metrics.importlib.util.find_spec
+    monkeypatch.setattr(report_metrics.importlib.util, "find_spec",
+                        lambda name: None if name == "pycocoevalcap" else real(name))
+    with pytest.raises(ValueError, match=r"needs the pycocoevalcap package: pip install 'hulumed\[report-metrics\]'"):
+        ReportMetricOptions(names=("cider",)).check()
+    monkeypatch.undo()
+    pytest.importorskip("bert_score")
+    with pytest.raises(ValueError, match="needs --bertscore-model"):
+        ReportMetricOptions(names=("bertscore",)).check()
+
+
+def _tiny_bert(folder):
+    import torch
+    from transformers import BertConfig, BertModel, BertTokenizerFast
+
+    words = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "the", "heart", "is", "normal", "lungs", "are",
+             "clear", "no", "acute", "findings", "."]
+    folder.mkdir()
+    (folder / "vocab.txt").write_text("\n".join(words) + "\n")
+    BertTokenizerFast(vocab_file=str(folder / "vocab.txt"), model_max_length=64).save_pretrained(folder)
+    torch.manual_seed(0)
+    BertModel(BertConfig(vocab_size=len(words), hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
+                         intermediate_size=32, max_position_embeddings=64)).save_pretrained(folder)
+    return folder
+
+
+def test_cider_and_bertscore_over_a_benchmark(tmp_path) -> None:
+    pytest.importorskip("pycocoevalcap")
+    pytest.importorskip("bert_score")
+    from hulumed.eval.report_metrics import ReportMetricOptions, corpus_metrics
+
+    references = ["the heart is normal .", "no acute findings .", "lungs are clear ."]
+    options = ReportMetricOptions(names=("cider", "bertscore"), bertscore_model=str(_tiny_bert(tmp_path / "bert")))
+    same = corpus_metrics(references, references, options)
+    other = corpus_metrics(["lungs are clear .", "the heart is normal .", "no acute findings ."], references, options)
+    assert same["cider"] > other["cider"] >= 0
+    assert same["bertscore_f1"] == pytest.approx(1.0, abs=1e-5) and other["bertscore_f1"] < same["bertscore_f1"]
+    assert same["bertscore_rescaled"] == 0.0  # no bundled baseline for this model: raw F1, said so
