@@ -31,13 +31,23 @@ def _port() -> int:
         return sock.getsockname()[1]
 
 
+@pytest.fixture(scope="session")
+def extensions_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """DeepSpeed JIT-builds its CPU ops on first use under a file lock; a run killed during that build leaves the
+    lock in ~/.cache/torch_extensions and every later ZeRO start waits on it forever. The tests build into their
+    own folder (once per session) so a stale lock elsewhere cannot hang them."""
+    return tmp_path_factory.mktemp("torch_extensions")
+
+
 @pytest.mark.parametrize("engine,vision", [("fsdp2", "full"), ("fsdp2", "frozen"), ("zero3", "full"),
                                            ("zero3", "frozen"), ("zero2", "full")])
-def test_a_text_rank_beside_an_image_rank_trains_on_sharded_engines(tmp_path: Path, engine: str, vision: str):
+def test_a_text_rank_beside_an_image_rank_trains_on_sharded_engines(tmp_path: Path, engine: str, vision: str,
+                                                                      extensions_dir: Path):
     if engine.startswith("zero"):
         pytest.importorskip("deepspeed")
     out = tmp_path / "result.json"
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "DS_ACCELERATOR": "cpu", "OMP_NUM_THREADS": "1"}
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "DS_ACCELERATOR": "cpu", "OMP_NUM_THREADS": "1",
+           "TORCH_EXTENSIONS_DIR": str(extensions_dir)}
     command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(_port()),
                str(WORKER), engine, vision, str(out)]
     done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600, cwd=tmp_path)
