@@ -88,6 +88,20 @@ def expected_mmlu_medical() -> list[tuple[str, str]]:
     return out
 
 
+def expected_cmmlu() -> list[tuple[str, str]]:
+    """MedUniEval's CMMLU: get_multiple_choice_prompt(question, ["A.x", ...], lang="zh"), written out here."""
+    import csv
+
+    out = []
+    for subject in ("anatomy", "virology"):
+        with (EVALDATA / "CMMLU" / "test" / f"{subject}.csv").open(encoding="utf-8", newline="") as handle:
+            for r in csv.DictReader(handle):
+                options = "\n".join(f"{letter}.{r[letter]}" for letter in "ABCD")
+                prompt = f"\n问题： {r['Question']}\n选项： \n{options}\n请直接使用给定选项中的选项字母来回答该问题。"
+                out.append((prompt, r["Answer"]))
+    return out
+
+
 def expected_mmlu_pro(mode: str) -> list[tuple[str, str]]:
     rows = jsonfile("MMLU_Pro/mmlu_pro_test.json")
     letters = []  # datasets 3.6.0: one struct column holding every letter of the file, missing ones None
@@ -203,15 +217,17 @@ EXPECTED = {
     "VQA_RAD": lambda: expected_vqa("VQA_RAD/data/test-00000-of-00001-e5bc3d208bb4deeb.parquet"),
     "PATH_VQA": lambda: expected_vqa("PATH_VQA/data/test-00000-of-00001.parquet"), "SLAKE": expected_slake,
     "PMC_VQA": expected_pmc_vqa, "OmniMedVQA": expected_omnimedvqa, "MMMU-Medical-val": expected_mmmu,
-    "MedFrameQA": expected_medframeqa, "M3D": expected_m3d, "IU_XRAY": expected_iu_xray,
+    "MedFrameQA": expected_medframeqa, "M3D": expected_m3d, "IU_XRAY": expected_iu_xray, "CMMLU": expected_cmmlu,
 }
-#: the benchmarks with no public sample (MedUniEval's own derived files, or credentialed releases)
-NOT_SAMPLED = {"3DRad", "Amos", "MIMIC_CXR", "CheXpert_Plus"}
+#: the benchmarks with no public sample (MedUniEval's own derived files, credentialed releases, or none found here;
+#: fixtures/evaldata/README.md says which)
+NOT_SAMPLED = {"3DRad", "Amos", "MIMIC_CXR", "CheXpert_Plus", "CMB", "CMExam", "MedQA_MCMLE", "HealthBench",
+               "Medmnist", "MMMU-Medical-test", "MMLU-all"}
 
 
 def test_every_benchmark_is_sampled_or_named_as_not() -> None:
     assert set(EXPECTED) | NOT_SAMPLED == {b.name for b in BENCHMARKS}
-    assert len(EXPECTED) == 19
+    assert len(EXPECTED) == 20
 
 
 @pytest.mark.parametrize("name", sorted(EXPECTED))
