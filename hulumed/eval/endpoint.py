@@ -113,7 +113,9 @@ def request_body(model: str, conversation: Conversation, params: GenerationParam
 def result_of(reply: dict[str, Any]) -> GenerationResult:
     """A chat-completion reply as a ``GenerationResult`` (reasoning from ``reasoning`` or vLLM's
     ``reasoning_content``)."""
-    choice = reply["choices"][0]
+    from .bounded_reply import first_message
+
+    choice = first_message("the endpoint", reply)
     message = choice.get("message") or {}
     usage = reply.get("usage") or {}
     details = usage.get("prompt_tokens_details") or {}
@@ -148,6 +150,7 @@ class EndpointEngine:
         self.concurrency = concurrency
         self.batch_size = concurrency * len(self.urls)  # the runner hands over this many conversations at a time
         self.retries = retries
+        self.timeout_s = timeout_s  # a whole reply (not each read) must arrive within this
         self.options = LoadOptions(backend="hf", batch_size=self.batch_size)
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self._client = httpx.Client(headers=headers, timeout=timeout_s,
@@ -184,20 +187,34 @@ class EndpointEngine:
         """Deltas of one streamed answer, then one ``StreamFinal`` (``finish_reason="cancelled"`` if cancelled)."""
         prepared = self._prepared(conversation, params)
         body = {**prepared.inputs[0], "stream": True, "stream_options": {"include_usage": True}}
+        from .bounded_reply import Reply, check_stream
+
         url = self._slots.get()
         texts, reasoning, finish, usage = [], [], "stop", {}
+        deadline, size = time.monotonic() + self.timeout_s, 0
         try:
             with self._client.stream("POST", f"{url}/chat/completions", json=body) as response:
                 if response.status_code != 200:
-                    response.read()
-                    raise EndpointError(self._message(url, response))
+                    data = b""
+                    for chunk in response.iter_bytes():  # the error body, bounded like any reply
+                        data += chunk
+                        check_stream(url, len(data), deadline, self.timeout_s)
+                    raise EndpointError(self._message(url, Reply(response.status_code, response.headers, data)))
                 for line in response.iter_lines():
+                    size += len(line) + 1
+                    check_stream(url, size, deadline, self.timeout_s)
                     if cancel is not None and cancel.is_set():
                         finish = "cancelled"
                         break
                     if not line.startswith("data:") or line.strip() == "data: [DONE]":
                         continue
-                    event = json.loads(line[5:])
+                    try:
+                        event = json.loads(line[5:])
+                    except (ValueError, RecursionError) as error:
+                        raise EndpointError(f"{url} streamed an event that is not JSON ({type(error).__name__})"
+                                            ) from None
+                    if not isinstance(event, dict):
+                        raise EndpointError(f"{url} streamed an event that is not a JSON object")
                     usage = event.get("usage") or usage
                     for choice in event.get("choices") or []:
                         delta = choice.get("delta") or {}
@@ -240,29 +257,32 @@ class EndpointEngine:
     @staticmethod
     def _message(url: str, response: Any) -> str:
         try:
-            detail = response.json()["error"]["message"]
-        except (ValueError, KeyError, TypeError):
+            detail = json.loads(response.data)["error"]["message"]
+        except (ValueError, KeyError, TypeError, RecursionError):
             detail = response.text[:300]
-        return f"{url} answered HTTP {response.status_code}: {detail}"
+        return f"{url} answered HTTP {response.status}: {str(detail)[:300]}"
 
     def _post(self, body: dict[str, Any]) -> dict[str, Any]:
         """One request on a free endpoint slot, retried on connection errors, 429 and 5xx."""
         import httpx
 
+        from .bounded_reply import first_message, post_json
+
         last = ""
         for attempt in range(self.retries + 1):
             url = self._slots.get()
             try:
-                response = self._client.post(f"{url}/chat/completions", json=body)
+                response = post_json(self._client, f"{url}/chat/completions", body, timeout_s=self.timeout_s)
             except httpx.HTTPError as error:
                 last = f"{url}: {type(error).__name__}: {error}"
             else:
-                if response.status_code == 200:
+                if response.status == 200:
+                    first_message(url, response.json)  # a reply without choices is an error, not an IndexError
                     with self._lock:
                         self.sent[url] += 1
-                    return response.json()
+                    return response.json
                 last = self._message(url, response)
-                if response.status_code not in RETRY_STATUSES:
+                if response.status not in RETRY_STATUSES:
                     raise EndpointError(last)
             finally:
                 self._slots.put(url)

@@ -74,20 +74,29 @@ class JudgeClient:
                 "max_tokens": 4000}
         headers = {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
         endpoint = self.url.rstrip("/") + "/chat/completions"
+        from .bounded_reply import first_message, post_json
+
         for attempt in range(self.retries):
             try:
-                reply = httpx.post(endpoint, json=body, headers=headers, timeout=self.timeout, follow_redirects=False)
+                with httpx.Client() as client:  # bounded: size cap and a total deadline (bounded_reply.py)
+                    reply = post_json(client, endpoint, body, headers=headers, timeout_s=self.timeout)
                 if reply.is_redirect:
                     raise EndpointError(
-                        f"the judge at {endpoint} answered HTTP {reply.status_code} (a redirect to "
+                        f"the judge at {endpoint} answered HTTP {reply.status} (a redirect to "
                         f"{reply.headers.get('location', '?')}); redirects are not followed, so the judge's key "
                         "reaches no other address. Pass the final URL as --judge-url."
                     )
-                reply.raise_for_status()
-                return reply.json()["choices"][0]["message"]["content"]
-            except (httpx.HTTPError, ValueError, KeyError, IndexError, TypeError):
-                if attempt + 1 < self.retries:
-                    time.sleep(min(2 ** attempt, 10))
+                if reply.status == 200:
+                    content = (first_message(endpoint, reply.json).get("message") or {}).get("content")
+                    if isinstance(content, str):
+                        return content
+            except EndpointError as error:
+                if "redirect" in str(error):
+                    raise
+            except httpx.HTTPError:
+                pass
+            if attempt + 1 < self.retries:
+                time.sleep(min(2 ** attempt, 10))
         return None
 
     def judge(self, items: list[tuple[str, str, str]]) -> list[tuple[bool | None, str | None]]:

@@ -4,6 +4,7 @@ requests over endpoints (the client's ``post`` replaced by a fake that records w
 from __future__ import annotations
 
 import base64
+import json
 import threading
 import time
 from pathlib import Path
@@ -18,11 +19,25 @@ from hulumed.generation import GenerationParams
 
 
 class FakeResponse:
-    def __init__(self, status: int, body: dict[str, Any]) -> None:
-        self.status_code, self._body, self.text = status, body, str(body)
+    """What ``httpx.Client.stream`` yields, enough for the engine's bounded reader."""
 
-    def json(self) -> dict[str, Any]:
-        return self._body
+    def __init__(self, status: int, body: Any) -> None:
+        self.status_code, self.headers = status, {}
+        self._data = body if isinstance(body, bytes) else json.dumps(body).encode()
+
+    def iter_bytes(self) -> Any:
+        yield from (self._data[i:i + 64] for i in range(0, len(self._data), 64))
+
+    def __enter__(self) -> "FakeResponse":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
+def _serve(engine: EndpointEngine, answer: Any) -> None:
+    """Route the engine's requests to ``answer(url, body) -> FakeResponse``."""
+    engine._client.stream = lambda method, url, json, **kwargs: answer(url, json)  # type: ignore[method-assign]
 
 
 def _reply(text: str) -> dict[str, Any]:
@@ -71,7 +86,7 @@ def test_requests_spread_over_endpoints_with_bounded_concurrency() -> None:
             in_flight[base] -= 1
         return FakeResponse(200, _reply(json["messages"][0]["content"]))
 
-    engine._client.post = post  # type: ignore[method-assign]
+    _serve(engine, post)
     conversations = [[{"role": "user", "content": f"q{i}"}] for i in range(20)]
     results = engine.generate(conversations, GenerationParams.greedy(2))
     assert [r.text for r in results] == [f"q{i}" for i in range(20)]  # input order kept
@@ -84,11 +99,40 @@ def test_retries_then_gives_up_or_raises(monkeypatch: pytest.MonkeyPatch) -> Non
     monkeypatch.setattr("hulumed.eval.endpoint.time.sleep", lambda s: None)
     engine = EndpointEngine(["http://a:1"], "m", retries=2)
     answers = iter([FakeResponse(503, {"error": {"message": "busy"}}), FakeResponse(200, _reply("ok"))])
-    engine._client.post = lambda url, json: next(answers)  # type: ignore[method-assign]
+    _serve(engine, lambda url, body: next(answers))
     assert engine.generate([[{"role": "user", "content": "x"}]])[0].text == "ok"
-    engine._client.post = lambda url, json: FakeResponse(400, {"error": {"message": "bad image"}})  # type: ignore
+    _serve(engine, lambda url, body: FakeResponse(400, {"error": {"message": "bad image"}}))
     with pytest.raises(EndpointError, match="HTTP 400: bad image"):
         engine.generate([[{"role": "user", "content": "x"}]])
-    engine._client.post = lambda url, json: FakeResponse(429, {"error": {"message": "slow down"}})  # type: ignore
+    _serve(engine, lambda url, body: FakeResponse(429, {"error": {"message": "slow down"}}))
     with pytest.raises(EndpointError, match="gave up after 3 tries: .*slow down"):
         engine.generate([[{"role": "user", "content": "x"}]])
+
+
+@pytest.mark.parametrize("reply, message", [
+    (FakeResponse(200, {"choices": []}), "without choices"),
+    (FakeResponse(200, b"[" * 200_000 + b"]" * 200_000), "not JSON"),
+    (FakeResponse(200, b"x" * (17 * 2**20)), "over 16 MiB"),
+    (FakeResponse(200, {"choices": [{"message": "text"}]}), "message is not an object"),
+])
+def test_malformed_or_oversized_replies_are_one_clear_error(reply: FakeResponse, message: str) -> None:
+    engine = EndpointEngine(["http://a:1"], "m", retries=0)
+    _serve(engine, lambda url, body: reply)
+    with pytest.raises(EndpointError, match=message):
+        engine.generate([{"role": "user", "content": "hi"}], GenerationParams.greedy(4))
+
+
+def test_a_trickling_reply_is_cut_at_the_total_deadline() -> None:
+    """One byte every 50 ms never trips a per-read timeout; the total deadline (0.3 s) stops it."""
+    class Trickle(FakeResponse):
+        def iter_bytes(self) -> Any:
+            while True:
+                time.sleep(0.05)
+                yield b" "
+
+    engine = EndpointEngine(["http://a:1"], "m", retries=0, timeout_s=0.3)
+    _serve(engine, lambda url, body: Trickle(200, b""))
+    started = time.monotonic()
+    with pytest.raises(EndpointError, match="did not finish its reply within 0.3 s"):
+        engine.generate([{"role": "user", "content": "hi"}], GenerationParams.greedy(4))
+    assert time.monotonic() - started < 5
