@@ -33,18 +33,24 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from .conversation import user_turn, validate
-from .errors import HulumedError
+from .errors import DataError, HulumedError, RequestTooLarge
 from .generation import GenerationParams, GenerationResult
-from .interface import Engine
+from .interface import DEFAULT_MAX_PROMPT_TOKENS, Engine, check_text_tokens, conversation_texts
+from .json_input import loads, read_lines
 from .structured import StructuredOutput
 
 _PARAM_FIELDS = {f.name for f in fields(GenerationParams)}
 _MEDIA_KEYS = ("image_path", "video_path")
+_LINE_FIELDS = (
+    {"id", "conversation", "prompt", "images", "image", "video", "volume", "slices", "axis"}
+    | (_PARAM_FIELDS - {"structured"}) | {"response_format", "json_schema", "regex", "choice", "json_object"}
+)
 
 
 @dataclass
 class Request:
     id: str
+    line: int = 0
     conversation: list[dict[str, Any]] | None = None
     params: GenerationParams | None = None
     error: str | None = None
@@ -64,20 +70,28 @@ def _absolute_media(value: Any, root: Path) -> Any:
     return value
 
 
-def parse_request(line: str, number: int, root: Path, defaults: GenerationParams) -> Request:
-    """One input line -> a request (or a request carrying the error that line has)."""
+def parse_request(line: str | DataError, number: int, root: Path, defaults: GenerationParams) -> Request:
+    """One input line -> a request (or a request carrying the error that line has; ``json_input`` reads it)."""
+    if isinstance(line, DataError):
+        return Request(id=f"line-{number}", error=str(line))
     try:
-        record = json.loads(line)
-    except json.JSONDecodeError as error:
-        return Request(id=f"line-{number}", error=f"malformed JSON on line {number}: {error.msg}")
+        record = loads(line, where=f"line {number}")
+    except DataError as error:
+        return Request(id=f"line-{number}", error=str(error))
     if not isinstance(record, dict):
         return Request(id=f"line-{number}", error=f"line {number} is not a JSON object")
     request_id = str(record.get("id", f"line-{number}"))
     try:
+        _check_fields(record)
         if "conversation" in record:
             conversation = validate(_absolute_media(record["conversation"], root))
         elif isinstance(record.get("prompt"), str):
             images = record.get("images") or ([record["image"]] if "image" in record else [])
+            if not isinstance(images, list) or not all(isinstance(p, str) for p in images):
+                raise ValueError("'images' is a list of paths and 'image' one path string")
+            for key in ("video", "volume"):
+                if record.get(key) is not None and not isinstance(record[key], str):
+                    raise ValueError(f"'{key}' is one path string")
             resolve = lambda p: str(root / p) if p is not None and not os.path.isabs(p) else p  # noqa: E731
             conversation = [
                 user_turn(
@@ -95,6 +109,14 @@ def parse_request(line: str, number: int, root: Path, defaults: GenerationParams
     except (ValueError, TypeError) as error:
         return Request(id=request_id, error=str(error))
     return Request(id=request_id, conversation=conversation, params=params)
+
+
+def _check_fields(record: dict[str, Any]) -> None:
+    """A misspelled field (``"temprature"``) is an error for its line, not a silently ignored setting."""
+    unknown = sorted(set(record) - _LINE_FIELDS)
+    if unknown:
+        raise ValueError(f"unknown field(s) {', '.join(repr(k) for k in unknown)[:300]}; a line takes "
+                         f"{', '.join(sorted(_LINE_FIELDS))}")
 
 
 def _as_dict(params: GenerationParams) -> dict[str, Any]:
@@ -159,17 +181,17 @@ def _pending(
     input_path: Path, root: Path, defaults: GenerationParams, skip: set[str], warn: Callable[[str], None]
 ) -> Iterator[Request]:
     first_line: dict[str, int] = {}
-    with input_path.open(encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            request = parse_request(line, number, root, defaults)
-            if request.id in first_line:
-                warn(f"line {number} repeats id {request.id!r} of line {first_line[request.id]}; it is skipped")
-                continue
-            first_line[request.id] = number
-            if request.id not in skip:
-                yield request
+    for number, line in read_lines(input_path):
+        if isinstance(line, str) and not line.strip():
+            continue
+        request = parse_request(line, number, root, defaults)
+        request.line = number
+        if request.id in first_line:
+            warn(f"line {number} repeats id {request.id!r} of line {first_line[request.id]}; it is skipped")
+            continue
+        first_line[request.id] = number
+        if request.id not in skip:
+            yield request
 
 
 def _stderr(message: str) -> None:
@@ -187,6 +209,7 @@ def run_batch_job(
     progress: bool = True,
     retry_errors: bool = True,
     warn: Callable[[str], None] = _stderr,
+    max_prompt_tokens: int | None = DEFAULT_MAX_PROMPT_TOKENS,
 ) -> dict[str, int]:
     """Answer every request of ``input_path`` not yet answered in ``output_path``; returns counts."""
     input_path, output_path = Path(input_path), Path(output_path)
@@ -198,6 +221,13 @@ def run_batch_job(
     defaults = defaults or GenerationParams()
     skip = done_ids(output_path, retry_errors=retry_errors)
     requests = list(_pending(input_path, root, defaults, skip, warn))
+    tokenizer = getattr(engine, "tokenizer", None)
+    for request in requests:
+        if request.error is None:
+            try:  # before any model work: a 40k-token line would otherwise be tokenised, batched and run
+                check_text_tokens(conversation_texts(request.conversation), tokenizer, max_prompt_tokens)
+            except RequestTooLarge as error:
+                request.error = f"line {request.line}: {error}"
     counts = {"skipped": len(skip), "answered": 0, "errors": 0}
     bar = None
     if progress:

@@ -25,7 +25,7 @@ from typing import Any
 
 from .errors import HulumedError
 from .generation import GenerationParams
-from .interface import LoadOptions, text_deltas
+from .interface import DEFAULT_MAX_PROMPT_TOKENS, LoadOptions, text_deltas
 from .options import add_options, option_values, positive_int
 
 # LoadOptions fields every model-loading verb offers (and `hulumed.load` accepts today)
@@ -410,6 +410,7 @@ def cmd_batch(args: argparse.Namespace) -> int:
     counts = run_batch_job(
         engine, args.input, args.output, batch_size=args.batch_size, media_root=args.media_root,
         defaults=params, progress=not args.no_progress, retry_errors=args.retry_errors,
+        max_prompt_tokens=args.max_prompt_tokens,
     )
     print(json.dumps(counts), file=sys.stderr)
     return 0
@@ -494,6 +495,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--media-root", help="folder that relative media paths start from (default: the input's)")
     p.add_argument("--retry-errors", action=argparse.BooleanOptionalAction, default=True,
                    help="on a rerun, answer again the ids whose record is an error [on]")
+    p.add_argument("--max-prompt-tokens", type=int, default=DEFAULT_MAX_PROMPT_TOKENS,
+                   help="a line whose text holds more tokens is an error record, checked before any model work "
+                   f"[{DEFAULT_MAX_PROMPT_TOKENS}, the server's default]")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(handler=cmd_batch)
 

@@ -153,6 +153,39 @@ def wants_system_prompt(conversation: Conversation, options: LoadOptions) -> boo
     return options.system_prompt if options.system_prompt is not None else has_media(conversation)
 
 
+#: Text tokens of one request's messages (the server's and ``hulumed batch``'s default limit).
+DEFAULT_MAX_PROMPT_TOKENS = 32_768
+#: Text is tokenised in pieces of this many characters when counting against a limit, stopping once over it.
+PROMPT_CHUNK_CHARS = 4096
+
+
+def conversation_texts(conversation: Conversation) -> list[str]:
+    """The text of every message of a conversation (string contents and text parts), in order."""
+    texts: list[str] = []
+    for message in conversation:
+        content = message.get("content") if isinstance(message, dict) else None
+        if isinstance(content, str):
+            texts.append(content)
+        elif isinstance(content, list):
+            texts.extend(p["text"] for p in content if isinstance(p, dict) and isinstance(p.get("text"), str))
+    return texts
+
+
+def check_text_tokens(texts: Sequence[str], tokenizer: Any, limit: int | None) -> None:
+    """``RequestTooLarge`` when ``texts`` hold more than ``limit`` tokens, found without tokenising all of them
+    (pieces of ``PROMPT_CHUNK_CHARS``; without a tokenizer, 1 token per 4 characters, the usual English average)."""
+    if limit is None:
+        return
+    count = 0
+    for text in texts:
+        for start in range(0, len(text), PROMPT_CHUNK_CHARS):
+            piece = text[start:start + PROMPT_CHUNK_CHARS]
+            count += len(tokenizer(piece, add_special_tokens=False)["input_ids"]) if tokenizer else len(piece) // 4
+            if count > limit:
+                raise RequestTooLarge(f"the messages hold more than {limit} text tokens, the limit "
+                                      "(max_prompt_tokens); shorten them")
+
+
 def check_visual_tokens(count: int, limit: int | None) -> None:
     """``RequestTooLarge`` when a conversation's visual tokens (after reduction) exceed ``limit``."""
     if limit is not None and count > limit:

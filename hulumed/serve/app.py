@@ -35,7 +35,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..errors import ApiError, HulumedError, MediaError, RequestTooLarge
 from ..generation import GenerationParams
-from ..interface import Engine, Prepared, StreamDelta, StreamFinal
+from ..interface import Engine, Prepared, StreamDelta, StreamFinal, check_text_tokens, conversation_texts
 from ..structured import StructuredOutput
 from .batcher import Admission, Batcher
 from .guard import public_message
@@ -308,29 +308,15 @@ def _structured(payload: ChatCompletionRequest) -> StructuredOutput | None:
 
 
 SAMPLING_EPS = 1e-5
-PROMPT_CHUNK_CHARS = 4096  # text is tokenised in pieces of this size, stopping once over the limit
 
 
 def _check_prompt(payload: ChatCompletionRequest, engine: Any, settings: ServerSettings) -> None:
     """400 when the text of the messages is over ``max_prompt_tokens``, found without tokenising all of it."""
-    limit = settings.max_prompt_tokens
-    texts: list[str] = []
-    for message in payload.messages:
-        content = message.content
-        if isinstance(content, str):
-            texts.append(content)
-        elif isinstance(content, list):
-            texts.extend(p["text"] for p in content if isinstance(p, dict) and isinstance(p.get("text"), str))
-    tokenizer = getattr(engine, "tokenizer", None)
-    count = 0
-    for text in texts:
-        for start in range(0, len(text), PROMPT_CHUNK_CHARS):
-            piece = text[start:start + PROMPT_CHUNK_CHARS]
-            # without a tokenizer, assume 1 token per 4 characters (the usual English average)
-            count += len(tokenizer(piece, add_special_tokens=False)["input_ids"]) if tokenizer else len(piece) // 4
-            if count > limit:
-                raise ApiError(400, f"the messages hold more than {limit} text tokens, this server's limit "
-                               "(max_prompt_tokens); shorten them", "prompt_too_long")
+    messages = [{"content": message.content} for message in payload.messages]
+    try:
+        check_text_tokens(conversation_texts(messages), getattr(engine, "tokenizer", None), settings.max_prompt_tokens)
+    except RequestTooLarge as error:
+        raise ApiError(400, f"{error} (this server's limit)", "prompt_too_long") from error
 
 
 def _conversation(payload: ChatCompletionRequest, settings: ServerSettings, scratch: Path) -> list[dict[str, Any]]:

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..interface import DEFAULT_MAX_PROMPT_TOKENS
+
 
 @dataclass
 class ServerSettings:
@@ -21,7 +23,7 @@ class ServerSettings:
     max_media_parts: int = 16  # images + videos + volumes in one request
     max_visual_tokens: int = 32_768  # visual tokens one request may put in the prompt
     max_tokens_limit: int = 4096  # the largest max_tokens a request may ask for
-    max_prompt_tokens: int = 32_768  # text tokens of one request's messages (checked before the model sees them)
+    max_prompt_tokens: int = DEFAULT_MAX_PROMPT_TOKENS  # text tokens of one request's messages, checked first
     max_stop: int = 16  # stop strings per request
     max_stop_chars: int = 256  # characters of one stop string
     default_max_tokens: int = 512  # when a request does not say

@@ -43,12 +43,14 @@ from typing import Any
 
 from hulumed.conversation import MEDIA_KINDS, Conversation, validate
 from hulumed.errors import ConversationError, DataError, HulumedError
+from hulumed.json_input import check_value, loads, read_lines
 
 PLACEHOLDERS = {"<image>": "image", "<video>": "video", "<3d>": "3d"}
 _PLACEHOLDER_RE = re.compile("(" + "|".join(re.escape(p) for p in PLACEHOLDERS) + ")\n?")
 _PATH_KEY = {"image": "image_path", "video": "video_path", "3d": "image_path"}
 _LLAVA_ROLES = {"system": "system", "user": "user", "human": "user", "assistant": "assistant", "gpt": "assistant"}
 _MAX_LISTED = 10
+MAX_JSON_ARRAY_BYTES = 256 * 2**20  # a .json array is parsed whole; larger data belongs in .jsonl
 
 
 @dataclass
@@ -76,26 +78,40 @@ class Example:
 
 # ---------------------------------------------------------------------------------------------- reading
 def read_records(path: str | os.PathLike) -> list[Record]:
-    """Every record of a ``.jsonl`` (one per line) or ``.json`` (array) file, each with its line number."""
+    """Every record of a ``.jsonl`` (one per line) or ``.json`` (array) file, each with its line number. Lines are
+    read as untrusted JSON (``json_input``): a deep, over-long or unencodable record is that record's error."""
     path = Path(path)
+    source = str(path)
     try:
+        if not path.is_file():
+            raise DataError(f"data file {path} is not a regular file")
+        with path.open("rb") as handle:
+            head = handle.read(4096).decode("utf-8", "replace")
+        if path.suffix == ".jsonl" or (path.suffix != ".json" and not head.lstrip().startswith("[")):
+            return list(_read_jsonl(source))
+        if path.stat().st_size > MAX_JSON_ARRAY_BYTES:
+            raise DataError(f"data file {path} is over {MAX_JSON_ARRAY_BYTES // 2**20} MiB; a .json array is read "
+                            "whole, use .jsonl (one record per line) for large data")
         text = path.read_text(encoding="utf-8")
     except OSError as error:
         raise DataError(f"cannot read data file {path}: {error.strerror or error}") from error
-    source = str(path)
-    if path.suffix == ".jsonl" or (path.suffix != ".json" and not text.lstrip().startswith("[")):
-        return list(_read_jsonl(source, text))
+    except UnicodeDecodeError as error:
+        raise DataError(f"data file {path} is not UTF-8 (byte {error.start})") from None
     return list(_read_json_array(source, text))
 
 
-def _read_jsonl(source: str, text: str) -> Iterator[Record]:
-    for number, line in enumerate(text.splitlines(), start=1):
+def _read_jsonl(source: str) -> Iterator[Record]:
+    for number, line in read_lines(source):
+        if isinstance(line, DataError):
+            yield Record(source, number, error=str(line).split(": ", 1)[-1])
+            continue
         if not line.strip():
             continue
         try:
-            yield Record(source, number, raw=json.loads(line))
-        except json.JSONDecodeError as error:
-            yield Record(source, number, error=f"invalid JSON: {error.msg} (column {error.colno})")
+            yield Record(source, number, raw=loads(line, where="record"))
+        except DataError as error:
+            message = str(error).removeprefix("record: ").replace("malformed JSON", "invalid JSON", 1)
+            yield Record(source, number, error=message)
 
 
 def _read_json_array(source: str, text: str) -> Iterator[Record]:
@@ -115,7 +131,16 @@ def _read_json_array(source: str, text: str) -> Iterator[Record]:
         except json.JSONDecodeError as error:
             yield Record(source, error.lineno, error=f"invalid JSON: {error.msg} (column {error.colno})")
             return  # the rest of the array cannot be located reliably
-        yield Record(source, line, raw=value)
+        except (RecursionError, ValueError) as error:
+            reason = "nested too deeply" if isinstance(error, RecursionError) else str(error).splitlines()[0][:120]
+            yield Record(source, line, error=f"invalid JSON: {reason}")
+            return
+        try:
+            check_value(value, "record")
+        except DataError as error:
+            yield Record(source, line, error=str(error).removeprefix("record: "))
+        else:
+            yield Record(source, line, raw=value)
         index = _skip_space(text, index)
         if index < len(text) and text[index] == ",":
             index = _skip_space(text, index + 1)
@@ -240,9 +265,14 @@ def load_examples(paths: Iterable[str | os.PathLike], media_root: str | os.PathL
     for path in paths:
         for record in read_records(path):
             try:
-                examples.append(to_example(record, media_root))
+                example = to_example(record, media_root)
             except DataError as error:
                 problems.append(f"{record.where}: {error}")
+                continue
+            found = [problem for kind, file in example.media if (problem := _media_problem(kind, file))]
+            problems.extend(f"{record.where}: {problem}" for problem in found)
+            if not found:
+                examples.append(example)
     if problems:
         listed = "\n  ".join(problems[:_MAX_LISTED])
         more = f"\n  ... and {len(problems) - _MAX_LISTED} more" if len(problems) > _MAX_LISTED else ""
@@ -287,6 +317,22 @@ def check_file(
     return report
 
 
+def _media_problem(kind: str, path: str) -> str | None:
+    """Why a record's media path cannot be read (None when it can): missing, or not a regular file — a folder is
+    fine only where a kind takes one (a frame folder for video, a DICOM series for 3d)."""
+    if not os.path.exists(path):
+        return f"{kind} not found: {path}"
+    if os.path.isdir(path):
+        return None if kind in ("video", "3d") else f"{kind} is a folder, not a file: {path}"
+    from hulumed.processing.safe_files import regular_file
+
+    try:
+        regular_file(path)
+    except HulumedError as error:
+        return f"{kind}: {error}"
+    return None
+
+
 def _check_record(
     record: Record,
     media_root: str | os.PathLike | None,
@@ -298,7 +344,8 @@ def _check_record(
         example = to_example(record, media_root)
     except DataError as error:
         return [str(error)]
-    missing = [f"{kind} not found: {path}" for kind, path in example.media if not os.path.exists(path)]
+    missing = [_media_problem(kind, path) for kind, path in example.media]
+    missing = [problem for problem in missing if problem]
     if missing:
         return missing
     n = supervised = 0

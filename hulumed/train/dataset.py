@@ -74,9 +74,11 @@ def _estimate(example: Example, max_tokens: int) -> int:
         try:
             from PIL import Image
 
-            with Image.open(path) as image:  # reads the header only
+            from hulumed.processing.safe_files import open_regular
+
+            with open_regular(path) as handle, Image.open(handle) as image:  # the header only; never a FIFO
                 width, height = image.size
             tokens += min(max_tokens, (width // _PATCH) * (height // _PATCH))
-        except OSError:
+        except (OSError, HulumedError):
             tokens += _TOKENS_PER_VIDEO
     return max(tokens, 1)

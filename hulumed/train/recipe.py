@@ -152,13 +152,20 @@ class TrainRecipe:
 
 
 # ---------------------------------------------------------------------------------------------- YAML + CLI
+MAX_RECIPE_BYTES = 256 * 1024
+
+
 def read_yaml(path: str | os.PathLike) -> dict[str, Any]:
     """The keys of a recipe file, checked against the fields (a typo is an error, not a silent default)."""
     import yaml  # lazy: the train extra
 
     try:
+        if os.path.getsize(path) > MAX_RECIPE_BYTES:
+            raise RecipeError(f"recipe {path} is over {MAX_RECIPE_BYTES // 1024} KiB; a recipe is a page of options")
         with open(path, encoding="utf-8") as handle:
-            values = yaml.safe_load(handle) or {}
+            values = yaml.load(handle, Loader=_recipe_loader()) or {}
+    except UnicodeDecodeError as error:
+        raise RecipeError(f"recipe {path} is not UTF-8 (byte {error.start})") from None
     except OSError as error:
         raise RecipeError(f"cannot read recipe {path}: {error.strerror or error}") from error
     except yaml.YAMLError as error:
@@ -174,6 +181,21 @@ def read_yaml(path: str | os.PathLike) -> dict[str, Any]:
     return values
 
 
+def _recipe_loader() -> Any:
+    """PyYAML's safe loader without anchors and aliases: a recipe never needs them, and nested aliases (the
+    "billion laughs" file) expand to billions of entries in whatever walks the result."""
+    import yaml
+
+    class RecipeLoader(yaml.SafeLoader):
+        def compose_node(self, parent: Any, index: Any) -> Any:
+            if self.check_event(yaml.AliasEvent):
+                event = self.peek_event()
+                raise yaml.YAMLError(f"aliases (*{event.anchor}) are not allowed in a recipe{event.start_mark}")
+            return super().compose_node(parent, index)
+
+    return RecipeLoader
+
+
 def build_recipe(config: str | os.PathLike | None = None, **overrides: Any) -> TrainRecipe:
     """Defaults < YAML ``config`` < ``overrides`` (only keys present are applied), then validated."""
     values = read_yaml(config) if config else {}
@@ -187,21 +209,39 @@ def build_recipe(config: str | os.PathLike | None = None, **overrides: Any) -> T
 
 
 def _coerce(name: str, value: Any, hint: Any) -> Any:
-    """YAML gives `1e-5` as a string and ints for floats; bring values to the field's type."""
+    """YAML gives `1e-5` as a string and ints for floats; bring values to the field's type, else ``RecipeError``
+    (a mapping, a list or a fractional number where a scalar of another type belongs)."""
     if value is None:
-        return None
+        if _is_optional(hint):
+            return None
+        raise RecipeError(f"{name}: needs a value")
     base = [a for a in typing.get_args(hint) if a is not type(None)] if _is_optional(hint) else [hint]
     target = base[0]
+    shown = repr(value)[:80]
+    if typing.get_origin(target) is list:
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise RecipeError(f"{name}: {shown} is not a list of strings")
+        return value
     try:
-        if target is float:
+        if isinstance(value, (dict, list, tuple, set)):
+            raise TypeError(type(value).__name__)
+        if target is float and not isinstance(value, bool):
             return float(value)
         if target is int and not isinstance(value, bool):
-            return int(value)
-        if target is bool and isinstance(value, str):
-            return value.lower() in ("1", "true", "yes", "on")
-    except (TypeError, ValueError) as error:
-        raise RecipeError(f"{name}: {value!r} is not a valid {target.__name__}") from error
+            number = float(value) if isinstance(value, str) and any(c in value for c in ".eE") else value
+            if isinstance(number, float) and not number.is_integer():
+                raise ValueError("not a whole number")
+            return int(number)
+        if target is bool and isinstance(value, str) and value.lower() in _BOOL_WORDS:
+            return _BOOL_WORDS[value.lower()]
+    except (TypeError, ValueError, OverflowError) as error:
+        raise RecipeError(f"{name}: {shown} is not a valid {target.__name__}") from error
+    if not isinstance(value, target) or (target is int and isinstance(value, bool)):
+        raise RecipeError(f"{name}: {shown} is not a valid {target.__name__}")
     return value
+
+
+_BOOL_WORDS = {"1": True, "true": True, "yes": True, "on": True, "0": False, "false": False, "no": False, "off": False}
 
 
 def _is_optional(hint: Any) -> bool:
