@@ -13,13 +13,15 @@ in its published format to tests/unit/test_eval_benchmarks.py (the registry comp
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from . import media_benchmarks as media
 from . import text_benchmarks as text
-from .data_files import DataError, confine_media, release_folder
+from .data_files import DataError, collect_row_errors, confine_media, release_folder
 from .samples import (  # noqa: F401  (re-exported: the registry's public names)
     CLOSED_INSTRUCTION,
     KINDS,
@@ -51,12 +53,23 @@ class Benchmark:
         """The release folder under ``data_dir``: ``<name>`` or an alias, case, '-' and '_' ignored."""
         return release_folder(data_dir, (self.name, *self.aliases))
 
-    def load(self, data_dir: Path, mode: str = "fixed") -> list[Sample]:
+    def load(self, data_dir: Path, mode: str = "fixed", row_errors: list[dict[str, Any]] | None = None
+             ) -> list[Sample]:
         """Every sample of the release found under ``data_dir``, with the prompts of scoring ``mode``. A row
-        without a field the layout needs is one ``DataError`` naming the field and the layout."""
+        without a field the layout needs is one ``DataError`` naming the field and the layout. Rows that cannot be
+        read at all (not an object, malformed or hostile JSON, an over-long CSV field) are skipped and appended
+        to ``row_errors`` (printed when it is None)."""
         folder = self.folder(data_dir)
         try:
-            samples = self.loader(folder, mode)
+            with collect_row_errors() as skipped:
+                samples = self.loader(folder, mode)
+            skipped.sort(key=lambda error: (error["file"], error["row"]))
+            if row_errors is not None:
+                row_errors.extend({"benchmark": self.name, **error} for error in skipped)
+            else:
+                for error in skipped:
+                    print(f"hulumed eval: {self.name}: skipped {error['file']} row {error['row']}: {error['error']}",
+                          file=sys.stderr)
         except (KeyError, IndexError, TypeError, StopIteration) as error:
             raise DataError(f"{folder}: a row is not in the {self.name} layout ({type(error).__name__}: {error}); "
                             f"expected {self.layout}") from error

@@ -14,12 +14,13 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from collections import defaultdict
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import DataError
+from ..errors import DataError, EndpointError, HulumedError
 from ..interface import Engine
 from ..think import CLOSE, OPEN
 from .benchmarks import Benchmark, Sample
@@ -148,11 +149,13 @@ def run_benchmark(engine: Engine, benchmark: Benchmark, data_dir: Path, output: 
     """Generate and score every selected sample not already in the predictions file; write metrics.json."""
     if benchmark.modality == "report":
         options.report_metrics.check()  # before any generation: a missing library or model is one clear error
-    samples = select(benchmark.load(data_dir, options.scoring), options)
+    row_errors: list[dict[str, Any]] = []
+    samples = select(benchmark.load(data_dir, options.scoring, row_errors=row_errors), options)
     check_media(benchmark, samples)
     folder = output / benchmark.name
     folder.mkdir(parents=True, exist_ok=True)
     path = predictions_path(folder, options.shard)
+    errors = [{"kind": "release_row", **error} for error in row_errors]
     done = {record["id"]: record for record in read_predictions(path)}
     hashes = {s.id: s.prompt_hash() for s in samples}
     stale = [i for i, record in done.items() if i in hashes and record["prompt_hash"] != hashes[i]]
@@ -173,10 +176,19 @@ def run_benchmark(engine: Engine, benchmark: Benchmark, data_dir: Path, output: 
     todo = [s for s in samples if s.id not in done]
     batch_size = max(1, engine.options.batch_size)
     bar = progress(benchmark.name, total=len(samples), done=len(samples) - len(todo), enabled=options.progress)
+    failed_in_a_row = 0
     with path.open("a", encoding="utf-8") as handle:
         for start in range(0, len(todo), batch_size):
-            batch = todo[start : start + batch_size]
-            results = engine.generate([s.conversation(options.blank_images) for s in batch], params)
+            batch, results = _generate(engine, todo[start : start + batch_size], params, options, errors)
+            failed_in_a_row = 0 if batch else failed_in_a_row + len(results)
+            bar.update(len(results))
+            if failed_in_a_row >= MAX_FAILURES_IN_A_ROW:
+                _write_errors(folder, options.shard, errors)
+                raise EndpointError(
+                    f"{benchmark.name}: {failed_in_a_row} samples in a row failed (last: {errors[-1]['error']}); "
+                    f"stopped. The answers so far are kept in {path}; rerun the command to resume."
+                )
+            results = [r for r in results if r is not None]
             records = []
             for sample, result in zip(batch, results):
                 raw = _raw_response(result)
@@ -196,8 +208,8 @@ def run_benchmark(engine: Engine, benchmark: Benchmark, data_dir: Path, output: 
                 handle.write(json.dumps(record, ensure_ascii=False) + "\n")
             handle.flush()
             os.fsync(handle.fileno())
-            bar.update(len(batch))
     bar.close()
+    _write_errors(folder, options.shard, errors)
     records = read_predictions(path)
     by_id = {s.id: s for s in samples}
     for record in records:  # lines written before a benchmark had several dimensions: fill them in (in memory)
@@ -206,6 +218,7 @@ def run_benchmark(engine: Engine, benchmark: Benchmark, data_dir: Path, output: 
             record["groups"] = sample.groups
     info = run_info(engine, benchmark, params, options)
     metrics = {**info, **aggregate(records, benchmark, options.scoring)}
+    metrics["errors"] = {"release_rows": len(row_errors), "samples": len(errors) - len(row_errors)}
     if benchmark.modality == "report" and options.report_metrics.names:
         metrics.setdefault("metrics", {}).update(report_corpus_metrics(records, options.report_metrics))
     if benchmark.submission and options.shard[1] == 1:
@@ -214,6 +227,43 @@ def run_benchmark(engine: Engine, benchmark: Benchmark, data_dir: Path, output: 
         ".jsonl", ".json")
     (folder / name).write_text(json.dumps(metrics, indent=2, ensure_ascii=False) + "\n")
     return metrics
+
+
+#: Consecutive samples failing (a dead endpoint, a broken release) before a run stops instead of going on.
+MAX_FAILURES_IN_A_ROW = 20
+
+
+def _generate(engine: Engine, batch: list[Sample], params: Any, options: RunOptions,
+              errors: list[dict[str, Any]]) -> tuple[list[Sample], list[Any]]:
+    """Answers for a batch; when the batch fails, each sample alone, so a bad image, a malformed reply or a
+    refused request costs only its sample: it gets an error record (``errors``) and no prediction, so a rerun
+    tries it again. Returns the answered samples and one entry per sample (None where it failed)."""
+    try:
+        results = engine.generate([s.conversation(options.blank_images) for s in batch], params)
+        return batch, list(results)
+    except (HulumedError, ValueError, OSError) as error:
+        if len(batch) == 1:
+            errors.append({"kind": "sample", "benchmark": None, "id": batch[0].id, "error": str(error)[:2000]})
+            return [], [None]
+    answered, results = [], []
+    for sample in batch:
+        done, [result] = _generate(engine, [sample], params, options, errors)
+        answered += done
+        results.append(result)
+    return answered, results
+
+
+def _write_errors(folder: Path, shard: tuple[int, int], errors: list[dict[str, Any]]) -> None:
+    """``errors.jsonl`` (per shard): this run's skipped release rows and failed samples; removed when none."""
+    index, count = shard
+    path = folder / ("errors.jsonl" if count == 1 else f"errors.shard-{index}-of-{count}.jsonl")
+    if not errors:
+        path.unlink(missing_ok=True)
+        return
+    for error in errors:
+        error["benchmark"] = error.get("benchmark") or folder.name
+    path.write_text("".join(json.dumps(e, ensure_ascii=False) + "\n" for e in errors), encoding="utf-8")
+    print(f"hulumed eval: {folder.name}: {len(errors)} error record(s) in {path}", file=sys.stderr)
 
 
 def _apply_judge(client: JudgeClient, benchmark: Benchmark, batch: list[Sample],
