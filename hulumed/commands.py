@@ -417,14 +417,10 @@ def cmd_batch(args: argparse.Namespace) -> int:
 
 
 def _config_and_processor(model: str, revision: str | None) -> tuple[Any, Any, Any]:
-    from transformers import AutoConfig, AutoProcessor
+    from .loading import load_config, load_processor
 
-    from .hub import resolve_model
-    from .registration import register_auto_classes
-
-    register_auto_classes()
-    path = resolve_model(model, revision=revision)
-    return path, AutoConfig.from_pretrained(path), AutoProcessor.from_pretrained(path)
+    path, config = load_config(model, revision=revision)  # bounded: checkpoint_bounds
+    return path, config, load_processor(path)
 
 
 def cmd_info(args: argparse.Namespace) -> int:

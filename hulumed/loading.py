@@ -23,9 +23,10 @@ from typing import Any
 import torch
 
 from .devices import pick_device, pick_dtype
-from .errors import HulumedError
+from .errors import CheckpointError, HulumedError
 from .hub import resolve_model
 from .interface import Engine, LoadOptions
+from .model.checkpoint_bounds import check_checkpoint
 
 QUANTIZATIONS = ("4bit", "8bit")
 #: Kept in full precision when the decoder is quantized.
@@ -64,7 +65,11 @@ def load_config(model: str | os.PathLike, revision: str | None = None) -> tuple[
 
     register_auto_classes()
     path = resolve_model(model, revision=revision)
-    return path, AutoConfig.from_pretrained(path)
+    check_checkpoint(path)
+    try:
+        return path, AutoConfig.from_pretrained(path)
+    except (ValueError, TypeError, KeyError) as error:  # transformers' own validation of a field we do not bound
+        raise CheckpointError(f"{path}/config.json: {str(error).splitlines()[0][:300]}") from None
 
 
 def load_processor(path: str | os.PathLike) -> Any:
@@ -94,6 +99,7 @@ def load_model(
 
     register_auto_classes()
     path = resolve_model(model, revision=revision)
+    check_checkpoint(path)  # sizes bounded and matching the weights' headers before anything is allocated
     target = pick_device(device)
     quantized = quantization_config(quantization, target, double_quant=double_quant)
     kwargs: dict[str, Any] = {"dtype": pick_dtype(target, dtype)}

@@ -134,6 +134,42 @@ def batched_resize(
     return [(round(h / f) * f, round(w / f) * f) for (_, h, w), f in zip(probes, factors)]
 
 
+#: Bounds of ``preprocessor_config.json`` (released: 14, 16..16384 tokens): a file outside them would make a tiny
+#: image resize to billions of pixels or divide by zero, so it is refused when the processor is built.
+MAX_PATCH_SIZE = 64
+MAX_TOKENS_BOUND = 131_072
+MAX_MERGE_SIZE = 8
+
+
+def _check_settings(processor: Any) -> None:
+    """``CheckpointError`` naming ``preprocessor_config.json`` and the field when a setting is out of bounds."""
+    from hulumed.errors import CheckpointError
+
+    def whole(name: str, low: int, high: int, optional: bool = False) -> None:
+        value = getattr(processor, name)
+        if optional and value is None:
+            return
+        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+            raise CheckpointError(f"preprocessor_config.json: {name} = {str(value)[:40]} must be a whole number in "
+                                  f"{low}..{high:,}")
+
+    whole("patch_size", 1, MAX_PATCH_SIZE)
+    whole("max_tokens", 1, MAX_TOKENS_BOUND)
+    whole("min_tokens", 1, processor.max_tokens)
+    whole("merge_size", 1, MAX_MERGE_SIZE, optional=True)
+    for name in ("image_mean", "image_std"):
+        values = getattr(processor, name)
+        if len(values) != 3 or not all(isinstance(v, (int, float)) and np.isfinite(v) for v in values) or (
+                name == "image_std" and min(values) <= 0):
+            raise CheckpointError(f"preprocessor_config.json: {name} must be 3 finite numbers"
+                                  + (" above 0" if name == "image_std" else ""))
+    factor = processor.rescale_factor
+    if not isinstance(factor, (int, float)) or not np.isfinite(factor) or factor <= 0:
+        raise CheckpointError(f"preprocessor_config.json: rescale_factor {str(factor)[:40]} must be a number above 0")
+    if processor.resample not in {int(r) for r in Image.Resampling}:
+        raise CheckpointError(f"preprocessor_config.json: resample {processor.resample} is not a PIL filter")
+
+
 class HulumedImageProcessor(BaseImageProcessor):
     """Hulu-Med's image processor (dynamic resolution, merge-block patch order). See the module docstring.
 
@@ -175,6 +211,7 @@ class HulumedImageProcessor(BaseImageProcessor):
         self.patch_size = patch_size
         self.merge_size = merge_size
         self.swap_pil_size = swap_pil_size
+        _check_settings(self)
 
     def target_sizes(
         self, items: Sequence[Item], merge_sizes: Sequence[int], swap_pil_size: Optional[bool] = None

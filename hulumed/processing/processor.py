@@ -98,6 +98,20 @@ def _classify(images: Any) -> tuple[list[str], list[Any]]:
     return [modal_of(images)], [images]
 
 
+def _check_processor_settings(processor: Any) -> None:
+    """``processor_config.json`` values within bounds (``CheckpointError`` naming the field otherwise)."""
+    for name, high in (("image_merge_size", 8), ("video_merge_size", 8), ("max_frames", 10_000)):
+        value = getattr(processor, name)
+        if name == "max_frames" and value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= high:
+            raise CheckpointError(f"processor_config.json: {name} = {str(value)[:40]} must be a whole number in "
+                                  f"1..{high:,}")
+    fps = processor.fps
+    if fps is not None and (isinstance(fps, bool) or not isinstance(fps, (int, float)) or not 0 < fps <= 240):
+        raise CheckpointError(f"processor_config.json: fps = {str(fps)[:40]} must be a number in (0, 240]")
+
+
 class HulumedProcessor(ProcessorMixin):
     """Hulu-Med's processor: `HulumedImageProcessor` + the checkpoint's Qwen tokenizer and chat template."""
 
@@ -120,6 +134,7 @@ class HulumedProcessor(ProcessorMixin):
         self.video_merge_size = video_merge_size
         self.fps = fps
         self.max_frames = max_frames
+        _check_processor_settings(self)
 
         self.image_token = getattr(tokenizer, "image_token", None) or DEFAULT_IMAGE_TOKEN
         if self.image_token not in tokenizer.get_vocab():
@@ -186,7 +201,8 @@ class HulumedProcessor(ProcessorMixin):
         image_token: Optional[str] = None,
         **kwargs: Any,
     ) -> str:
-        """Render the checkpoint's chat template with transformers' renderer (upstream's processor API)."""
+        """Render the checkpoint's chat template as transformers' renderer does (upstream's processor API), with
+        time and memory bounded (``processing.chat_template``); ``tokenize=True`` gives the ids."""
         template = chat_template if chat_template is not None else self.chat_template
         if isinstance(template, dict):
             template = template.get("default")
@@ -194,15 +210,21 @@ class HulumedProcessor(ProcessorMixin):
             raise CheckpointError(
                 "No chat template: the checkpoint has neither chat_template.json nor a tokenizer chat_template."
             )
-        return self.tokenizer.apply_chat_template(
-            conversation,
-            chat_template=template,
-            tokenize=tokenize,
-            add_system_prompt=add_system_prompt,
-            add_generation_prompt=add_generation_prompt,
+        unbounded = {"tools", "documents", "continue_final_message", "return_assistant_tokens_mask", "return_dict"}
+        if unbounded & {k for k, v in kwargs.items() if v}:  # transformers' extra features: its own renderer
+            return self.tokenizer.apply_chat_template(
+                conversation, chat_template=template, tokenize=tokenize, add_system_prompt=add_system_prompt,
+                add_generation_prompt=add_generation_prompt,
+                image_token=image_token if image_token is not None else self.image_token, **kwargs,
+            )
+        from .chat_template import render_chat
+
+        text = render_chat(
+            template, conversation, **{**self.tokenizer.special_tokens_map, **kwargs},
+            add_system_prompt=add_system_prompt, add_generation_prompt=add_generation_prompt,
             image_token=image_token if image_token is not None else self.image_token,
-            **kwargs,
         )
+        return list(self.tokenizer(text, add_special_tokens=False)["input_ids"]) if tokenize else text
 
     def render_prompt(
         self, conversation: Conversation, add_system_prompt: bool = False, add_generation_prompt: bool = False

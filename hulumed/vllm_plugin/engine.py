@@ -365,8 +365,11 @@ def cpu_kv_cache_gb(requested: float | None) -> float:
 def load_vllm_engine(path: str | os.PathLike, options: LoadOptions) -> VllmEngine:
     """What ``hulumed.load(..., backend="vllm")`` calls: resolve the checkpoint and start vLLM on it."""
     from ..hub import resolve_model
+    from ..model.checkpoint_bounds import check_checkpoint
 
-    return VllmEngine(Path(resolve_model(str(path), revision=options.revision)), options)
+    folder = Path(resolve_model(str(path), revision=options.revision))
+    check_checkpoint(folder)  # the same bounds as the transformers backend, before vLLM allocates anything
+    return VllmEngine(folder, options)
 
 
 #: The name ``hulumed.loading.load`` imports for ``backend="vllm"``.
