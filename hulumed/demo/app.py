@@ -21,19 +21,24 @@ import logging  # noqa: E402
 import shutil  # noqa: E402
 import tempfile  # noqa: E402
 import threading  # noqa: E402
+from collections import OrderedDict  # noqa: E402
 from collections.abc import Iterator  # noqa: E402
+from dataclasses import dataclass  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
 
 import gradio as gr  # noqa: E402
 
-from ..errors import HulumedError  # noqa: E402
+from ..errors import HulumedError, MediaError  # noqa: E402
+from ..processing.image import check_pixels  # noqa: E402
+from ..processing.limits import DEFAULT_MAX_MEDIA_BYTES, DEFAULT_MAX_PIXELS  # noqa: E402
 from ..processing.windowing import window_names  # noqa: E402
 from .attachments import Attachment, VideoOptions, VolumeOptions, classify, inside_root  # noqa: E402
 from .chat import EXAMPLE_PROMPTS, ChatSettings, respond  # noqa: E402
 from .estimates import estimate_inputs, markdown_table  # noqa: E402
 from .session import DemoSession  # noqa: E402
 from .viewer import (  # noqa: E402
+    SESSION_BUDGET_BYTES,
     VolumeCache,
     image_preview,
     shown_strip,
@@ -78,11 +83,22 @@ def _one_line(error: BaseException) -> str:
     return text.splitlines()[0] if text else type(error).__name__
 
 
+@dataclass(frozen=True)
+class DemoLimits:
+    """What one attachment and the sessions together may cost: the server's media limits per file, and a memory
+    budget for what the viewer keeps decoded (per session, and for all sessions of this demo)."""
+
+    max_media_bytes: int = DEFAULT_MAX_MEDIA_BYTES  # one file on disk (a DICOM series: each file)
+    max_pixels: int = DEFAULT_MAX_PIXELS  # one still image's declared width x height, checked before decoding
+    session_bytes: int = SESSION_BUDGET_BYTES  # decoded volumes and their model slices kept for one session
+    total_bytes: int = 4 * SESSION_BUDGET_BYTES  # kept for all sessions together
+
+
 class DemoApp:
     """The page's handlers over one engine (shared) and per-session ``DemoSession`` values."""
 
     def __init__(self, engine: Any, processor: Any = None, media_root: str | None = None,
-                 workspace: str | None = None) -> None:
+                 workspace: str | None = None, limits: DemoLimits | None = None) -> None:
         self.engine = engine
         # per-session files (assembled DICOM series) live under a folder only this user can read (0700)
         self.workspace = Path(workspace or tempfile.mkdtemp(prefix="hulumed-demo-"))
@@ -91,15 +107,50 @@ class DemoApp:
         if self.processor is None:
             raise HulumedError("the demo needs the engine's processor (engine.processor)")
         self.media_root = media_root
-        self.volumes = VolumeCache()
+        self.limits = limits or DemoLimits()
+        self._caches: OrderedDict[str, VolumeCache] = OrderedDict()  # session key -> its decoded volumes
         self.cancels: dict[str, threading.Event] = {}
         self._lock = threading.Lock()
 
+    # ------------------------------------------------------------------ per-session memory
+    def volumes(self, key: str = "anonymous") -> VolumeCache:
+        """The session's volume cache (``limits.session_bytes``). Sessions over ``limits.total_bytes`` together
+        lose their least recently used caches first (they are decoded again if that session comes back)."""
+        with self._lock:
+            cache = self._caches.get(key)
+            if cache is None:
+                cache = self._caches[key] = VolumeCache(budget_bytes=self.limits.session_bytes)
+            self._caches.move_to_end(key)
+            others = [k for k in self._caches if k != key]
+            while others and sum(c.held_bytes for c in self._caches.values()) > self.limits.total_bytes:
+                self._caches.pop(others.pop(0)).clear()
+        return cache
+
+    def held_bytes(self) -> int:
+        """What every session's caches hold now (for the memory benchmark and tests)."""
+        with self._lock:
+            return sum(cache.held_bytes for cache in self._caches.values())
+
+    def release(self, key: str) -> None:
+        """Drop what a session decoded (Clear, Detach, a closed page)."""
+        with self._lock:
+            cache = self._caches.pop(key, None)
+        if cache is not None:
+            cache.clear()
+
     # ------------------------------------------------------------------ attachments and previews
-    def _check(self, attachment: Attachment) -> None:
-        """Decode the attachment once (as the model will); ``MediaError`` when it is unusable."""
+    def _check(self, attachment: Attachment, key: str = "anonymous") -> None:
+        """The server's media limits (file size, declared image pixels), then decode the attachment once (as the
+        model will); ``MediaError`` when it is unusable or over a limit."""
+        for path in attachment.files():
+            size = os.path.getsize(path)
+            if size > self.limits.max_media_bytes:
+                raise MediaError(f"{Path(path).name} is {size:,} bytes, over this demo's limit of "
+                                 f"{self.limits.max_media_bytes:,}")
+            if attachment.kind == "image":
+                check_pixels(path, self.limits.max_pixels)
         if attachment.kind == "volume":
-            volume_view(self.processor, self.volumes, attachment)
+            volume_view(self.processor, self.volumes(key), attachment)
         elif attachment.kind == "video":
             video_frames(self.processor, attachment)
         else:
@@ -111,7 +162,8 @@ class DemoApp:
         return folder
 
     def forget_session(self, key: str) -> None:
-        """Delete what a session left on disk: its uploads (Gradio's copies) and its own folder."""
+        """Delete what a session left on disk (its uploads, Gradio's copies, and its own folder) and in memory."""
+        self.release(key)
         with self._lock:
             files = self.session_files.pop(key, set())
             files -= set().union(*self.session_files.values())  # Gradio stores identical uploads once: keep shared
@@ -135,9 +187,9 @@ class DemoApp:
         attachments, errors = classify([str(p) for p in paths or []], series_dir=str(self.session_dir(key)))
         for number, attachment in enumerate(attachments):
             if report is not None:
-                report(number / max(len(attachments), 1), self.stage(attachment))
+                report(number / max(len(attachments), 1), self.stage(attachment, key))
             try:
-                self._check(attachment)
+                self._check(attachment, key)
             except (HulumedError, ValueError, OSError) as error:
                 errors.append(f"{attachment.name}: {_one_line(error)}")
                 continue
@@ -145,12 +197,12 @@ class DemoApp:
         session.notice = "\n".join(f"⚠️ {e}" for e in errors)
         return session, errors
 
-    def stage(self, attachment: Attachment) -> str:
+    def stage(self, attachment: Attachment, key: str = "anonymous") -> str:
         """What attaching ``attachment`` is doing, for the progress line (a volume's header is read here)."""
         if attachment.kind != "volume":
             return f"decoding {attachment.name}"
         try:
-            volume = self.volumes.get(attachment.path)
+            volume = self.volumes(key).get(attachment.path)
         except (HulumedError, ValueError, OSError):
             return f"reading {attachment.name}"
         axis = attachment.volume.axis
@@ -158,7 +210,8 @@ class DemoApp:
         count = min(attachment.volume.num_slices or total, total)
         return f"reading {attachment.name}: {count} of {total} slices for the model"
 
-    def attach_from_root(self, session: DemoSession, paths: list[str] | str | None) -> DemoSession:
+    def attach_from_root(self, session: DemoSession, paths: list[str] | str | None,
+                         key: str = "anonymous") -> DemoSession:
         if not self.media_root:
             session.notice = "⚠️ no --media-root was given to this demo"
             return session
@@ -172,16 +225,17 @@ class DemoApp:
                 continue
             if found.is_file():
                 resolved.append(str(found))
-        session, more = self.attach(session, resolved)
+        session, more = self.attach(session, resolved, key=key)
         errors += more
         session.notice = "\n".join(f"⚠️ {e}" for e in errors)
         return session
 
-    def panel(self, session: DemoSession, settings: ChatSettings | None = None) -> dict[str, Any]:
+    def panel(self, session: DemoSession, settings: ChatSettings | None = None,
+              key: str = "anonymous") -> dict[str, Any]:
         """What the right-hand side shows for the pending attachments (previews, strip, frames, estimate)."""
         out: dict[str, Any] = {"attachments": self.attachment_list(session), "notice": session.notice}
         volume = session.latest("volume", include_sent=True)
-        out["volume"] = self.volume_outputs(session, volume) if volume is not None else None
+        out["volume"] = self.volume_outputs(session, volume, key=key) if volume is not None else None
         video = session.latest("video", include_sent=True)
         out["frames"] = video_frames(self.processor, video) if video is not None else []
         out["images"] = [image_preview(self.processor, a) for a in session.shown() if a.kind == "image"]
@@ -195,8 +249,11 @@ class DemoApp:
             return "_No attachments for the next message._" + (f"\n\nSent with the last message:{sent}" if sent else "")
         return "\n".join(f"{i + 1}. {a.describe()}" for i, a in enumerate(session.pending))
 
-    def volume_outputs(self, session: DemoSession, volume: Attachment, index: int | None = None) -> dict[str, Any]:
-        view = volume_view(self.processor, self.volumes, volume)
+    def volume_outputs(self, session: DemoSession, volume: Attachment, index: int | None = None,
+                       key: str = "anonymous") -> dict[str, Any]:
+        """The viewer's outputs; a slider move reads one plane from the volume this session already opened."""
+        cache = self.volumes(key)
+        view = volume_view(self.processor, cache, volume)
         strip, strip_label = shown_strip(view)
         index = view.indices[len(view.indices) // 2] if index is None else min(max(int(index), 0), view.total - 1)
         received = (f"all {view.total}" if view.indices == list(range(view.total))
@@ -208,12 +265,12 @@ class DemoApp:
         marker = "received by the model" if index in view.indices else "not received by the model"
         shown = "radiological view" if session.radiological else "stored orientation"
         return {"info": info, "total": view.total, "index": index, "strip": strip, "strip_label": strip_label,
-                "options": volume.volume, "slice": viewer_slice(self.volumes, volume, index, session.radiological),
+                "options": volume.volume, "slice": viewer_slice(cache, volume, index, session.radiological),
                 "slice_label": f"slice {index} ({marker}) · {shown}"}
 
     def update_volume(
         self, session: DemoSession, axis: int, num_slices: float | None, window: str, center: float | None,
-        width: float | None,
+        width: float | None, key: str = "anonymous",
     ) -> DemoSession:
         volume = session.latest("volume")
         if volume is None:
@@ -223,7 +280,7 @@ class DemoApp:
         count = None if not num_slices or int(num_slices) <= 0 else int(num_slices)
         options = VolumeOptions(axis=int(axis), num_slices=count, window=_window_option(window, center, width))
         updated = volume.with_volume(options)
-        volume_view(self.processor, self.volumes, updated)  # raises on a bad window before it is kept
+        volume_view(self.processor, self.volumes(key), updated)  # raises on a bad window before it is kept
         return _with_replaced(session, volume, updated)
 
     def update_video(self, session: DemoSession, fps: float, max_frames: float) -> DemoSession:
@@ -355,9 +412,12 @@ def build_demo(engine: Any, processor: Any = None, media_root: str | None = None
             return ChatSettings(max_new_tokens=int(max_new), temperature=float(temp), top_p=float(top),
                                 seed=chosen_seed, think=bool(think_on))
 
-        def render(session: DemoSession, settings: ChatSettings | None = None) -> list[Any]:
+        def key_of(request: gr.Request | None) -> str:
+            return (request.session_hash if request is not None else None) or "anonymous"
+
+        def render(session: DemoSession, settings: ChatSettings | None = None, key: str = "anonymous") -> list[Any]:
             try:
-                panel = app.panel(session, settings)
+                panel = app.panel(session, settings, key=key)
             except (HulumedError, ValueError) as error:
                 session.notice = f"⚠️ {_one_line(error)}"
                 return [session, app.attachment_list(session), session.notice, *[gr.skip()] * 11]
@@ -378,38 +438,39 @@ def build_demo(engine: Any, processor: Any = None, media_root: str | None = None
         def on_attach(session: DemoSession, paths: list[str] | None, m: float, t: float, p: float, sd: float | None,
                       th: bool, request: gr.Request, progress: gr.Progress = gr.Progress()) -> list[Any]:
             session, _ = app.attach(session, paths or [], report=lambda f, stage: progress(0.8 * f, desc=stage),
-                                    key=request.session_hash or "anonymous")
+                                    key=key_of(request))
             progress(0.85, desc="counting visual tokens and memory")
-            return [*render(session, settings_of(m, t, p, sd, th)), None]
+            return [*render(session, settings_of(m, t, p, sd, th), key_of(request)), None]
 
         def on_volume(session: DemoSession, axis_value: int, count: float | None, window_value: str,
                       center_value: float | None, width_value: float | None, m: float, t: float, p: float,
-                      sd: float | None, th: bool) -> list[Any]:
+                      sd: float | None, th: bool, request: gr.Request) -> list[Any]:
             try:
-                session = app.update_volume(session, axis_value, count, window_value, center_value, width_value)
+                session = app.update_volume(session, axis_value, count, window_value, center_value, width_value,
+                                            key=key_of(request))
             except (HulumedError, ValueError) as error:
                 session.notice = f"⚠️ {_one_line(error)}"
-            return render(session, settings_of(m, t, p, sd, th))
+            return render(session, settings_of(m, t, p, sd, th), key_of(request))
 
-        def on_radiological(session: DemoSession, value: bool, index: float) -> list[Any]:
+        def on_radiological(session: DemoSession, value: bool, index: float, request: gr.Request) -> list[Any]:
             session = copy.copy(session)
             session.radiological = bool(value)
-            return [session, *on_slice(session, index)]
+            return [session, *on_slice(session, index, request)]
 
-        def on_slice(session: DemoSession, index: float) -> list[Any]:
+        def on_slice(session: DemoSession, index: float, request: gr.Request) -> list[Any]:
             volume = session.latest("volume", include_sent=True)
             if volume is None:
                 return [None, gr.skip()]
-            out = app.volume_outputs(session, volume, int(index))
+            out = app.volume_outputs(session, volume, int(index), key=key_of(request))
             return [out["slice"], gr.Slider(label=out["slice_label"])]
 
         def on_video(session: DemoSession, fps_value: float, frames_value: float, m: float, t: float, p: float,
-                     sd: float | None, th: bool) -> list[Any]:
+                     sd: float | None, th: bool, request: gr.Request) -> list[Any]:
             try:
                 session = app.update_video(session, fps_value, frames_value)
             except (HulumedError, ValueError) as error:
                 session.notice = f"⚠️ {_one_line(error)}"
-            return render(session, settings_of(m, t, p, sd, th))
+            return render(session, settings_of(m, t, p, sd, th), key_of(request))
 
         def on_estimate(session: DemoSession, prompt: str, m: float, t: float, p: float, sd: float | None,
                         th: bool) -> str:
@@ -433,16 +494,17 @@ def build_demo(engine: Any, processor: Any = None, media_root: str | None = None
         def on_stop(request: gr.Request) -> None:
             app.stop(request.session_hash or "anonymous")
 
-        def on_detach(session: DemoSession) -> list[Any]:
+        def on_detach(session: DemoSession, request: gr.Request) -> list[Any]:
             session = copy.copy(session)
             session.pending, session.sent, session.notice = [], [], ""
-            return render(session)
+            app.release(key_of(request))  # nothing attached: nothing decoded is kept
+            return render(session, key=key_of(request))
 
         def on_clear(request: gr.Request) -> list[Any]:
             app.stop(request.session_hash or "anonymous")
             app.forget_session(request.session_hash or "anonymous")  # starting over keeps no upload either
             fresh = DemoSession()
-            return [fresh, [], "", "", *render(fresh)[1:]]
+            return [fresh, [], "", "", *render(fresh, key=key_of(request))[1:]]
 
         files.upload(on_attach, [state, files, *settings_inputs], [*panel_outputs, files], api_name="attach")
         volume_inputs = [state, axis, slices, window, center, width, *settings_inputs]
@@ -466,8 +528,9 @@ def build_demo(engine: Any, processor: Any = None, media_root: str | None = None
                         concurrency_limit=None)
         if media_root:
             def on_pick(session: DemoSession, chosen: list[str] | None, m: float, t: float, p: float,
-                        sd: float | None, th: bool) -> list[Any]:
-                return render(app.attach_from_root(session, chosen or []), settings_of(m, t, p, sd, th))
+                        sd: float | None, th: bool, request: gr.Request) -> list[Any]:
+                key = key_of(request)
+                return render(app.attach_from_root(session, chosen or [], key=key), settings_of(m, t, p, sd, th), key)
 
             pick_btn.click(on_pick, [state, explorer, *settings_inputs], panel_outputs, api_name="attach_server")
         def on_unload(request: gr.Request) -> None:

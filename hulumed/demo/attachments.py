@@ -15,6 +15,7 @@ in ``viewer`` when the attachment is first shown.
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 from dataclasses import dataclass, field, replace
@@ -71,6 +72,13 @@ class Attachment:
             return {"type": "video",
                     "video": {"video_path": self.path, "fps": self.video.fps, "max_frames": self.video.max_frames}}
         return {"type": "3d", "3d": self.volume.item(self.path)}
+
+    def files(self) -> list[str]:
+        """The files this attachment reads: its path, or the regular files of a series folder."""
+        if not os.path.isdir(self.path):
+            return [self.path]
+        return [os.path.join(self.path, name) for name in sorted(os.listdir(self.path))
+                if os.path.isfile(os.path.join(self.path, name))]
 
     def describe(self) -> str:
         if self.kind == "volume":

@@ -39,15 +39,34 @@ def _loaded_part(processor: Any, attachment: Attachment) -> dict[str, Any]:
     return loaded[0]["content"][0]
 
 
-class VolumeCache:
-    """Volumes opened once (``read_volume``: header and geometry) for the viewer, a few at a time, most recently
-    used kept; a slice is read when it is shown."""
+#: What one demo session may keep decoded (volumes' in-memory voxels, the model's slices): a 512x512x300 CT in
+#: float64 is 600 MiB, its 64 slices as RGB 50 MiB.
+SESSION_BUDGET_BYTES = 1536 * 2**20
 
-    def __init__(self, size: int = 4) -> None:
+
+def _volume_bytes(volume: Volume) -> int:
+    """Bytes a cached volume holds in memory (voxels read whole; a memory-mapped or lazily read file counts 0)."""
+    held, voxels = 0, volume.voxels
+    while voxels is not None:
+        for name in ("_whole", "data"):  # NiftiVoxels read whole / ArrayVoxels (multi-frame DICOM, numpy)
+            array = getattr(voxels, name, None)
+            if isinstance(array, np.ndarray) and not isinstance(array, np.memmap):
+                held += array.nbytes
+        voxels = getattr(voxels, "inner", None)  # OrientedVoxels wraps another
+    return held
+
+
+class VolumeCache:
+    """One session's volumes opened once (``read_volume``: header and geometry) and the model's slices of each
+    (path, options), most recently used kept: at most ``size`` of each and ``budget_bytes`` in all (the least
+    recently used entry is dropped first; the entry just made is always kept). A slice is read when shown."""
+
+    def __init__(self, size: int = 4, budget_bytes: int = SESSION_BUDGET_BYTES) -> None:
         self.size = size
+        self.budget_bytes = budget_bytes
         self._items: OrderedDict[str, Volume] = OrderedDict()
-        self.views: dict[tuple[str, str], VolumeView] = {}  # (path, repr(options)) -> view, insertion-ordered
-        self._lock = threading.Lock()  # sessions call from several worker threads
+        self.views: OrderedDict[tuple[str, str], VolumeView] = OrderedDict()  # (path, repr(options)) -> view
+        self._lock = threading.Lock()  # a session's events may run in several worker threads
 
     def get(self, path: str) -> Volume:
         with self._lock:
@@ -57,9 +76,46 @@ class VolumeCache:
         volume = read_volume(path)  # header and geometry only: planes are read when shown
         with self._lock:
             self._items[path] = volume
-            while len(self._items) > self.size:
-                self._items.popitem(last=False)
+            self._shrink(keep=path)
         return volume
+
+    def view(self, key: tuple[str, str]) -> VolumeView | None:
+        with self._lock:
+            if key in self.views:
+                self.views.move_to_end(key)
+                return self.views[key]
+        return None
+
+    def keep_view(self, key: tuple[str, str], view: VolumeView) -> None:
+        with self._lock:
+            self.views[key] = view
+            self._shrink(keep=key)
+
+    @property
+    def held_bytes(self) -> int:
+        """Bytes this cache holds: the model's slices of every view plus volumes read whole into memory."""
+        return (sum(view.nbytes for view in self.views.values())
+                + sum(_volume_bytes(volume) for volume in self._items.values()))
+
+    def clear(self) -> None:
+        with self._lock:
+            self._items.clear()
+            self.views.clear()
+
+    def _shrink(self, keep: Any) -> None:
+        while len(self.views) > self.size:
+            self.views.popitem(last=False)
+        while len(self._items) > self.size:
+            self._items.popitem(last=False)
+        while self.held_bytes > self.budget_bytes:
+            view = next((k for k in self.views if k != keep), None)
+            volume = next((k for k in self._items if k != keep and (view is None or k != view[0])), None)
+            if view is not None:
+                self.views.pop(view)
+            elif volume is not None:
+                self._items.pop(volume)
+            else:
+                return  # only the newest entry is left: kept, it is what the page shows
 
 
 @dataclass
@@ -71,19 +127,19 @@ class VolumeView:
     indices: list[int]  # slices the model receives, in order
     strip: list[Captioned]  # exactly those slices, as the model receives them
 
+    @property
+    def nbytes(self) -> int:
+        return sum(image.nbytes for image, _ in self.strip)
+
 
 def volume_view(processor: Any, cache: VolumeCache, attachment: Attachment) -> VolumeView:
     """Slice count, model slice indices and the model's slices for a volume attachment (remembered per path and
     options: attaching, re-rendering and sliding reuse one processor run)."""
     key = (attachment.path, repr(attachment.volume))
-    with cache._lock:
-        if key in cache.views:
-            return cache.views[key]
-    view = _volume_view(processor, cache, attachment)
-    with cache._lock:
-        cache.views[key] = view
-        while len(cache.views) > cache.size:
-            cache.views.pop(next(iter(cache.views)))
+    view = cache.view(key)
+    if view is None:
+        view = _volume_view(processor, cache, attachment)
+        cache.keep_view(key, view)
     return view
 
 

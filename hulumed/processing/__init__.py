@@ -13,39 +13,38 @@ Everything here reproduces the upstream HF-Version processor by default (its rem
 window presets, reorientation and seeking video decoding are extensions (docs/media.md).
 """
 
-from hulumed.processing.conversation_media import gather_visual_items, load_conversation_media
-from hulumed.processing.dicom import load_dicom_image, sniff_dicom
-from hulumed.processing.image import list_folder, load_image, load_images, to_rgb_array
-from hulumed.processing.image_processing import (
-    HulumedImageProcessor,
-    batched_resize,
-    probe_size,
-    simple_batched_resize,
-)
-from hulumed.processing.processor import HulumedProcessor, strip_think
-from hulumed.processing.video import Clip, fps_filter_plan, load_video, load_video_from_ids, sample_frame_indices
-from hulumed.processing.volume import (
-    NORMALIZATIONS,
-    ORIENTATIONS,
-    VOLUME_ITEM_KEYS,
-    Volume,
-    VolumeOptions,
-    load_nifti,
-    load_volume,
-    read_nifti,
-    read_series,
-    read_volume,
-    slice_volume,
-)
-from hulumed.processing.windowing import (
-    RGB_MODE,
-    RGB_WINDOWS,
-    WINDOW_PRESETS,
-    Window,
-    apply_window,
-    resolve_window,
-    window_names,
-)
+import importlib
+from typing import Any
+
+# Lazy (PEP 562): ``import hulumed.processing.limits`` (the server's settings, ``serve --help``) must not import
+# torch and transformers; a public name is imported from its module on first use.
+_HOMES = {
+    "conversation_media": ("gather_visual_items", "load_conversation_media"),
+    "dicom": ("load_dicom_image", "sniff_dicom"),
+    "image": ("list_folder", "load_image", "load_images", "to_rgb_array"),
+    "image_processing": ("HulumedImageProcessor", "batched_resize", "probe_size", "simple_batched_resize"),
+    "processor": ("HulumedProcessor", "strip_think"),
+    "video": ("Clip", "fps_filter_plan", "load_video", "load_video_from_ids", "sample_frame_indices"),
+    "volume": ("NORMALIZATIONS", "ORIENTATIONS", "VOLUME_ITEM_KEYS", "Volume", "VolumeOptions", "load_nifti",
+               "load_volume", "read_nifti", "read_series", "read_volume", "slice_volume"),
+    "windowing": ("RGB_MODE", "RGB_WINDOWS", "WINDOW_PRESETS", "Window", "apply_window", "resolve_window",
+                  "window_names"),
+}
+_HOME_OF = {name: module for module, names in _HOMES.items() for name in names}
+
+
+def __getattr__(name: str) -> Any:
+    module = _HOME_OF.get(name)
+    if module is None:
+        raise AttributeError(f"module 'hulumed.processing' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"hulumed.processing.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_HOME_OF])
+
 
 __all__ = [
     "Clip",

@@ -52,6 +52,34 @@ def list_folder(folder: PathLike) -> list[Path]:
     return entries
 
 
+def declared_pixels(path: PathLike) -> int | None:
+    """Width x height a PIL-readable image (or GIF canvas) declares in its header, without decoding it; None for
+    a file PIL does not read (DICOM, NIfTI, video: their loaders check their own limits). PIL's own bomb limit
+    is reported as a ``MediaError``."""
+    from PIL import UnidentifiedImageError
+
+    from hulumed.processing import safe_files
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # DecompressionBombWarning: the caller compares with its limit
+            with safe_files.open_regular(path) as stream, Image.open(stream) as image:
+                width, height = image.size
+    except Image.DecompressionBombError:
+        raise MediaError(f"{Path(path).name} is over PIL's decompression-bomb limit of pixels") from None
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, MediaError):
+        return None
+    return int(width) * int(height)
+
+
+def check_pixels(path: PathLike, max_pixels: int) -> None:
+    """``MediaError`` when the image at ``path`` declares more than ``max_pixels`` (header only)."""
+    pixels = declared_pixels(path)
+    if pixels is not None and pixels > max_pixels:
+        raise MediaError(f"{Path(path).name}: an image of {pixels:,} pixels is over the limit of {max_pixels:,}; "
+                         "pass a smaller image")
+
+
 def load_image(path: PathLike) -> Image.Image:
     """Open one image file (PIL formats, or DICOM) fully and return it as an RGB `PIL.Image.Image`."""
     path = Path(path)

@@ -21,3 +21,7 @@ MAX_VOXELS = ITEM_BUDGET_BYTES // 8  # 2**27 voxels, e.g. 512 x 512 x 512
 MAX_FRAME_PIXELS = 2**26  # one video frame, GIF canvas, frame-folder image or volume slice (8192 x 8192)
 MAX_INFLATED_BYTES = 2**30  # what one zip series may inflate to (its members are held in memory)
 MAX_DEFLATED_DICOM_BYTES = 2**28  # the inflated dataset of one Deflated-syntax DICOM file
+
+# What one request (server) or one attachment (demo) may bring: the edges' defaults, one place for both.
+DEFAULT_MAX_PIXELS = 40_000_000  # one still image's width x height (a 176-megapixel PNG is 21 KB on disk)
+DEFAULT_MAX_MEDIA_BYTES = 512 * 2**20  # one media file on disk: an ordinary CT / MR study fits

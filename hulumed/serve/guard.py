@@ -15,7 +15,6 @@ Refusals are `MediaRejected` with the HTTP status and an error code.
 from __future__ import annotations
 
 import os
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -53,20 +52,15 @@ def part_options(kind: str, spec: dict[str, Any], index: int) -> dict[str, Any]:
 
 def check_pixels(path: Path, max_pixels: int) -> None:
     """413 when a PIL-readable image (or GIF canvas) declares more than `max_pixels`; reads the header only."""
-    from PIL import Image, UnidentifiedImageError
+    from ..processing.image import declared_pixels
 
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # DecompressionBombWarning: the limit is checked below
-            with safe_files.open_regular(path) as stream, Image.open(stream) as image:
-                width, height = image.size
-    except Image.DecompressionBombError:
+        pixels = declared_pixels(path)
+    except MediaError:
         raise MediaRejected(f"image over PIL's decompression-bomb limit; this server allows {max_pixels} pixels",
                             status=413, code="image_too_large") from None
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, MediaError):
-        return  # not a PIL image (e.g. DICOM, NIfTI, mp4): its loader checks its own limits
-    if width * height > max_pixels:
-        raise MediaRejected(f"image of {width}x{height} pixels is over the limit of {max_pixels}", status=413,
+    if pixels is not None and pixels > max_pixels:
+        raise MediaRejected(f"image of {pixels} pixels is over the limit of {max_pixels}", status=413,
                             code="image_too_large")
 
 

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..interface import DEFAULT_MAX_PROMPT_TOKENS
+from ..processing.limits import DEFAULT_MAX_MEDIA_BYTES, DEFAULT_MAX_PIXELS
 
 
 @dataclass
@@ -17,9 +18,9 @@ class ServerSettings:
     remote_timeout_s: float = 10.0  # total time limit for one remote fetch (not per read)
     max_body_bytes: int = 256 * 2**20  # whole request body (413 above): a CT uploaded as a data: URI fits
     body_timeout_s: float = 30.0  # the whole body must arrive within this (408 otherwise); no slot is held meanwhile
-    max_media_bytes: int = 512 * 2**20  # one media part on disk or decoded: an ordinary CT / MR study fits;
+    max_media_bytes: int = DEFAULT_MAX_MEDIA_BYTES  # one media part on disk or decoded: a CT / MR study fits;
     # what it may decode to is bounded by hulumed.processing.limits (voxels, pixels, inflated bytes)
-    max_pixels: int = 40_000_000  # one image's width x height (decompression-bomb guard)
+    max_pixels: int = DEFAULT_MAX_PIXELS  # one image's width x height (decompression-bomb guard)
     max_media_parts: int = 16  # images + videos + volumes in one request
     max_visual_tokens: int = 32_768  # visual tokens one request may put in the prompt
     max_tokens_limit: int = 4096  # the largest max_tokens a request may ask for
