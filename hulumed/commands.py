@@ -30,7 +30,7 @@ from .options import add_options, option_values, positive_int
 
 # LoadOptions fields every model-loading verb offers (and `hulumed.load` accepts today)
 LOAD_FIELDS = ("revision", "device", "dtype", "attn_implementation", "quantization", "frame_chunk_size",
-               "system_prompt")
+               "system_prompt", "max_batch_tokens")
 _LOAD_HELP = {
     "revision": "hub revision (branch, tag or commit)",
     "device": "cuda, cuda:1, mps or cpu (default: cuda > mps > cpu)",
@@ -40,6 +40,8 @@ _LOAD_HELP = {
     "frame_chunk_size": "vision encoder frames per pass (identical results; bounds memory)",
     "system_prompt": "render the checkpoint's system prompt (default: on for requests with media, as upstream)",
     "batch_size": "most requests answered together",
+    "max_batch_tokens": "most rows x longest prompt in one batch (long prompts are not padded against short ones; "
+                        "a longer prompt runs alone)",
 }
 GENERATION_FIELDS = ("max_new_tokens", "temperature", "top_p", "top_k", "repetition_penalty", "stop", "seed",
                      "think", "ignore_eos")
@@ -65,7 +67,7 @@ def add_model_options(parser: argparse.ArgumentParser, batch: bool = False) -> N
     add_options(
         parser, LoadOptions, only=LOAD_FIELDS + (("batch_size",) if batch else ()), help=_LOAD_HELP,
         names={"attn_implementation": ("attn", "attn-implementation")}, choices={"quantization": ("4bit", "8bit")},
-        types_={"batch_size": positive_int, "frame_chunk_size": positive_int},
+        types_={"batch_size": positive_int, "frame_chunk_size": positive_int, "max_batch_tokens": positive_int},
     )
     parser.add_argument("--compression", choices=["on", "off"], help="override use_token_compression")
 

@@ -188,15 +188,30 @@ class HFEngine:
         """Answers for one conversation or many (or a ``Prepared``), in input order; batched with other callers."""
         prepared, params = self._as_prepared(conversations, params)
         rows = [replace(row, ids=[], shown="", done=False, cancelled=False) for row in prepared.inputs]
-        size = max(1, self.options.batch_size)
-        submissions = [self._submit(rows[i : i + size], params) for i in range(0, len(rows), size)]
-        results: list[GenerationResult] = []
-        for submission in submissions:
+        groups = self._token_groups(rows)
+        submissions = [self._submit([rows[i] for i in group], params) for group in groups]
+        results: list[GenerationResult | None] = [None] * len(rows)
+        for group, submission in zip(groups, submissions):
             submission.finished.wait()
             if submission.error is not None:
                 raise submission.error
-            results.extend(submission.results or [])
-        return results
+            for index, result in zip(group, submission.results or []):
+                results[index] = result
+        return results  # type: ignore[return-value]
+
+    def _token_groups(self, rows: list[_Row]) -> list[list[int]]:
+        """Row indices in batches of at most ``batch_size`` rows and ``max_batch_tokens`` padded tokens (rows x
+        longest prompt), rows of similar length together (sorted by length; results keep the input order)."""
+        size = max(1, self.options.batch_size)
+        groups: list[list[int]] = []
+        for index in sorted(range(len(rows)), key=lambda i: rows[i].prompt_tokens):
+            group = groups[-1] if groups else None
+            lengths = [rows[i].prompt_tokens for i in (group or [])] + [rows[index].prompt_tokens]
+            if group is not None and len(group) < size and _fits(lengths, self.options.max_batch_tokens):
+                group.append(index)
+            else:
+                groups.append([index])
+        return groups
 
     def stream(
         self, conversation: Conversation | Prepared, params: GenerationParams | None = None,
@@ -294,11 +309,15 @@ class HFEngine:
                 self._wakeup.wait(remaining)
             first = self._waiting[0]
             batch, rows = [first], len(first.rows)
+            lengths = [row.prompt_tokens for row in first.rows]
             if not first.solo:
                 for submission in self._waiting[1:]:
-                    if submission.key == first.key and not submission.solo and rows + len(submission.rows) <= size:
+                    joined = lengths + [row.prompt_tokens for row in submission.rows]
+                    if (submission.key == first.key and not submission.solo and rows + len(submission.rows) <= size
+                            and _fits(joined, self.options.max_batch_tokens)):
                         batch.append(submission)
                         rows += len(submission.rows)
+                        lengths = joined
             for submission in batch:
                 self._waiting.remove(submission)
             return batch
@@ -460,6 +479,12 @@ class _BatchStreamer(BaseStreamer):
 
     def end(self) -> None:
         pass
+
+
+def _fits(lengths: list[int], max_batch_tokens: int) -> bool:
+    """Whether rows of these prompt lengths may share a left-padded batch: rows x longest <= ``max_batch_tokens``
+    (one row always fits: it runs alone, unpadded)."""
+    return len(lengths) <= 1 or len(lengths) * max(lengths) <= max_batch_tokens
 
 
 def _collate(rows: list[dict[str, Any]], pad_id: int) -> dict[str, Any]:

@@ -59,6 +59,9 @@ class LoadOptions:
     revision: str | None = None  # hub revision
     batch_size: int = 8  # most conversations generated together (hf backend)
     batch_wait_ms: float = 5.0  # how long the first waiting request waits for company before its batch runs (hf)
+    max_batch_tokens: int = 16_384  # rows x longest prompt of one batch (hf): a left-padded batch costs rows x L^2
+    # per head for its attention mask on CPU, so long prompts are not padded against short ones; a longer row runs
+    # alone
     frame_chunk_size: int | None = 32  # vision encoder frames per pass (identical results; bounds memory)
     system_prompt: bool | None = None  # None: on for conversations with media, as upstream's README
     reduction: ReductionOptions = field(default_factory=ReductionOptions)

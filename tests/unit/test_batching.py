@@ -97,3 +97,48 @@ def test_generate_asks_for_last_position_logits_only(golden_model):
     # the prefill must not project every prompt position onto the vocabulary (memory and time)
     assert golden_model("tiny-qwen2")._supports_logits_to_keep()
     assert golden_model("tiny-qwen3")._supports_logits_to_keep()
+
+
+def test_long_prompts_are_never_padded_against_short_ones_under_concurrency():
+    """Admission by padded tokens (rows x longest prompt), not a row count: a long prompt sent beside short
+    requests from other threads runs alone; the short ones still batch together; answers equal running alone."""
+    import threading
+
+    import hulumed
+    from hulumed.engine import HFEngine
+    from hulumed.generation import GenerationParams
+    from tests.conftest import GOLDEN
+
+    engine = hulumed.load(GOLDEN / "tiny-qwen2", device="cpu", batch_size=8, max_batch_tokens=2048,
+                          batch_wait_ms=200)
+    assert isinstance(engine, HFEngine)
+    batches: list[list[int]] = []
+    original = engine._run
+
+    def recording(batch):
+        batches.append([row.prompt_tokens for submission in batch for row in submission.rows])
+        return original(batch)
+
+    engine._run = recording
+    params = GenerationParams.greedy(3)
+    long_text = [{"role": "user", "content": "word " * 1500}]
+    shorts = [[{"role": "user", "content": f"hello {i}"}] for i in range(6)]
+    results: dict[int, str] = {}
+
+    def ask(index: int, conversation) -> None:
+        results[index] = engine.generate([conversation], params)[0].text
+
+    threads = [threading.Thread(target=ask, args=(i, c)) for i, c in enumerate([long_text, *shorts])]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+    long_tokens = max(max(b) for b in batches)
+    assert long_tokens > 1500
+    assert [b for b in batches if long_tokens in b] == [[long_tokens]]  # alone, whatever arrived beside it
+    assert any(len(b) > 1 for b in batches)  # the short ones were batched together
+    assert all(len(b) * max(b) <= 2048 for b in batches if len(b) > 1)
+    # one call with mixed lengths: split by the token budget, answers in input order and equal to alone
+    mixed = engine.generate([shorts[0], long_text, shorts[1]], params)
+    assert [r.text for r in mixed] == [results[1], results[0], results[2]]
+    engine.close()

@@ -98,8 +98,8 @@ def test_batch_over_long_line_is_an_error_record(engine, tmp_path, monkeypatch):
 
     monkeypatch.setattr(json_input, "MAX_LINE_BYTES", 4096)
     source = tmp_path / "in.jsonl"
-    source.write_text(json.dumps({"id": "huge", "prompt": "x" * 10_000}) + "\n" + json.dumps({"id": "ok", "prompt": "hi"})
-                      + "\n", encoding="utf-8")
+    lines = [json.dumps({"id": "huge", "prompt": "x" * 10_000}), json.dumps({"id": "ok", "prompt": "hi"})]
+    source.write_text("\n".join(lines) + "\n", encoding="utf-8")
     out = tmp_path / "out.jsonl"
     counts = run_batch_job(engine, source, out, defaults=GenerationParams(max_new_tokens=2), progress=False)
     records = {r["id"]: r for r in map(json.loads, out.read_text(encoding="utf-8").splitlines())}
