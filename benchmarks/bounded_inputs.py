@@ -70,7 +70,7 @@ def run_case(body: str, timeout: int = 180) -> dict:
 
 
 def _cli(*args: str) -> str:
-    return f"from hulumed.cli import main\noutcome = f'exit {{main({list(args)!r})}}'"
+    return f"from hulumed.cli import main\ncode = main({list(args)!r})\noutcome = 'exit ' + str(code)"
 
 
 def _checkpoint(work: Path, name: str, config: dict | None = None, pre: dict | None = None,
@@ -184,7 +184,7 @@ for k in range(4):
     app.panel(s, key=f's{{k}}'); held.append(app.held_bytes() >> 20)
 for k in range(4):
     app.forget_session(f's{{k}}')
-outcome = f'held MiB after each attach {{held}}, after clear {{app.held_bytes() >> 20}}'
+outcome = f'held MiB after clear {{app.held_bytes() >> 20}}; after each attach {{held}}'
 """))
     out.append(("demo 176 MP PNG", "attach a few-KB PNG of 16000x11000 pixels", f"""
 from PIL import Image

@@ -56,7 +56,7 @@ from .think import visible_prefix
 #: How long the scheduler waits for more requests to join a batch that is not full.
 
 
-@dataclass
+@dataclass(eq=False)  # identity: rows hold tensors, which == would compare element-wise
 class _Row:
     """One conversation on its way through the scheduler."""
 
@@ -71,7 +71,7 @@ class _Row:
     cancelled: bool = False
 
 
-@dataclass
+@dataclass(eq=False)  # identity: the scheduler removes submissions from its waiting list by identity
 class _Submission:
     """Rows of one ``generate`` / ``stream`` call; answered together."""
 
@@ -337,7 +337,14 @@ class HFEngine:
 
     def _schedule(self) -> None:
         while True:
-            batch = self._next_batch()
+            try:
+                batch = self._next_batch()
+            except BaseException as error:  # noqa: BLE001 - never leave callers waiting on a dead scheduler
+                with self._wakeup:
+                    waiting, self._waiting = self._waiting, []
+                for submission in waiting:
+                    self._fail(submission, error)
+                continue
             if not batch:
                 return
             try:

@@ -39,6 +39,7 @@ from .estimates import estimate_inputs, markdown_table  # noqa: E402
 from .session import DemoSession  # noqa: E402
 from .viewer import (  # noqa: E402
     SESSION_BUDGET_BYTES,
+    TOTAL_BUDGET_BYTES,
     VolumeCache,
     image_preview,
     shown_strip,
@@ -91,7 +92,7 @@ class DemoLimits:
     max_media_bytes: int = DEFAULT_MAX_MEDIA_BYTES  # one file on disk (a DICOM series: each file)
     max_pixels: int = DEFAULT_MAX_PIXELS  # one still image's declared width x height, checked before decoding
     session_bytes: int = SESSION_BUDGET_BYTES  # decoded volumes and their model slices kept for one session
-    total_bytes: int = 4 * SESSION_BUDGET_BYTES  # kept for all sessions together
+    total_bytes: int = TOTAL_BUDGET_BYTES  # kept for all sessions together
 
 
 class DemoApp:
@@ -114,17 +115,22 @@ class DemoApp:
 
     # ------------------------------------------------------------------ per-session memory
     def volumes(self, key: str = "anonymous") -> VolumeCache:
-        """The session's volume cache (``limits.session_bytes``). Sessions over ``limits.total_bytes`` together
-        lose their least recently used caches first (they are decoded again if that session comes back)."""
+        """The session's volume cache (``limits.session_bytes``). Whenever a cache grows, sessions over
+        ``limits.total_bytes`` together lose their least recently used caches first (decoded again if that session
+        comes back); the growing session keeps what it just decoded."""
         with self._lock:
             cache = self._caches.get(key)
             if cache is None:
-                cache = self._caches[key] = VolumeCache(budget_bytes=self.limits.session_bytes)
+                cache = self._caches[key] = VolumeCache(budget_bytes=self.limits.session_bytes,
+                                                        on_grow=lambda: self._within_total(key))
             self._caches.move_to_end(key)
+        return cache
+
+    def _within_total(self, key: str) -> None:
+        with self._lock:
             others = [k for k in self._caches if k != key]
             while others and sum(c.held_bytes for c in self._caches.values()) > self.limits.total_bytes:
                 self._caches.pop(others.pop(0)).clear()
-        return cache
 
     def held_bytes(self) -> int:
         """What every session's caches hold now (for the memory benchmark and tests)."""
@@ -262,10 +268,12 @@ class DemoApp:
         info = (f"**{volume.name}** · voxels {view.shape[0]}×{view.shape[1]}×{view.shape[2]} · "
                 f"{view.total} slices along axis {volume.volume.axis} · the model receives "
                 f"**{len(view.indices)}**: {received}")
+        shown_slice = viewer_slice(cache, volume, index, session.radiological)
+        self._within_total(key)  # reading a plane may have read the volume whole (a compressed file, axis 0 / 1)
         marker = "received by the model" if index in view.indices else "not received by the model"
         shown = "radiological view" if session.radiological else "stored orientation"
         return {"info": info, "total": view.total, "index": index, "strip": strip, "strip_label": strip_label,
-                "options": volume.volume, "slice": viewer_slice(cache, volume, index, session.radiological),
+                "options": volume.volume, "slice": shown_slice,
                 "slice_label": f"slice {index} ({marker}) · {shown}"}
 
     def update_volume(

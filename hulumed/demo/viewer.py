@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -40,8 +41,10 @@ def _loaded_part(processor: Any, attachment: Attachment) -> dict[str, Any]:
 
 
 #: What one demo session may keep decoded (volumes' in-memory voxels, the model's slices): a 512x512x300 CT in
-#: float64 is 600 MiB, its 64 slices as RGB 50 MiB.
-SESSION_BUDGET_BYTES = 1536 * 2**20
+#: float64 is 600 MiB, its 64 slices as RGB 50 MiB (the entry just made is always kept).
+SESSION_BUDGET_BYTES = 1024 * 2**20
+#: What all sessions of one demo may keep decoded together (least recently used sessions are dropped first).
+TOTAL_BUDGET_BYTES = 1536 * 2**20
 
 
 def _volume_bytes(volume: Volume) -> int:
@@ -61,9 +64,11 @@ class VolumeCache:
     (path, options), most recently used kept: at most ``size`` of each and ``budget_bytes`` in all (the least
     recently used entry is dropped first; the entry just made is always kept). A slice is read when shown."""
 
-    def __init__(self, size: int = 4, budget_bytes: int = SESSION_BUDGET_BYTES) -> None:
+    def __init__(self, size: int = 4, budget_bytes: int = SESSION_BUDGET_BYTES,
+                 on_grow: Callable[[], None] | None = None) -> None:
         self.size = size
         self.budget_bytes = budget_bytes
+        self.on_grow = on_grow  # told after an entry is added (the demo's budget over all sessions)
         self._items: OrderedDict[str, Volume] = OrderedDict()
         self.views: OrderedDict[tuple[str, str], VolumeView] = OrderedDict()  # (path, repr(options)) -> view
         self._lock = threading.Lock()  # a session's events may run in several worker threads
@@ -77,6 +82,8 @@ class VolumeCache:
         with self._lock:
             self._items[path] = volume
             self._shrink(keep=path)
+        if self.on_grow is not None:
+            self.on_grow()
         return volume
 
     def view(self, key: tuple[str, str]) -> VolumeView | None:
@@ -90,6 +97,8 @@ class VolumeCache:
         with self._lock:
             self.views[key] = view
             self._shrink(keep=key)
+        if self.on_grow is not None:
+            self.on_grow()
 
     @property
     def held_bytes(self) -> int:

@@ -142,3 +142,22 @@ def test_long_prompts_are_never_padded_against_short_ones_under_concurrency():
     mixed = engine.generate([shorts[0], long_text, shorts[1]], params)
     assert [r.text for r in mixed] == [results[1], results[0], results[2]]
     engine.close()
+
+
+def test_a_batch_joined_past_a_waiting_request_of_other_parameters():
+    """Waiting: A (greedy), B (other parameters), C (greedy): A and C run together, B after; removing C from the
+    queue past B must not compare their tensors (it used to raise inside the scheduler and hang every caller)."""
+    import hulumed
+    from hulumed.generation import GenerationParams
+    from tests.conftest import GOLDEN
+
+    engine = hulumed.load(GOLDEN / "tiny-qwen2", device="cpu", batch_size=8, batch_wait_ms=500)
+    greedy, other = GenerationParams.greedy(2), GenerationParams.greedy(3)
+    prepared = [engine.prepare([[{"role": "user", "content": f"hi {i}"}]], p) for i, p in
+                enumerate([greedy, other, greedy])]
+    submissions = [engine._submit(list(p.inputs), p.params) for p in prepared]
+    for submission in submissions:
+        assert submission.finished.wait(60) and submission.error is None
+    alone = [engine.generate(p, p.params)[0].text for p in prepared]
+    assert [s.results[0].text for s in submissions] == alone
+    engine.close()
