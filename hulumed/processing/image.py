@@ -76,8 +76,7 @@ def check_pixels(path: PathLike, max_pixels: int) -> None:
     """``MediaError`` when the image at ``path`` declares more than ``max_pixels`` (header only)."""
     pixels = declared_pixels(path)
     if pixels is not None and pixels > max_pixels:
-        raise MediaError(f"{Path(path).name}: an image of {pixels:,} pixels is over the limit of {max_pixels:,}; "
-                         "pass a smaller image")
+        raise MediaError(f"an image of {pixels:,} pixels is over the limit of {max_pixels:,}; pass a smaller image")
 
 
 def load_image(path: PathLike) -> Image.Image:
