@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from ..conversation import Conversation
+from ..errors import MediaError
 from .data_files import DataError
 
 MC_INSTRUCTION = "Answer with the option's letter from the given choices directly."
@@ -66,8 +67,12 @@ class Sample:
         from PIL import Image
 
         content: list[dict[str, Any]] = []
-        for image in self.images:
-            picture = Image.open(io.BytesIO(image) if isinstance(image, bytes) else image).convert("RGB")
+        for number, image in enumerate(self.images):
+            try:
+                picture = Image.open(io.BytesIO(image) if isinstance(image, bytes) else image).convert("RGB")
+            except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as error:
+                raise MediaError(f"sample {self.id}: image {number} is not a readable image "
+                                 f"({type(error).__name__}: {str(error)[:120]})") from None
             if blank_images:
                 picture = Image.new("RGB", picture.size, (0, 0, 0))
             content.append({"type": "image", "image": {"image_path": picture}})

@@ -171,3 +171,17 @@ def test_malformed_endpoint_replies_are_error_records_for_their_samples(tmp_path
     errors = _lines(tmp_path / "out" / "MedQA_USMLE" / "errors.jsonl")
     assert metrics["count"] == 3 and metrics["errors"]["samples"] == 2
     assert ["without choices" in errors[0]["error"], "not JSON" in errors[1]["error"]] == [True, True]
+
+
+def test_parquet_image_bytes_that_are_not_an_image_are_an_error_record(engine, tmp_path: Path) -> None:
+    pq = pytest.importorskip("pyarrow.parquet")
+    data = _copy("VQA_RAD", tmp_path)
+    path = next((data / "VQA_RAD" / "data").glob("*.parquet"))
+    rows = pq.read_table(path).to_pylist()[:3]
+    rows[1]["image"] = {"bytes": b"GIF89a this is not an image", "path": None}
+    import pyarrow as pa
+
+    pq.write_table(pa.Table.from_pylist(rows), path)
+    metrics = run_benchmark(engine, get_benchmark("VQA_RAD"), data, tmp_path / "out", PARAMS, RunOptions())
+    errors = _lines(tmp_path / "out" / "VQA_RAD" / "errors.jsonl")
+    assert metrics["count"] == 2 and len(errors) == 1 and "image 0 is not a readable image" in errors[0]["error"]
