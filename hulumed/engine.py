@@ -38,6 +38,7 @@ import torch
 from transformers.generation.streamers import BaseStreamer
 
 from .conversation import Conversation
+from .detokenizer import IncrementalDetokenizer
 from .generation import GenerationParams, GenerationResult, decode_result
 from .interface import (
     LoadOptions,
@@ -69,6 +70,7 @@ class _Row:
     shown: str = ""
     done: bool = False
     cancelled: bool = False
+    detok: IncrementalDetokenizer | None = None  # stream rows: the answer's text so far
 
 
 @dataclass(eq=False)  # identity: the scheduler removes submissions from its waiting list by identity
@@ -187,7 +189,7 @@ class HFEngine:
     ) -> list[GenerationResult]:
         """Answers for one conversation or many (or a ``Prepared``), in input order; batched with other callers."""
         prepared, params = self._as_prepared(conversations, params)
-        rows = [replace(row, ids=[], shown="", done=False, cancelled=False) for row in prepared.inputs]
+        rows = [replace(row, ids=[], shown="", done=False, cancelled=False, detok=None) for row in prepared.inputs]
         groups = self._token_groups(rows)
         submissions = [self._submit([rows[i] for i in group], params) for group in groups]
         results: list[GenerationResult | None] = [None] * len(rows)
@@ -227,7 +229,7 @@ class HFEngine:
             raise ValueError(f"stream answers one conversation; got {len(prepared.inputs)}")
         cancel = cancel or threading.Event()
         row = replace(prepared.inputs[0], ids=[], shown="", done=False, cancelled=False, cancel=cancel,
-                      events=queue.Queue())
+                      events=queue.Queue(), detok=None)
         self._submit([row], params)
         finished = False
         try:
@@ -478,7 +480,9 @@ class _BatchStreamer(BaseStreamer):
                 continue
             if row.events is None:
                 continue
-            raw = self.engine.tokenizer.decode(row.ids, skip_special_tokens=True)
+            if row.detok is None:
+                row.detok = IncrementalDetokenizer(self.engine.tokenizer)
+            raw = row.detok.add(token)  # O(1) ids decoded per token (not the whole answer again)
             visible = visible_prefix(raw, self.params.stop)
             if visible.startswith(row.shown) and len(visible) > len(row.shown):
                 row.events.put(StreamDelta(visible[len(row.shown) :]))

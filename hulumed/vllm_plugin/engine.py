@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from ..conversation import Conversation
+from ..detokenizer import IncrementalDetokenizer
 from ..generation import GenerationParams, GenerationResult, cut_at_stop, decode_result
 from ..interface import (
     LoadOptions,
@@ -255,6 +256,7 @@ class VllmEngine:
 
         future = asyncio.run_coroutine_threadsafe(run(), self._loop)
         shown, ids, cancelled = "", [], False
+        detok = IncrementalDetokenizer(self.tokenizer)
         while True:
             try:
                 item = updates.get(timeout=0.05)
@@ -266,7 +268,8 @@ class VllmEngine:
             if item is done:
                 break
             ids = item
-            raw = self.tokenizer.decode(self._until_end(ids, params), skip_special_tokens=True)
+            answer = self._until_end(ids, params)
+            raw = detok.extend(answer[len(detok.ids):])  # only the new ids are decoded (O(1) per token)
             visible = visible_prefix(raw, params.stop)
             if visible.startswith(shown) and len(visible) > len(shown):
                 yield StreamDelta(visible[len(shown):])

@@ -69,3 +69,21 @@ def test_a_character_split_across_tokens_is_held_back_until_complete():
     assert "\ufffd" not in partial  # the half character is not shown
     shown, final = stream(ids, [])
     assert final == "Size 5 µm" and final.startswith(shown)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.data())
+def test_incremental_detokenizer_equals_the_full_decode(data):
+    """At every step the incremental text is the full decode with at most a held-back partial-character tail."""
+    from hulumed.detokenizer import HOLD_BACK, IncrementalDetokenizer
+
+    tokenizer = _tokenizer()
+    ids = data.draw(st.lists(st.sampled_from(_pieces()), min_size=1, max_size=60))
+    detok = IncrementalDetokenizer(tokenizer)
+    for k, token in enumerate(ids, start=1):
+        text = detok.add(token)
+        full = tokenizer.decode(ids[:k], skip_special_tokens=True)
+        assert full.startswith(text), (ids[:k], text, full)
+        assert k - detok._read <= HOLD_BACK  # the window decoded per token stays short: O(1) per token
+        held = full[len(text):]  # only a tail the last few ids make: a partial character or the newest token
+        assert held == tokenizer.decode(ids[detok._read:k], skip_special_tokens=True) or "\ufffd" in held
