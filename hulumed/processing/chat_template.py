@@ -187,19 +187,29 @@ def compile_template(template: str) -> Any:
         raise CheckpointError("chat_template: nested too deeply to compile") from None
 
 
+def _same(value: Any) -> Any:
+    return value
+
+
+def _as_transformers_prepares(helpers: Any, messages: Any, variables: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
+    """The messages and variables as the installed transformers hands them to the template: newer versions (5.25)
+    normalise messages, rebuild them from plain JSON types and alias reasoning fields; older ones (5.19) pass
+    them as given. Each helper is used when the installed version has it."""
+    normalize = getattr(helpers, "_normalize_chat_messages", None)
+    plain = getattr(helpers, "_plain_template_data", _same)
+    alias = getattr(helpers, "_alias_reasoning_fields", _same)
+    chat = normalize(messages) if normalize is not None else messages
+    return alias(plain(chat)), plain(variables)
+
+
 def render_chat(template: str, messages: list[dict[str, Any]], **variables: Any) -> str:
     """``messages`` rendered with ``template`` as transformers' ``apply_chat_template(tokenize=False)`` renders
     them (``variables``: ``add_generation_prompt``, the tokenizer's special tokens, template switches), bounded."""
     import jinja2
-    from transformers.utils.chat_template_utils import (
-        _alias_reasoning_fields,
-        _normalize_chat_messages,
-        _plain_template_data,
-    )
+    from transformers.utils import chat_template_utils as helpers
 
     compiled = compile_template(template)
-    chat = _alias_reasoning_fields(_plain_template_data(_normalize_chat_messages(messages)))
-    variables = _plain_template_data({"tools": None, "documents": None, **variables})
+    chat, variables = _as_transformers_prepares(helpers, messages, {"tools": None, "documents": None, **variables})
     budget = _Budget(deadline=time.monotonic() + MAX_SECONDS)
     token = _BUDGET.set(budget)
     pieces: list[str] = []
