@@ -56,8 +56,6 @@ _GENERATION_HELP = {
 }
 ORIENTATION_NAMES = "raw | ras | radiological"
 NORMALIZATION_NAMES = "slice | volume"
-_IMAGE_MAGIC = {b"\xff\xd8\xff": "JPEG", b"\x89PNG": "PNG", b"GIF8": "GIF", b"BM": "BMP", b"II*\x00": "TIFF",
-                b"MM\x00*": "TIFF"}
 
 
 # ---------------------------------------------------------------------------------------------- options
@@ -186,22 +184,34 @@ def check_load_options(args: argparse.Namespace) -> None:
         pick_dtype(pick_device("cpu"), args.dtype)  # an unknown name raises a one-line ValueError
 
 
-def _image_kind(path: Path) -> str | None:
-    """'JPEG' / 'PNG' / ... when ``path`` is a file starting like an image, else None."""
-    if not path.is_file():
-        return None
-    with path.open("rb") as handle:
-        head = handle.read(8)
-    return next((kind for magic, kind in _IMAGE_MAGIC.items() if head.startswith(magic)), None)
+_RIGHT_FLAG = {"image": "--image", "video": "--video", "volume": "--volume"}
+_TAKES = {"--image": {"image", "dicom"}, "--video": {"video"}, "--volume": {"volume", "dicom"}}
 
 
 def check_media(images: list[str], video: str | None, volume: str | None) -> None:
-    """Each path exists, and a video is not an image file (one-line errors naming the flag)."""
+    """Before any weights load: each path exists, and its content fits its flag (an mp4 given as --image, a PNG as
+    --volume... is a one-line error naming the right flag; ``processing.media_kind`` sniffs the first bytes)."""
+    from .errors import MediaError
+    from .processing.media_kind import media_kind
+
     for flag, path in [*(("--image", p) for p in images), ("--video", video), ("--volume", volume)]:
-        if path is not None and not Path(path).exists():
+        if path is None:
+            continue
+        if not Path(path).exists():
             raise HulumedError(f"{flag} {path}: no such file or folder")
-    if video is not None and (kind := _image_kind(Path(video))) is not None:
-        raise HulumedError(f"--video {video} is a {kind} image, not a video; pass it with --image")
+        if Path(path).is_dir():
+            continue  # a frame folder / DICOM series: its loader checks the files
+        try:
+            found = media_kind(path)
+        except MediaError as error:
+            raise HulumedError(f"{flag} {path}: {error}") from None
+        if found.kind is None or found.kind in _TAKES[flag]:
+            continue
+        if flag == "--video" and found.kind == "image":
+            raise HulumedError(f"--video {path} is a {found.format} image, not a video; pass it with --image")
+        right = _RIGHT_FLAG.get(found.kind, "--volume")
+        noun = "an image" if found.kind == "image" else f"a {found.kind}"
+        raise HulumedError(f"{flag} {path} is {noun} ({found.format}), not what {flag} takes; pass it with {right}")
 
 
 def _check_prompt(prompt: str) -> str:

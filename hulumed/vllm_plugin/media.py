@@ -13,31 +13,22 @@ from __future__ import annotations
 
 import os
 import tempfile
-import zlib
 from typing import Any
 
 import numpy as np
 
+_SUFFIX = {"DICOM": ".dcm", "zip": ".zip"}
+
 
 def _kind(data: bytes) -> tuple[str, str]:
-    """("volume" | "video", file suffix) from the leading bytes (of the gzip-decoded start for a .gz)."""
-    gzipped = data[:2] == b"\x1f\x8b"
-    head = _gunzip_head(data, 1024) if gzipped else data[:1024]
-    if head[344:348] in (b"n+1\x00", b"ni1\x00") or head[4:8] in (b"n+2\x00", b"ni2\x00"):  # NIfTI-1 / NIfTI-2
-        return "volume", ".nii.gz" if gzipped else ".nii"
-    if data[128:132] == b"DICM":
-        return "volume", ".dcm"
-    if data[:4] == b"PK\x03\x04":
-        return "volume", ".zip"
+    """("volume" | "video", file suffix) from the leading bytes (``processing.media_kind``, the one sniff)."""
+    from ..processing.media_kind import sniff_bytes
+
+    found = sniff_bytes(data[:65536])
+    if found.kind in ("volume", "dicom"):
+        suffix = _SUFFIX.get(found.format) or (".nii.gz" if data[:2] == b"\x1f\x8b" else ".nii")
+        return "volume", suffix
     return "video", ".mp4"
-
-
-def _gunzip_head(data: bytes, size: int) -> bytes:
-    """The first ``size`` decoded bytes of a gzip stream (b"" when it is not one); never inflates the rest."""
-    try:
-        return zlib.decompressobj(wbits=16 + zlib.MAX_WBITS).decompress(data[:65536], size)
-    except zlib.error:
-        return b""
 
 
 def load_media_bytes(data: bytes, **kwargs: Any) -> tuple[np.ndarray, dict[str, Any]]:
