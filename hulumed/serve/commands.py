@@ -12,6 +12,7 @@ import argparse
 import logging
 import os
 import sys
+from pathlib import Path
 from typing import Any
 
 from ..options import add_options, option_values, positive_int
@@ -19,7 +20,8 @@ from .settings import ServerSettings
 
 _MB = 2**20
 _SETTINGS_HELP = {
-    "model_name": "the model id clients send (default: --model)",
+    "model_name": "the model id clients send (default: --model; for a local folder its hub id when it is a hub "
+                  "download, else the folder's name)",
     "api_key": "require 'Authorization: Bearer KEY' (or set HULUMED_API_KEY)",
     "media_root": "allow local media paths below this folder",
     "allow_remote_media": "fetch http(s) media URLs",
@@ -72,7 +74,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         raise HulumedError("hulumed serve needs the serve extra: pip install 'hulumed[serve]'") from error
     check_load_options(args)
     values = option_values(args, ServerSettings)
-    values["model_name"] = values.get("model_name") or args.model
+    values["model_name"] = values.get("model_name") or served_model_name(args.model)
     values["api_key"] = values.get("api_key") or os.environ.get("HULUMED_API_KEY") or None
     settings = ServerSettings(**values)
 
@@ -101,6 +103,21 @@ def cmd_serve(args: argparse.Namespace) -> int:
     server.startup = startup  # type: ignore[method-assign]
     server.run()
     return 0
+
+
+def served_model_name(model: str) -> str:
+    """The id a served model answers to when --served-model-name is not given: a hub id as given; a local folder of
+    the hub's cache (``models--ORG--NAME/snapshots/<commit>``) as ``ORG/NAME``, so the README's requests
+    (``"model": "ZJU-AI4H/Hulu-Med-7B"``) work; any other folder by its name (``/data/Hulu-Med-7B`` ->
+    ``Hulu-Med-7B``), never its absolute path."""
+    path = Path(model).expanduser()
+    if not path.is_dir():
+        return model
+    resolved = path.resolve()
+    for part in resolved.parts:
+        if part.startswith("models--") and part.count("--") >= 2:
+            return part[len("models--"):].replace("--", "/", 1)
+    return resolved.name or model
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
