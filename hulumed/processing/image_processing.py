@@ -141,6 +141,37 @@ MAX_TOKENS_BOUND = 131_072
 MAX_MERGE_SIZE = 8
 
 
+#: The Pillow major version whose resizing the golden upstream outputs were checked with (tests/parity).
+GOLDEN_PILLOW_MAJOR = 13
+_PILLOW_WARNED = False
+
+
+def warn_if_pillow_differs(version: str | None = None) -> bool:
+    """Warn once per process when the installed Pillow resizes differently from the one the upstream goldens
+    were checked with: Pillow 12's bicubic resize gives pixel values up to 0.0235 apart, so outputs would not be
+    upstream's. (gradio 6, the demo extra, pins pillow<13; reinstall ``pillow>=13`` after it.) True if it warned."""
+    global _PILLOW_WARNED
+    import PIL
+
+    version = version or PIL.__version__
+    try:
+        major = int(version.split(".")[0])
+    except ValueError:
+        return False
+    if major >= GOLDEN_PILLOW_MAJOR or _PILLOW_WARNED:
+        return False
+    _PILLOW_WARNED = True
+    import warnings
+
+    warnings.warn(
+        f"Pillow {version} resizes images differently from Pillow >= {GOLDEN_PILLOW_MAJOR}, which upstream Hulu-Med's "
+        "outputs were verified with (pixel values differ by up to 0.0235, so answers can differ). Install "
+        "'pillow>=13' (the demo extra's gradio pins pillow<13: run `pip install \"pillow>=13\"` after it).",
+        UserWarning, stacklevel=3,
+    )
+    return True
+
+
 def _check_settings(processor: Any) -> None:
     """``CheckpointError`` naming ``preprocessor_config.json`` and the field when a setting is out of bounds."""
     from hulumed.errors import CheckpointError
@@ -251,6 +282,8 @@ class HulumedImageProcessor(BaseImageProcessor):
         first = frames[0]
         channel_format = None if isinstance(first, Image.Image) or first.ndim == 2 else _channel_format(first)
         resample = Image.Resampling(options["resample"])
+        if options["do_resize"]:
+            warn_if_pillow_differs()
         mean = np.asarray(options["image_mean"], dtype=np.float32)
         std = np.asarray(options["image_std"], dtype=np.float32)
         target_h, target_w = target_size

@@ -128,3 +128,17 @@ def test_from_pretrained_reads_the_official_config(tmp_path):
     assert processor.some_future_key == 7
     assert processor.swap_pil_size is True
     assert HulumedImageProcessor.from_pretrained(tmp_path, swap_pil_size=False).swap_pil_size is False
+
+
+def test_a_pillow_that_resizes_differently_from_the_goldens_warns_once(monkeypatch):
+    import warnings
+
+    from hulumed.processing import image_processing
+
+    monkeypatch.setattr(image_processing, "_PILLOW_WARNED", False)
+    assert not image_processing.warn_if_pillow_differs("13.0.0")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert image_processing.warn_if_pillow_differs("12.1.1")
+        assert not image_processing.warn_if_pillow_differs("12.1.1")  # once per process
+    assert len(caught) == 1 and "pillow>=13" in str(caught[0].message)
