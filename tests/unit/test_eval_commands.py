@@ -46,3 +46,13 @@ def test_protocol_paper_sets_upstream_scoring_and_needs_a_judge() -> None:
     plain = argparse.Namespace(protocol=None, scoring="fixed", judge_url=None, judge_model=None)
     apply_protocol(plain)
     assert plain.scoring == "fixed" and plain.judge_model is None
+
+
+def test_eval_takes_the_same_load_options_as_generate():
+    from hulumed.cli import build_parser
+
+    args = build_parser(["eval"]).parse_args(
+        ["eval", "--model", "m", "--attn", "eager", "--quantization", "4bit", "--revision", "v1", "--backend", "vllm",
+         "--max-batch-tokens", "4096", "--device", "cpu"])
+    assert (args.attn_implementation, args.quantization, args.revision, args.backend, args.max_batch_tokens,
+            args.device) == ("eager", "4bit", "v1", "vllm", 4096, "cpu")
