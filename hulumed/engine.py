@@ -247,10 +247,21 @@ class HFEngine:
             if not finished:  # the caller stopped reading: stop generating this row
                 cancel.set()
 
-    def estimate(self, conversation: Conversation, params: GenerationParams | None = None) -> dict[str, Any]:
-        """Tokens and memory this request needs, before running it (see ``hulumed.estimate``)."""
-        from .estimate import estimate_request
+    def estimate(self, conversation: Conversation | Prepared, params: GenerationParams | None = None
+                 ) -> dict[str, Any]:
+        """Tokens and memory this request needs, before running it (see ``hulumed.estimate``); a ``Prepared``
+        (one conversation) is estimated from its processed inputs, without decoding its media again."""
+        from .estimate import estimate_inputs, estimate_request
 
+        if isinstance(conversation, Prepared):
+            if len(conversation.inputs) != 1:
+                raise ValueError(f"estimate takes one conversation; got {len(conversation.inputs)}")
+            params = params or conversation.params or GenerationParams()
+            return estimate_inputs(
+                self.model.config, conversation.inputs[0].inputs, params, dtype=self.dtype,
+                frame_chunk_size=self.options.frame_chunk_size, reduction=self.options.reduction,
+                vision_dtype=self.vision_dtype, parameters=self._parameters(),
+            )
         params = params or GenerationParams()
         with self._processor_lock:
             return estimate_request(

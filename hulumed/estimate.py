@@ -96,6 +96,23 @@ def estimate_request(
     batch = processor(
         conversation=conversation, add_system_prompt=add_system_prompt, add_generation_prompt=True, return_tensors="pt"
     )
+    return estimate_inputs(config, batch, params, dtype=dtype, frame_chunk_size=frame_chunk_size, reduction=reduction,
+                           vision_dtype=vision_dtype, parameters=parameters)
+
+
+def estimate_inputs(
+    config: Any,
+    batch: Any,
+    params: GenerationParams,
+    *,
+    dtype: torch.dtype = torch.bfloat16,
+    frame_chunk_size: int | None = None,
+    reduction: ReductionOptions | None = None,
+    vision_dtype: torch.dtype | None = None,
+    parameters: dict[str, int] | None = None,
+) -> dict[str, Any]:
+    """``estimate_request`` for one conversation already processed (the processor's outputs: ``input_ids``,
+    ``pixel_values``, ``grid_sizes``, ``merge_sizes``, ``modals``), so a prepared request is not decoded again."""
     size = _dtype_bytes(dtype)
     slots = int((batch["input_ids"] == config.image_token_index).sum())
     grid = batch.get("grid_sizes")

@@ -45,7 +45,7 @@ def human_bytes(count: int) -> str:
 
 def measure(engine: Any, name: str, kind: str, conversation: Conversation, params: GenerationParams) -> InputEstimate:
     prepared = engine.prepare([conversation], params)  # exact counts, before and after reduction
-    estimate = engine.estimate(conversation, params)
+    estimate = engine.estimate(prepared, params)  # from the prepared inputs: the media are decoded once
     return InputEstimate(name, kind, int(prepared.visual_tokens_before_reduction[0]), int(prepared.visual_tokens[0]),
                          int(estimate["prompt_tokens"]), int(estimate["total_bytes"]))
 

@@ -230,8 +230,11 @@ class EndpointEngine:
                               "finish_reason": finish}], "usage": usage}
         yield StreamFinal(result_of(reply))
 
-    def estimate(self, conversation: Conversation, params: GenerationParams | None = None) -> dict[str, Any]:
+    def estimate(self, conversation: Conversation | Prepared, params: GenerationParams | None = None
+                 ) -> dict[str, Any]:
         """Token counts are the server's business: only the request size is known here."""
+        if isinstance(conversation, Prepared):
+            conversation = conversation.conversations[0]
         body = request_body(self.model, conversation, params or GenerationParams())
         return {"endpoints": self.urls, "request_bytes": len(json.dumps(body)), "prompt_tokens": None}
 

@@ -68,13 +68,6 @@ class _Encoded:
     modals: list[str]
 
 
-def _load_key(kind: str, value: Any) -> str:
-    """Upstream shares one load between parts with equal load arguments (start/end excluded)."""
-    if isinstance(value, dict):
-        value = {k: v for k, v in value.items() if k not in ("start_time", "end_time")}
-    return json.dumps([kind, value], default=lambda obj: f"<{type(obj).__name__} {id(obj)}>")
-
-
 def _classify(images: Any) -> tuple[list[str], list[Any]]:
     """Upstream `make_batched_images`: (modals, items) from named tuples or structurally typed inputs."""
 

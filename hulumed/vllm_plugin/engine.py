@@ -29,6 +29,7 @@ import itertools
 import os
 import threading
 from collections.abc import Iterator, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -293,9 +294,13 @@ class VllmEngine:
         end = next((i for i, token in enumerate(ids) if token in self.eos_ids), None)
         return ids if end is None else ids[: end + 1]
 
-    def estimate(self, conversation: Conversation, params: GenerationParams | None = None) -> dict[str, Any]:
+    def estimate(self, conversation: Conversation | Prepared, params: GenerationParams | None = None
+                 ) -> dict[str, Any]:
         from ..estimate import estimate_request
 
+        if isinstance(conversation, Prepared):  # its conversation already carries the think instruction
+            params = replace(params or conversation.params or GenerationParams(), think=False)
+            conversation = conversation.conversations[0]
         params = params or GenerationParams()
         return estimate_request(
             self.config, self.processor, conversation, params, dtype=self.dtype,

@@ -99,3 +99,23 @@ def test_a_file_over_the_media_byte_limit_is_refused(engine, big_volume, tmp_pat
     session, errors = app.attach(DemoSession(), [str(big_volume)])
     assert session.pending == [] and "over this demo's limit of 1,024" in errors[0]
     assert app.held_bytes() == 0
+
+
+def test_an_estimate_row_decodes_its_media_once(engine, monkeypatch):
+    """The demo's estimate rows prepare each request once and estimate from that (no second decode), and the
+    estimate from a Prepared equals the one from the conversation."""
+    from hulumed.demo.attachments import Attachment, VolumeOptions
+    from hulumed.demo.estimates import estimate_inputs
+    from hulumed.generation import GenerationParams
+
+    volume = Attachment("volume", str(GOLDEN / "inputs" / "volume.nii.gz"), "volume.nii.gz",
+                        volume=VolumeOptions(num_slices=4))
+    conversation = [{"role": "user", "content": [volume.part(), {"type": "text", "text": "Findings?"}]}]
+    params = GenerationParams.greedy(8)
+    assert engine.estimate(engine.prepare([conversation], params), params) == engine.estimate(conversation, params)
+    calls = []
+    original = engine.processor.load_conversation_media
+    monkeypatch.setattr(engine.processor, "load_conversation_media",
+                        lambda c: calls.append(1) or original(c))
+    rows = estimate_inputs(engine, [], [volume], "Findings?", params)
+    assert len(rows) == 2 and len(calls) == 2  # one decode per row (the volume alone, the whole request)
