@@ -221,7 +221,7 @@ def run_batch_job(
     defaults = defaults or GenerationParams()
     skip = done_ids(output_path, retry_errors=retry_errors)
     requests = list(_pending(input_path, root, defaults, skip, warn))
-    tokenizer = getattr(engine, "tokenizer", None)
+    tokenizer = engine.tokenizer
     for request in requests:
         if request.error is None:
             try:  # before any model work: a 40k-token line would otherwise be tokenised, batched and run

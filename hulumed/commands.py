@@ -25,7 +25,7 @@ from typing import Any
 
 from .errors import HulumedError
 from .generation import GenerationParams
-from .interface import DEFAULT_MAX_PROMPT_TOKENS, LoadOptions, text_deltas
+from .interface import DEFAULT_MAX_PROMPT_TOKENS, Engine, LoadOptions, text_deltas
 from .options import add_options, option_values, positive_int
 
 # LoadOptions fields every model-loading verb offers (and `hulumed.load` accepts today)
@@ -268,7 +268,7 @@ def _ctrl_c_stops(cancel: threading.Event) -> Iterator[None]:
         signal.signal(signal.SIGINT, previous)
 
 
-def _stream_to_stdout(engine: Any, conversation: list[dict[str, Any]], params: GenerationParams) -> tuple[str, bool]:
+def _stream_to_stdout(engine: Engine, conversation: list[dict[str, Any]], params: GenerationParams) -> tuple[str, bool]:
     """Print an answer as it streams; returns (the text shown, whether Ctrl-C stopped it)."""
     cancel = threading.Event()
     answer = ""

@@ -48,6 +48,7 @@ from .interface import (
     StreamFinal,
     check_visual_tokens,
     conversations_to_prepare,
+    model_revision,
     wants_system_prompt,
 )
 from .processing.processor import concat_visual
@@ -276,7 +277,7 @@ class HFEngine:
 
         info = describe_model(self.model.config, path=self.path, dtype=self.dtype, device=self.device,
                               parameters=self._parameters())
-        info["backend"] = "hf"
+        info.update(backend="hf", revision=model_revision(self.path, self.options.revision))
         return info
 
     def health(self) -> str | None:

@@ -34,7 +34,7 @@ from .generation import GenerationParams, GenerationResult
 from .think import with_think_instruction
 
 Conversation = list[dict[str, Any]]
-Backend = Literal["hf", "vllm"]
+Backend = Literal["hf", "vllm", "endpoint"]  # "endpoint": eval's OpenAI-compatible client (not loadable)
 
 
 @dataclass(frozen=True)
@@ -108,9 +108,15 @@ StreamEvent = Union[StreamDelta, StreamFinal]
 
 @runtime_checkable
 class Engine(Protocol):
-    """A loaded Hulu-Med model behind one backend."""
+    """A loaded Hulu-Med model behind one backend: everything the edges (CLI, server, demo, eval, batch) use.
+
+    ``tokenizer`` / ``processor`` are the checkpoint's (None for a remote endpoint, which has neither: callers then
+    count text as 4 characters per token); ``info()`` has at least ``backend``, ``path`` (the model's folder or
+    served name) and ``revision`` (a hub cache commit, else None), plus ``endpoints`` for a remote endpoint."""
 
     options: LoadOptions
+    tokenizer: Any
+    processor: Any
 
     def prepare(
         self, conversations: Sequence[Conversation], params: GenerationParams | None = None,
@@ -151,6 +157,15 @@ def conversations_to_prepare(conversations: Sequence[Conversation], params: Gene
     appended when ``params.think``."""
     checked = [validate(c) for c in conversations]
     return [with_think_instruction(c) for c in checked] if params.think else checked
+
+
+def model_revision(path: Any, requested: str | None = None) -> str | None:
+    """The revision a model was loaded at: a hub cache folder's commit (``.../snapshots/<commit>``), else what was
+    asked for (``LoadOptions.revision``), else None."""
+    from pathlib import Path
+
+    folder = Path(str(path or ""))
+    return folder.name if folder.parent.name == "snapshots" else requested
 
 
 def wants_system_prompt(conversation: Conversation, options: LoadOptions) -> bool:

@@ -30,6 +30,7 @@ from typing import Any  # noqa: E402
 import gradio as gr  # noqa: E402
 
 from ..errors import HulumedError, MediaError  # noqa: E402
+from ..interface import Engine  # noqa: E402
 from ..processing.image import check_pixels  # noqa: E402
 from ..processing.limits import DEFAULT_MAX_MEDIA_BYTES, DEFAULT_MAX_PIXELS  # noqa: E402
 from ..processing.windowing import window_names  # noqa: E402
@@ -98,13 +99,13 @@ class DemoLimits:
 class DemoApp:
     """The page's handlers over one engine (shared) and per-session ``DemoSession`` values."""
 
-    def __init__(self, engine: Any, processor: Any = None, media_root: str | None = None,
+    def __init__(self, engine: Engine, processor: Any = None, media_root: str | None = None,
                  workspace: str | None = None, limits: DemoLimits | None = None) -> None:
         self.engine = engine
         # per-session files (assembled DICOM series) live under a folder only this user can read (0700)
         self.workspace = Path(workspace or tempfile.mkdtemp(prefix="hulumed-demo-"))
         self.session_files: dict[str, set[str]] = {}  # session key -> uploaded files it attached
-        self.processor = processor if processor is not None else getattr(engine, "processor", None)
+        self.processor = processor if processor is not None else engine.processor
         if self.processor is None:
             raise HulumedError("the demo needs the engine's processor (engine.processor)")
         self.media_root = media_root
@@ -338,7 +339,7 @@ class DemoApp:
             cancel.set()  # a closed page stops its generation too
 
 
-def build_demo(engine: Any, processor: Any = None, media_root: str | None = None,
+def build_demo(engine: Engine, processor: Any = None, media_root: str | None = None,
                title: str = "Hulu-Med demo", workspace: str | None = None) -> gr.Blocks:
     """The page over ``engine`` (see the module docstring)."""
     app = DemoApp(engine, processor, media_root, workspace)

@@ -16,11 +16,10 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
 
 from ..errors import HulumedError
 from ..generation import GenerationParams, GenerationResult
-from ..interface import StreamDelta, StreamFinal
+from ..interface import Engine, StreamDelta, StreamFinal
 from .session import DemoSession, Message
 
 log = logging.getLogger("hulumed.demo")
@@ -73,7 +72,7 @@ def status_line(result: GenerationResult, seconds: float) -> str:
 
 
 def respond(
-    engine: Any, session: DemoSession, text: str, settings: ChatSettings, cancel: threading.Event
+    engine: Engine, session: DemoSession, text: str, settings: ChatSettings, cancel: threading.Event
 ) -> Iterator[tuple[list[Message], str]]:
     """Stream one answer into ``session.messages``; commit the turn when an answer came back."""
     text = (text or "").strip()

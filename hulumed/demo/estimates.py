@@ -9,10 +9,10 @@ see ``hulumed.estimate``).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 from ..conversation import Conversation
 from ..generation import GenerationParams
+from ..interface import Engine
 from .attachments import Attachment
 
 HEADERS = ["input", "kind", "visual tokens", "after reduction", "removed", "prompt tokens", "est. memory"]
@@ -43,7 +43,7 @@ def human_bytes(count: int) -> str:
     return f"{count} B"
 
 
-def measure(engine: Any, name: str, kind: str, conversation: Conversation, params: GenerationParams) -> InputEstimate:
+def measure(engine: Engine, name: str, kind: str, conversation: Conversation, params: GenerationParams) -> InputEstimate:
     prepared = engine.prepare([conversation], params)  # exact counts, before and after reduction
     estimate = engine.estimate(prepared, params)  # from the prepared inputs: the media are decoded once
     return InputEstimate(name, kind, int(prepared.visual_tokens_before_reduction[0]), int(prepared.visual_tokens[0]),
@@ -51,7 +51,7 @@ def measure(engine: Any, name: str, kind: str, conversation: Conversation, param
 
 
 def estimate_inputs(
-    engine: Any, history: Conversation, pending: list[Attachment], prompt: str, params: GenerationParams
+    engine: Engine, history: Conversation, pending: list[Attachment], prompt: str, params: GenerationParams
 ) -> list[InputEstimate]:
     """One row per pending attachment, then the whole next request (history + the new turn)."""
     from .session import user_turn_of

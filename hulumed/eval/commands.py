@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from ..generation import GenerationParams
-from ..interface import LoadOptions
+from ..interface import Engine, LoadOptions
 from ..options import add_options, positive_int
 from .benchmarks import BENCHMARKS, get_benchmark
 from .scoring import FIXES, MODES
@@ -156,7 +156,7 @@ def main(args: argparse.Namespace) -> int:
     if args.endpoint:
         from .endpoint import EndpointEngine
 
-        engine: Any = EndpointEngine(args.endpoint, args.model, api_key=args.api_key, concurrency=args.concurrency,
+        engine: Engine = EndpointEngine(args.endpoint, args.model, api_key=args.api_key, concurrency=args.concurrency,
                                      timeout_s=args.request_timeout)
     else:
         import numpy as np

@@ -151,7 +151,9 @@ class EndpointEngine:
         self.batch_size = concurrency * len(self.urls)  # the runner hands over this many conversations at a time
         self.retries = retries
         self.timeout_s = timeout_s  # a whole reply (not each read) must arrive within this
-        self.options = LoadOptions(backend="hf", batch_size=self.batch_size)
+        self.options = LoadOptions(backend="endpoint", batch_size=self.batch_size)
+        self.tokenizer = None  # a remote model: its tokenizer and processor are the server's
+        self.processor = None
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self._client = httpx.Client(headers=headers, timeout=timeout_s,
                                     limits=httpx.Limits(max_connections=self.batch_size + len(self.urls)))
@@ -243,8 +245,8 @@ class EndpointEngine:
         return None
 
     def info(self) -> dict[str, Any]:
-        return {"backend": "endpoint", "model": self.model, "endpoints": self.urls,
-                "concurrency_per_endpoint": self.concurrency}
+        return {"backend": "endpoint", "model": self.model, "path": self.model, "revision": None,
+                "endpoints": self.urls, "concurrency_per_endpoint": self.concurrency}
 
     def close(self) -> None:
         self._client.close()

@@ -331,14 +331,14 @@ def _judge_finished(client: JudgeClient, benchmark: Benchmark, samples: list[Sam
 
 
 def run_info(engine: Engine, benchmark: Benchmark, params: Any, options: RunOptions) -> dict[str, Any]:
-    model_path = Path(str(getattr(engine, "path", "") or ""))
-    revision = model_path.name if model_path.parent.name == "snapshots" else None  # hub cache: commit hash
+    info = engine.info()
     return {
         "benchmark": benchmark.name, "benchmark_version": benchmark.version, "scoring": options.scoring,
-        "model": str(model_path), "model_revision": revision, "generation": asdict(params), "seed": options.seed,
+        "model": str(info.get("path") or ""), "model_revision": info.get("revision"), "backend": info.get("backend"),
+        "generation": asdict(params), "seed": options.seed,
         "limit": options.limit, "shard": list(options.shard), "blank_images": options.blank_images,
         "judge": None if options.judge is None else {"url": options.judge.url, "model": options.judge.model},
-        **({"endpoints": list(engine.urls)} if getattr(engine, "urls", None) else {}),
+        **({"endpoints": list(info["endpoints"])} if info.get("endpoints") else {}),
     }
 
 

@@ -310,11 +310,11 @@ def _structured(payload: ChatCompletionRequest) -> StructuredOutput | None:
 SAMPLING_EPS = 1e-5
 
 
-def _check_prompt(payload: ChatCompletionRequest, engine: Any, settings: ServerSettings) -> None:
+def _check_prompt(payload: ChatCompletionRequest, engine: Engine, settings: ServerSettings) -> None:
     """400 when the text of the messages is over ``max_prompt_tokens``, found without tokenising all of it."""
     messages = [{"content": message.content} for message in payload.messages]
     try:
-        check_text_tokens(conversation_texts(messages), getattr(engine, "tokenizer", None), settings.max_prompt_tokens)
+        check_text_tokens(conversation_texts(messages), engine.tokenizer, settings.max_prompt_tokens)
     except RequestTooLarge as error:
         raise ApiError(400, f"{error} (this server's limit)", "prompt_too_long") from error
 

@@ -11,14 +11,14 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
 
+from ..interface import Engine
 from .app import create_app
 from .settings import ServerSettings
 
 
 @contextmanager
-def serving(engine: Any, settings: ServerSettings, host: str = "127.0.0.1", timeout_s: float = 30) -> Iterator[str]:
+def serving(engine: Engine, settings: ServerSettings, host: str = "127.0.0.1", timeout_s: float = 30) -> Iterator[str]:
     """Start uvicorn on ``host`` and a free port, yield its base URL, stop it on exit."""
     import uvicorn
 

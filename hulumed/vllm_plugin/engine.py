@@ -44,6 +44,7 @@ from ..interface import (
     StreamFinal,
     check_visual_tokens,
     conversations_to_prepare,
+    model_revision,
     wants_system_prompt,
 )
 from ..think import strip_think, visible_prefix
@@ -313,6 +314,7 @@ class VllmEngine:
 
         out = describe_model(self.config, path=self.path, dtype=self.dtype, device=self.device)
         out["backend"] = "vllm"
+        out["revision"] = model_revision(self.path, self.options.revision)
         out["tensor_parallel_size"] = self.options.tensor_parallel_size
         import vllm
 

@@ -338,3 +338,32 @@ def test_close_ends_the_scheduler_thread_and_the_next_call_starts_it_again(engin
     assert events[-1].result.text == before
     assert engine._scheduler is not None and engine._scheduler is not thread
     engine.close()
+
+
+def test_the_engine_contract_carries_what_the_edges_use(tmp_path):
+    """Every backend the edges see answers the protocol: tokenizer / processor (None for a remote endpoint) and
+    info() with backend, path and revision — no edge reaches past the protocol (no getattr on engines)."""
+    import re
+    from pathlib import Path
+
+    import hulumed
+    from hulumed.eval.endpoint import EndpointEngine
+    from hulumed.interface import Engine
+    from tests.conftest import GOLDEN
+
+    local = hulumed.load(GOLDEN / "tiny-qwen2", device="cpu")
+    remote = EndpointEngine(["http://127.0.0.1:9"], "served-name")
+    for engine, backend in ((local, "hf"), (remote, "endpoint")):
+        assert isinstance(engine, Engine)
+        info = engine.info()
+        assert info["backend"] == backend and info["path"] and "revision" in info
+    assert local.tokenizer is not None and local.processor is not None
+    assert remote.tokenizer is None and remote.processor is None and remote.info()["endpoints"]
+    local.close()
+    remote.close()
+    root = Path(hulumed.__file__).parent
+    edges = [p for p in root.rglob("*.py") if p.parts[-2] in ("serve", "demo", "eval") or p.name in (
+        "commands.py", "batch_job.py")]
+    offending = [f"{p.name}: {m.group(0)}" for p in edges
+                 for m in re.finditer(r"engine: Any|getattr\(engine\b", p.read_text(encoding="utf-8"))]
+    assert offending == []
