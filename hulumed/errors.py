@@ -20,7 +20,12 @@ class MediaError(HulumedError, ValueError):
 
 
 class RequestTooLarge(HulumedError, ValueError):
-    """A request needs more than a configured limit allows (e.g. visual tokens); make it smaller."""
+    """A request needs more than a configured limit allows (e.g. visual tokens); make it smaller. ``code`` names
+    the limit (``too_many_visual_tokens``, ``prompt_too_long``) for the server's error replies."""
+
+    def __init__(self, message: str, code: str = "request_too_large") -> None:
+        super().__init__(message)
+        self.code = code
 
 
 class MediaAccessError(MediaError):

@@ -204,12 +204,13 @@ def check_text_tokens(texts: Sequence[str], tokenizer: Any, limit: int | None) -
             count += len(tokenizer(piece, add_special_tokens=False)["input_ids"]) if tokenizer else len(piece) // 4
             if count > limit:
                 raise RequestTooLarge(f"the messages hold more than {limit} text tokens, the limit "
-                                      "(max_prompt_tokens); shorten them")
+                                      "(max_prompt_tokens); shorten them", code="prompt_too_long")
 
 
 def check_visual_tokens(count: int, limit: int | None) -> None:
     """``RequestTooLarge`` when a conversation's visual tokens (after reduction) exceed ``limit``."""
     if limit is not None and count > limit:
         raise RequestTooLarge(
-            f"the media make {count} visual tokens; the limit is {limit} (use fewer frames / slices or smaller images)"
+            f"the media make {count} visual tokens; the limit is {limit} (use fewer frames / slices or smaller images)",
+            code="too_many_visual_tokens",
         )

@@ -33,11 +33,12 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from ..errors import ApiError, HulumedError, MediaError, RequestTooLarge
+from ..errors import ApiError, HulumedError, RequestTooLarge
 from ..generation import GenerationParams
 from ..interface import Engine, Prepared, StreamDelta, StreamFinal, check_text_tokens, conversation_texts
 from ..structured import StructuredOutput
 from .batcher import Admission, Batcher
+from .error_table import api_error
 from .guard import public_message
 from .media import MediaResolver
 from .metrics import CONTENT_TYPE, ServerMetrics
@@ -176,9 +177,8 @@ def create_app(engine: Engine, settings: ServerSettings) -> FastAPI:
                 )
             try:
                 result = await batcher.submit(prepared, params)
-            except (MediaError, ValueError) as error:
-                code = "invalid_media" if isinstance(error, MediaError) else "invalid_request"
-                raise ApiError(400, str(error), code) from error
+            except (HulumedError, ValueError) as error:
+                raise api_error(error) from error
             status = 200
             usage = usage_block(result.prompt_tokens, result.completion_tokens, result.visual_tokens)
             _count_tokens(metrics, result.prompt_tokens, result.completion_tokens, result.visual_tokens)
@@ -316,7 +316,7 @@ def _check_prompt(payload: ChatCompletionRequest, engine: Engine, settings: Serv
     try:
         check_text_tokens(conversation_texts(messages), engine.tokenizer, settings.max_prompt_tokens)
     except RequestTooLarge as error:
-        raise ApiError(400, f"{error} (this server's limit)", "prompt_too_long") from error
+        raise api_error(RequestTooLarge(f"{error} (this server's limit)", code=error.code)) from error
 
 
 def _conversation(payload: ChatCompletionRequest, settings: ServerSettings, scratch: Path) -> list[dict[str, Any]]:
@@ -334,12 +334,8 @@ def _prepare(engine: Engine, conversation: list[dict[str, Any]], params: Generat
     """Media read once, exact visual tokens (after reduction) checked against the server's limit."""
     try:
         return engine.prepare([conversation], params, max_visual_tokens=max_visual_tokens)
-    except RequestTooLarge as error:
-        raise ApiError(400, str(error), "too_many_visual_tokens") from error
-    except MediaError as error:
-        raise ApiError(400, str(error), "invalid_media") from error
-    except (HulumedError, ValueError) as error:
-        raise ApiError(400, str(error), "invalid_request") from error
+    except (HulumedError, ValueError) as error:  # one table: serve/error_table.py
+        raise api_error(error) from error
 
 
 def _count_tokens(metrics: ServerMetrics, prompt: int, completion: int, visual: int) -> None:
@@ -394,11 +390,13 @@ async def _stream(batcher: Batcher, prepared: Prepared, params: GenerationParams
             if kind == "delta":
                 yield _sse(chunk(request_id, model, {"content": value}))
             elif kind == "error":
-                status = 400 if isinstance(value, (MediaError, ValueError)) else 500
-                message = public_message(str(value), settings) if status == 400 else "internal server error"
-                if status == 500:
+                reply = api_error(value)  # the same status and code as the JSON route would answer
+                status = reply.status
+                if status >= 500:
                     log.error("stream failed: %s", type(value).__name__)
-                yield _sse(error_body(message, "invalid_request_error" if status == 400 else "server_error"))
+                message = public_message(reply.message, settings) if status < 500 else "internal server error"
+                metrics.errors.labels(code=reply.code).inc()
+                yield _sse(error_body(message, reply.kind, reply.code))
                 break
             else:
                 result = finished[0] if finished else None

@@ -274,3 +274,38 @@ def test_readme_openai_example_runs(server, media_root, tmp_path, monkeypatch, c
     code = code.replace("max_tokens=256", "max_tokens=4").replace('"slices": 32', '"slices": 4')
     exec(compile(code, "README.md", "exec"), {})  # noqa: S102 - our own README
     assert "CompletionUsage" in capsys.readouterr().out
+
+
+def test_one_error_table_for_the_json_and_the_streamed_reply(engine):
+    """The same engine error gets the same status and code whether the request streamed (an error event) or not
+    (serve/error_table.py); before, a streamed request lost the code and a non-ValueError became a 500."""
+    from hulumed.errors import CheckpointError, MediaError, StructuredOutputError
+    from hulumed.serve.error_table import api_error
+
+    class Failing:
+        def __init__(self, inner, error):
+            self.inner, self.error = inner, error
+
+        def __getattr__(self, name):
+            return getattr(self.inner, name)
+
+        def generate(self, *args, **kwargs):
+            raise self.error
+
+        def stream(self, *args, **kwargs):
+            raise self.error
+            yield  # a generator, as the real one
+
+    cases = [(StructuredOutputError("llguidance ran out of fuel"), 400, "structured_output_failed"),
+             (MediaError("frame 3 is truncated"), 400, "invalid_media"),
+             (CheckpointError("chat_template: rendering took over 5 s"), 500, "checkpoint_error")]
+    for error, status, code in cases:
+        assert (api_error(error).status, api_error(error).code) == (status, code)
+        with serving(Failing(engine, error), ServerSettings(model_name="tiny")) as url:
+            body = {"model": "tiny", "max_tokens": 2, "messages": [{"role": "user", "content": "hi"}]}
+            plain = _post(url, body)
+            assert plain.status_code == status and plain.json()["error"]["code"] == code
+            streamed = httpx.post(f"{url}/v1/chat/completions", json={**body, "stream": True}, timeout=60)
+            events = [json.loads(line[5:]) for line in streamed.text.splitlines()
+                      if line.startswith("data:") and line.strip() != "data: [DONE]"]
+            assert events[-1]["error"]["code"] == code
