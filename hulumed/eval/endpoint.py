@@ -67,13 +67,12 @@ def openai_part(part: dict[str, Any]) -> dict[str, Any]:
         url = str(path.resolve()) if path.is_dir() else _file_data_uri(str(path), "video/mp4")
         return {"type": "video_url", "video_url": {"url": url, **spec}}
     if kind == "3d":
+        from ..processing.volume.options import part_from_item
+
         spec = dict(part["3d"])
         source = str(spec.pop("image_path"))
-        options = {"axis": spec.pop("nii_axis")} if "nii_axis" in spec else {}
-        if "nii_num_slices" in spec:
-            options["slices"] = spec.pop("nii_num_slices")
         url = str(Path(source).resolve()) if Path(source).is_dir() else _file_data_uri(source)
-        return {"type": "volume_url", "volume_url": {"url": url, **options, **spec}}
+        return {"type": "volume_url", "volume_url": {"url": url, **part_from_item(spec)}}
     raise EndpointError(f"content part of type {kind!r} cannot be sent to an endpoint")
 
 

@@ -21,13 +21,12 @@ from typing import Any
 from ..errors import MediaAccessError, MediaError, MediaRejected
 from ..processing import safe_files
 from ..processing.conversation_media import VIDEO_ITEM_KEYS
-from ..processing.volume import VOLUME_ITEM_KEYS
+from ..processing.volume.options import VOLUME_PART_KEYS
 from .settings import over_limit
 
 VIDEO_OPTIONS = tuple(k for k in VIDEO_ITEM_KEYS if k != "video_path")
 # request key -> processor key of a `3d` item: the processor's own keys, plus the short names of the CLI
-VOLUME_OPTIONS = {**{k: k for k in VOLUME_ITEM_KEYS if k != "image_path"},
-                  "slices": "nii_num_slices", "axis": "nii_axis"}
+VOLUME_OPTIONS = VOLUME_PART_KEYS  # the one codec: processing/volume/options.py
 IGNORED = ("url", "detail")  # "detail" is OpenAI's image hint; it has no meaning here
 RESERVED = ("image_path", "video_path")
 

@@ -3,7 +3,8 @@
 vLLM decodes a Hulu-Med checkpoint's ``video_url`` parts with this loader by default (``chat.py``; a request's
 ``media_io_kwargs`` ``video_backend`` still picks another). This one sniffs the bytes: NIfTI (``.nii`` / ``.nii.gz``),
 DICOM (a file or a zip of a series) go through ``load_volume`` (slices along axis 2 by default, window options as
-our ``3d`` parts: ``slices``, ``axis``, ``window``, ``window_center``, ``window_width`` from the media kwargs),
+our ``3d`` parts: every ``volume_url`` option — ``slices``, ``axis``, windows, orientation, normalize... — from the
+media kwargs),
 anything else through ``load_video`` (our fps / max_frames sampling, default 1 fps and 128 frames, with
 timestamps). Frames come back as one (T, 3, H, W) uint8 array and the metadata carries ``hulumed_timestamps``
 (None for volumes, which the template renders without times).
@@ -41,13 +42,10 @@ def load_media_bytes(data: bytes, **kwargs: Any) -> tuple[np.ndarray, dict[str, 
     try:
         handle.write(data)
         handle.close()
-        if kind == "volume":
-            axis = kwargs.get("axis")
-            frames = load_volume(
-                handle.name, num_slices=kwargs.get("slices"), axis=2 if axis is None else int(axis),
-                window=kwargs.get("window"), window_center=kwargs.get("window_center"),
-                window_width=kwargs.get("window_width"),
-            )
+        if kind == "volume":  # every volume option of a volume_url part (the one codec), not a hand-picked five
+            from ..processing.volume.options import VolumeOptions, item_from_part
+
+            frames = load_volume(handle.name, VolumeOptions.from_item(item_from_part(kwargs)))
             timestamps = None
         else:
             clip = load_video(handle.name, fps=kwargs.get("fps", 1), max_frames=kwargs.get("max_frames", 128))

@@ -71,3 +71,28 @@ def test_vllm_loader_bytes_sniff_uses_the_same_rule():
     assert _kind(b"\0" * 128 + b"DICM" + b"\0" * 10) == ("volume", ".dcm")
 
 
+
+
+def test_one_volume_part_codec_for_server_endpoint_and_vllm_loader():
+    """``volume_url`` part options <-> ``3d`` item keys in one place; the vLLM loader now forwards every option
+    (it forwarded 5 of 10), so a volume through vLLM is sliced as our engine slices it."""
+    import numpy as np
+
+    from hulumed.eval.endpoint import openai_part
+    from hulumed.processing.volume import load_volume
+    from hulumed.processing.volume.options import VOLUME_ITEM_KEYS, item_from_part, part_from_item
+    from hulumed.serve.guard import part_options
+    from hulumed.vllm_plugin.media import load_media_bytes
+
+    item = {"nii_num_slices": 3, "nii_axis": 1, "orientation": "ras", "normalize": "volume", "window": "lung"}
+    part = part_from_item(item)
+    assert part == {"slices": 3, "axis": 1, "orientation": "ras", "normalize": "volume", "window": "lung"}
+    assert item_from_part(part) == item == part_options("volume_url", part, 0)
+    assert set(part_options("volume_url", {k: None for k in VOLUME_ITEM_KEYS if k != "image_path"}, 0)) == \
+        set(VOLUME_ITEM_KEYS) - {"image_path"}  # the server takes every item key
+    sent = openai_part({"type": "3d", "3d": {"image_path": str(INPUTS / "volume.nii.gz"), **item}})
+    assert {k: v for k, v in sent["volume_url"].items() if k != "url"} == part
+    frames, _ = load_media_bytes((INPUTS / "volume.nii.gz").read_bytes(), **part)
+    expected = load_volume(INPUTS / "volume.nii.gz", num_slices=3, axis=1, orientation="ras", normalize="volume",
+                           window="lung")
+    assert np.array_equal(frames, np.stack(expected))

@@ -44,6 +44,21 @@ _ITEM_FIELDS = {
     "series_uid": "series_uid",
 }
 VOLUME_ITEM_KEYS = ("image_path", *_ITEM_FIELDS)
+# The OpenAI-style ``volume_url`` part (server requests, eval's endpoint client, vLLM's media kwargs) names the
+# options as the item does, and upstream's two as the CLI does: ``slices`` / ``axis``. One codec both ways.
+PART_SHORT_NAMES = {"slices": "nii_num_slices", "axis": "nii_axis"}
+VOLUME_PART_KEYS = {**{k: k for k in VOLUME_ITEM_KEYS if k != "image_path"}, **PART_SHORT_NAMES}
+
+
+def item_from_part(options: dict) -> dict:
+    """A ``volume_url`` part's options -> the ``3d`` item's keys (unknown keys left out: the caller refuses them)."""
+    return {VOLUME_PART_KEYS[k]: v for k, v in options.items() if k in VOLUME_PART_KEYS and v is not None}
+
+
+def part_from_item(item: dict) -> dict:
+    """A ``3d`` item's options (without ``image_path``) -> a ``volume_url`` part's, with the short names."""
+    short = {v: k for k, v in PART_SHORT_NAMES.items()}
+    return {short.get(k, k): v for k, v in item.items() if k != "image_path"}
 
 
 @dataclass(frozen=True)
