@@ -88,13 +88,19 @@ def openai_messages(conversation: Conversation) -> list[dict[str, Any]]:
 
 
 def request_body(model: str, conversation: Conversation, params: GenerationParams) -> dict[str, Any]:
-    """The ``/chat/completions`` body: greedy unless ``params`` samples; ``think`` only when asked (an extension)."""
+    """The ``/chat/completions`` body with the local backends' meaning of ``params``: greedy sends temperature 0;
+    sampling sends its temperature (1.0 when unset) and top-p / top-k; unset fields (``GenerationParams()``, "as
+    the checkpoint's generation_config.json") are left out, so the server applies the checkpoint's own settings,
+    as both local backends do. ``think`` only when asked (an extension)."""
     body: dict[str, Any] = {"model": model, "messages": openai_messages(conversation),
                             "max_tokens": params.max_new_tokens}
-    body["temperature"] = (params.temperature if params.temperature is not None else 1.0) if params.do_sample else 0.0
-    if params.do_sample and params.top_p is not None:
+    if params.do_sample is False:
+        body["temperature"] = 0.0
+    elif params.do_sample or params.temperature is not None:
+        body["temperature"] = params.temperature if params.temperature is not None else 1.0
+    if params.do_sample is not False and params.top_p is not None:
         body["top_p"] = params.top_p
-    if params.do_sample and params.top_k is not None:
+    if params.do_sample is not False and params.top_k is not None:
         body["top_k"] = params.top_k
     if params.repetition_penalty is not None:
         body["repetition_penalty"] = params.repetition_penalty

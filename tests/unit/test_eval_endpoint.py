@@ -136,3 +136,13 @@ def test_a_trickling_reply_is_cut_at_the_total_deadline() -> None:
     with pytest.raises(EndpointError, match="did not finish its reply within 0.3 s"):
         engine.generate([{"role": "user", "content": "hi"}], GenerationParams.greedy(4))
     assert time.monotonic() - started < 5
+
+
+def test_unset_generation_fields_mean_the_checkpoints_settings_as_on_the_local_backends() -> None:
+    """GenerationParams() samples as the checkpoint's generation_config.json on both local backends; the endpoint
+    body now leaves those fields out (the server applies the checkpoint's), instead of forcing greedy."""
+    conversation = [{"role": "user", "content": "hi"}]
+    body = request_body("m", conversation, GenerationParams(max_new_tokens=5))
+    assert not {"temperature", "top_p", "top_k"} & set(body)
+    assert request_body("m", conversation, GenerationParams.greedy(5))["temperature"] == 0.0
+    assert request_body("m", conversation, GenerationParams(temperature=0.3, top_p=0.9))["temperature"] == 0.3
