@@ -46,8 +46,10 @@ from .interface import (
     StreamDelta,
     StreamEvent,
     StreamFinal,
+    as_prepared,
     check_visual_tokens,
     conversations_to_prepare,
+    eos_token_ids,
     model_revision,
     wants_system_prompt,
 )
@@ -102,10 +104,7 @@ class HFEngine:
         self.tokenizer = processor.tokenizer
         self.options = options or LoadOptions()
         self.path = path
-        eos = model.generation_config.eos_token_id
-        self.eos_ids = set(eos if isinstance(eos, list) else [eos] if eos is not None else [])
-        self.eos_ids.add(self.tokenizer.convert_tokens_to_ids("<|im_end|>"))
-        self.eos_ids.discard(None)
+        self.eos_ids = eos_token_ids(model.generation_config, self.tokenizer)
         self._processor_lock = threading.Lock()  # tokenizers are not safe to call from several threads at once
         self._waiting: list[_Submission] = []
         self._wakeup = threading.Condition()
@@ -177,12 +176,7 @@ class HFEngine:
     def _as_prepared(
         self, conversations: Conversation | Sequence[Conversation] | Prepared, params: GenerationParams | None
     ) -> tuple[Prepared, GenerationParams]:
-        if isinstance(conversations, Prepared):
-            return conversations, params or conversations.params or GenerationParams()
-        params = params or GenerationParams()
-        if conversations and isinstance(conversations[0], dict):
-            conversations = [conversations]  # type: ignore[list-item]
-        return self.prepare(list(conversations), params), params  # type: ignore[arg-type]
+        return as_prepared(self, conversations, params)
 
     # ------------------------------------------------------------------ public API
     def generate(

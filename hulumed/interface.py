@@ -168,6 +168,29 @@ def model_revision(path: Any, requested: str | None = None) -> str | None:
     return folder.name if folder.parent.name == "snapshots" else requested
 
 
+def as_prepared(engine: Engine, conversations: Any, params: GenerationParams | None
+                ) -> tuple[Prepared, GenerationParams]:
+    """``generate`` / ``stream``'s first step on every backend: a ``Prepared`` as given, else one conversation (a
+    list of messages) or a list of conversations, prepared once."""
+    if isinstance(conversations, Prepared):
+        return conversations, params or conversations.params or GenerationParams()
+    params = params or GenerationParams()
+    if conversations and isinstance(conversations[0], dict):
+        conversations = [conversations]  # one conversation
+    prepared = engine.prepare(list(conversations), params)
+    return prepared, prepared.params or params
+
+
+def eos_token_ids(generation_config: Any, tokenizer: Any) -> set[int]:
+    """The ids that end an answer on every backend: the checkpoint's ``eos_token_id`` (one or a list) and the
+    chat template's turn end ``<|im_end|>``."""
+    eos = getattr(generation_config, "eos_token_id", None)
+    ids = {e for e in (eos if isinstance(eos, list) else [eos]) if e is not None}
+    ids.add(tokenizer.convert_tokens_to_ids("<|im_end|>"))
+    ids.discard(None)
+    return ids
+
+
 def wants_system_prompt(conversation: Conversation, options: LoadOptions) -> bool:
     """Whether the checkpoint's system prompt is rendered: ``options.system_prompt`` if set, else upstream's rule
     (on for conversations with media)."""

@@ -31,7 +31,7 @@ from typing import Any
 
 from ..errors import EndpointError
 from ..generation import GenerationParams, GenerationResult
-from ..interface import Conversation, LoadOptions, Prepared, StreamDelta, StreamEvent, StreamFinal
+from ..interface import Conversation, LoadOptions, Prepared, StreamDelta, StreamEvent, StreamFinal, as_prepared
 
 RETRY_STATUSES = (429, 500, 502, 503, 504)
 
@@ -258,11 +258,7 @@ class EndpointEngine:
 
     # ------------------------------------------------------------------ plumbing
     def _prepared(self, conversations: Any, params: GenerationParams | None) -> Prepared:
-        if isinstance(conversations, Prepared):
-            return conversations
-        if conversations and isinstance(conversations[0], dict):  # one conversation
-            conversations = [conversations]
-        return self.prepare(conversations, params)
+        return as_prepared(self, conversations, params)[0]
 
     @staticmethod
     def _message(url: str, response: Any) -> str:

@@ -42,8 +42,10 @@ from ..interface import (
     StreamDelta,
     StreamEvent,
     StreamFinal,
+    as_prepared,
     check_visual_tokens,
     conversations_to_prepare,
+    eos_token_ids,
     model_revision,
     wants_system_prompt,
 )
@@ -81,10 +83,7 @@ class VllmEngine:
             self.generation_config = GenerationConfig.from_pretrained(self.path)
         except OSError:
             self.generation_config = GenerationConfig()
-        eos = self.generation_config.eos_token_id
-        self.eos_ids = {e for e in (eos if isinstance(eos, list) else [eos]) if e is not None}
-        self.eos_ids.add(self.tokenizer.convert_tokens_to_ids("<|im_end|>"))
-        self.eos_ids.discard(None)
+        self.eos_ids = eos_token_ids(self.generation_config, self.tokenizer)
 
         args = AsyncEngineArgs(
             model=str(self.path),
@@ -191,13 +190,7 @@ class VllmEngine:
                              ignore_eos=params.ignore_eos, cancelled=cancelled)
 
     def _as_prepared(self, conversations: Any, params: GenerationParams | None) -> tuple[Prepared, GenerationParams]:
-        if isinstance(conversations, Prepared):
-            return conversations, params or conversations.params or GenerationParams()
-        params = params or GenerationParams()
-        if conversations and isinstance(conversations[0], dict):
-            conversations = [conversations]
-        prepared = self.prepare(list(conversations), params)
-        return prepared, prepared.params or params
+        return as_prepared(self, conversations, params)
 
     async def _run(self, prompt: PromptItems, sampling: Any, queue: asyncio.Queue | None = None) -> list[int]:
         request_id = f"hulumed-{next(self._ids)}"
