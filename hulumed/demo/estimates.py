@@ -43,7 +43,8 @@ def human_bytes(count: int) -> str:
     return f"{count} B"
 
 
-def measure(engine: Engine, name: str, kind: str, conversation: Conversation, params: GenerationParams) -> InputEstimate:
+def measure(engine: Engine, name: str, kind: str, conversation: Conversation,
+            params: GenerationParams) -> InputEstimate:
     prepared = engine.prepare([conversation], params)  # exact counts, before and after reduction
     estimate = engine.estimate(prepared, params)  # from the prepared inputs: the media are decoded once
     return InputEstimate(name, kind, int(prepared.visual_tokens_before_reduction[0]), int(prepared.visual_tokens[0]),
