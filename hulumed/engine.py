@@ -105,6 +105,7 @@ class HFEngine:
         self.options = options or LoadOptions()
         self.path = path
         self.eos_ids = eos_token_ids(model.generation_config, self.tokenizer)
+        self.pad_id = self._pad_token_id()
         self._processor_lock = threading.Lock()  # tokenizers are not safe to call from several threads at once
         self._waiting: list[_Submission] = []
         self._wakeup = threading.Condition()
@@ -131,24 +132,38 @@ class HFEngine:
         """Process conversations once; exact counts (visual tokens after reduction); ``RequestTooLarge`` over
         ``max_visual_tokens``, before any model work."""
         params = params or GenerationParams()
-        conversations = conversations_to_prepare(conversations, params)
-        rows = [self._prepare_row(c) for c in conversations]
+        conversations = self._conversations(conversations, params)
+        rows = [self._prepare_row(c, params) for c in conversations]
         for row in rows:
             check_visual_tokens(row.visual_tokens, max_visual_tokens)
         return Prepared(
             conversations=conversations,
             prompt_tokens=[r.prompt_tokens for r in rows],
             visual_tokens=[r.visual_tokens for r in rows],
-            visual_tokens_before_reduction=[int((r.inputs["input_ids"] == self._image_id).sum()) for r in rows],
+            visual_tokens_before_reduction=[self._visual_slots(r.inputs) for r in rows],
             params=params,
             inputs=rows,
         )
+
+    # ------------------------------------------------------------------ what a model family changes
+    def _pad_token_id(self) -> int:
+        return self.processor.pad_token_id
+
+    def _conversations(self, conversations: Sequence[Conversation], params: GenerationParams) -> list[Conversation]:
+        return conversations_to_prepare(conversations, params)
+
+    def _visual_slots(self, inputs: dict[str, Any]) -> int:
+        """The processor's visual placeholders in one row's ``input_ids``."""
+        return int((inputs["input_ids"] == self._image_id).sum())
 
     @property
     def _image_id(self) -> int:
         return self.model.config.image_token_index
 
-    def _prepare_row(self, conversation: Conversation) -> _Row:
+    def _collate(self, rows: list[dict[str, Any]]) -> dict[str, Any]:
+        return _collate(rows, self.pad_id)
+
+    def _prepare_row(self, conversation: Conversation, params: GenerationParams) -> _Row:
         with self._processor_lock:
             batch = self.processor(
                 conversation=[conversation], add_system_prompt=[wants_system_prompt(conversation, self.options)],
@@ -380,18 +395,26 @@ class HFEngine:
 
     def _generate_kwargs(self, params: GenerationParams) -> dict[str, Any]:
         kwargs = params.generate_kwargs()
-        kwargs["pad_token_id"] = self.processor.pad_token_id
-        kwargs.update(reduction=self.options.reduction, frame_chunk_size=self.options.frame_chunk_size)
+        kwargs["pad_token_id"] = self.pad_id
+        kwargs.update(self._model_kwargs())
         if params.stop:
             kwargs.update(stop_strings=list(params.stop), tokenizer=self.tokenizer)
         return kwargs
+
+    def _model_kwargs(self) -> dict[str, Any]:
+        """Runtime options the model's ``generate`` takes (ours: reduction and frame chunking)."""
+        return {"reduction": self.options.reduction, "frame_chunk_size": self.options.frame_chunk_size}
+
+    def _new_tokens(self, output: torch.Tensor, inputs: dict[str, Any]) -> torch.Tensor:
+        """The generated ids of ``generate``'s output (ours returns only those: it runs on input embeddings)."""
+        return output
 
     def _run(self, batch: list[_Submission]) -> None:
         from transformers import StoppingCriteria, StoppingCriteriaList
 
         rows = [row for submission in batch for row in submission.rows]
         params = batch[0].params
-        inputs = _collate([row.inputs for row in rows], self.processor.pad_token_id)
+        inputs = self._collate([row.inputs for row in rows])
         streamer = _BatchStreamer(rows, self, params) if any(r.events is not None for r in rows) else None
 
         class _Cancelled(StoppingCriteria):
@@ -417,7 +440,7 @@ class HFEngine:
                                self.eos_ids)
             warpers, kwargs = sampling_processors(self.model.generation_config, kwargs)
             extra["logits_processor"] = LogitsProcessorList([mask, *warpers])
-        output = self.model.generate(**inputs, **kwargs, **extra)  # (B, new tokens)
+        output = self._new_tokens(self.model.generate(**inputs, **kwargs, **extra), inputs)  # (B, new tokens)
         grammar_errors = extra["logits_processor"][0].errors if "logits_processor" in extra else [None] * len(rows)
         start = 0
         for submission in batch:

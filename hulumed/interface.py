@@ -65,6 +65,8 @@ class LoadOptions:
     frame_chunk_size: int | None = 32  # vision encoder frames per pass (identical results; bounds memory)
     system_prompt: bool | None = None  # None: on for conversations with media, as upstream's README
     reduction: ReductionOptions = field(default_factory=ReductionOptions)
+    # second generation (processing/qwen3_vl_inputs.py): a 3D volume's slices as "images" (default) or one "video"
+    volume_input: str = "images"
     # vllm backend only
     tensor_parallel_size: int = 1
     max_model_len: int | None = None

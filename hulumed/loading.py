@@ -26,11 +26,13 @@ from .devices import pick_device, pick_dtype
 from .errors import CheckpointError, HulumedError
 from .hub import resolve_model
 from .interface import Engine, LoadOptions
-from .model.checkpoint_bounds import check_checkpoint
+from .model.checkpoint_bounds import check_checkpoint, read_config
+from .model.family import Family, family_of
 
 QUANTIZATIONS = ("4bit", "8bit")
 #: Kept in full precision when the decoder is quantized.
 UNQUANTIZED_MODULES = ["vision_encoder", "mm_projector", "lm_head"]
+SECOND_GENERATION_UNQUANTIZED = ["visual", "lm_head", "mlp.gate"]  # vision tower, head and expert routers
 
 
 def quantization_config(
@@ -72,11 +74,21 @@ def load_config(model: str | os.PathLike, revision: str | None = None) -> tuple[
         raise CheckpointError(f"{path}/config.json: {str(error).splitlines()[0][:300]}") from None
 
 
+def checkpoint_family(path: str | os.PathLike) -> Family:
+    """The model family of a checkpoint folder, from its ``config.json`` (``model/family.py``)."""
+    return family_of(read_config(path), f"{path}/config.json")
+
+
 def load_processor(path: str | os.PathLike) -> Any:
+    """The checkpoint's processor: ours (first generation) or the stock ``Qwen3VLProcessor`` (second)."""
     from transformers import AutoProcessor
 
     from .registration import register_auto_classes
 
+    if checkpoint_family(path).name == "qwen3_vl":
+        from .processing.qwen3_vl_inputs import load_qwen3_vl_processor
+
+        return load_qwen3_vl_processor(path)
     register_auto_classes()
     return AutoProcessor.from_pretrained(path)
 
@@ -92,14 +104,16 @@ def load_model(
     revision: str | None = None,
     place: bool = True,
 ) -> tuple[Any, Path]:
-    """A Hulu-Med ``*ForCausalLM`` and its folder. ``place=False`` leaves an unquantized model on the CPU."""
-    from transformers import AutoModelForCausalLM
+    """A Hulu-Med model and its folder: our ``*ForCausalLM`` (first generation) or the stock
+    ``*ForConditionalGeneration`` (second). ``place=False`` leaves an unquantized model on the CPU."""
+    from transformers import AutoModelForCausalLM, AutoModelForImageTextToText
 
     from .registration import register_auto_classes
 
     register_auto_classes()
     path = resolve_model(model, revision=revision)
-    check_checkpoint(path)  # sizes bounded and matching the weights' headers before anything is allocated
+    raw = check_checkpoint(path)  # sizes bounded and matching the weights' headers before anything is allocated
+    second = family_of(raw).name == "qwen3_vl"
     target = pick_device(device)
     quantized = quantization_config(quantization, target, double_quant=double_quant)
     kwargs: dict[str, Any] = {"dtype": pick_dtype(target, dtype)}
@@ -107,8 +121,10 @@ def load_model(
         kwargs["attn_implementation"] = attn_implementation
     if quantized is not None:
         kwargs.update(quantization_config=quantized, device_map={"": str(target)})
-    loaded = AutoModelForCausalLM.from_pretrained(path, **kwargs)
-    if not hasattr(loaded, "encode_images"):
+    if second and quantized is not None:
+        kwargs["quantization_config"].llm_int8_skip_modules = SECOND_GENERATION_UNQUANTIZED
+    loaded = (AutoModelForImageTextToText if second else AutoModelForCausalLM).from_pretrained(path, **kwargs)
+    if not second and not hasattr(loaded, "encode_images"):
         raise HulumedError(f"{model} is not a Hulu-Med checkpoint (model type {loaded.config.model_type})")
     if quantized is None and place:
         loaded = loaded.to(target)
@@ -141,4 +157,8 @@ def load(model: str | os.PathLike, options: LoadOptions | None = None, **overrid
         model, device=options.device, dtype=options.dtype, attn_implementation=options.attn_implementation,
         quantization=options.quantization, revision=options.revision,
     )
+    if checkpoint_family(path).name == "qwen3_vl":
+        from .qwen3_vl_engine import Qwen3VLEngine
+
+        return Qwen3VLEngine(loaded, load_processor(path), options, path=path)
     return HFEngine(loaded, load_processor(path), options, path=path)

@@ -43,6 +43,9 @@ BOUNDS = {
     "vocab_size": 4_194_304,
     "max_position_embeddings": 16_777_216,
     "max_window_layers": 1_024,
+    "moe_intermediate_size": 262_144,
+    "num_experts": 4_096,
+    "num_experts_per_tok": 4_096,
 }
 VISION_BOUNDS = {
     "hidden_size": 16_384,
@@ -51,11 +54,24 @@ VISION_BOUNDS = {
     "num_attention_heads": 256,
     "patch_size": 64,
 }
+#: A second-generation ``vision_config`` (stock Qwen3-VL names).
+VISION_CONFIG_BOUNDS = {
+    "hidden_size": 16_384,
+    "intermediate_size": 65_536,
+    "depth": 256,
+    "num_heads": 256,
+    "patch_size": 64,
+    "out_hidden_size": 65_536,
+    "num_position_embeddings": 1_048_576,
+    "spatial_merge_size": 16,
+    "temporal_patch_size": 16,
+}
 MAX_CONFIG_BYTES = 4 * 2**20
 MAX_HEADER_BYTES = 100 * 2**20  # safetensors' own limit
 _DTYPE_BYTES = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I16": 2, "I8": 1, "U8": 1,
                 "BOOL": 1, "F8_E4M3": 1, "F8_E5M2": 1, "U16": 2, "U32": 4, "U64": 8, "F8_E8M0": 1, "F4": 1}
-_LAYER = re.compile(r"^model\.layers\.(\d+)\.")
+_LAYER = re.compile(r"^model\.(?:language_model\.)?layers\.(\d+)\.")
+_EMBEDDINGS = ("model.embed_tokens.weight", "model.language_model.embed_tokens.weight")
 
 
 def _size(where: str, name: str, value: Any, bound: int) -> int:
@@ -82,8 +98,30 @@ def read_config(folder: str | os.PathLike) -> dict[str, Any]:
     return raw
 
 
+def _sub_config(raw: dict[str, Any], name: str, where: str) -> dict[str, Any] | None:
+    value = raw.get(name)
+    if value is not None and not isinstance(value, dict):
+        raise CheckpointError(f"{where}: {name} must be an object")
+    return value
+
+
 def check_config(raw: dict[str, Any], where: str = "config.json") -> None:
-    """Every size field of a Hulu-Med ``config.json`` dict within ``BOUNDS`` and consistent."""
+    """Every size field of a Hulu-Med ``config.json`` dict within ``BOUNDS`` and consistent (a second-generation
+    config: its ``text_config`` and ``vision_config`` too)."""
+    from .family import family_of
+
+    family_of(raw, where)
+    text = _sub_config(raw, "text_config", where)
+    if text is not None:
+        check_config({**text, "model_type": raw["model_type"]}, f"{where} text_config")
+    vision_config = _sub_config(raw, "vision_config", where)
+    if vision_config is not None:
+        for name, bound in VISION_CONFIG_BOUNDS.items():
+            if vision_config.get(name) is not None and not isinstance(vision_config[name], list):
+                _size(f"{where} vision_config", name, vision_config[name], bound)
+    experts, active = raw.get("num_experts"), raw.get("num_experts_per_tok")
+    if isinstance(experts, int) and isinstance(active, int) and active > experts:
+        raise CheckpointError(f"{where}: num_experts_per_tok {active} is more than num_experts {experts}")
     for name, bound in BOUNDS.items():
         if raw.get(name) is not None:
             _size(where, name, raw[name], bound)
@@ -181,16 +219,17 @@ def check_checkpoint(folder: str | os.PathLike) -> dict[str, Any]:
     if not shapes:
         return raw
     where = f"{folder}/config.json"
-    embed = shapes.get("model.embed_tokens.weight")
-    if embed is not None and raw.get("vocab_size") and raw.get("hidden_size"):
-        if list(embed) != [raw["vocab_size"], raw["hidden_size"]]:
+    text = raw.get("text_config") or raw  # second generation: the decoder's sizes are in text_config
+    embed = next((shapes[k] for k in _EMBEDDINGS if k in shapes), None)
+    if embed is not None and text.get("vocab_size") and text.get("hidden_size"):
+        if list(embed) != [text["vocab_size"], text["hidden_size"]]:
             raise CheckpointError(
-                f"{where}: vocab_size {raw['vocab_size']} x hidden_size {raw['hidden_size']} does not match the "
+                f"{where}: vocab_size {text['vocab_size']} x hidden_size {text['hidden_size']} does not match the "
                 f"weights' embedding {tuple(embed)}; config.json does not belong to these weights"
             )
     layers = {int(m.group(1)) for name in shapes if (m := _LAYER.match(name))}
-    if layers and raw.get("num_hidden_layers") and raw["num_hidden_layers"] != len(layers):
-        raise CheckpointError(f"{where}: num_hidden_layers {raw['num_hidden_layers']} but the weights hold "
+    if layers and text.get("num_hidden_layers") and text["num_hidden_layers"] != len(layers):
+        raise CheckpointError(f"{where}: num_hidden_layers {text['num_hidden_layers']} but the weights hold "
                               f"{len(layers)} decoder layers; config.json does not belong to these weights")
     patch = next((shapes[k] for k in shapes if k.endswith("vision_encoder.embeddings.patch_embedding.weight")), None)
     vision = raw.get("vision_encoder_config") or {}
