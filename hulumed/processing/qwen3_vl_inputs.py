@@ -14,8 +14,10 @@ Media are read by our loaders, then handed to transformers' own processors:
   ``start_time`` / ``end_time`` and thinned to ``max_frames``; only those frames are decoded (PyAV seeking,
   ``video.container.frames_chosen``) and handed over with their ``VideoMetadata``, so the prompt's timestamps
   are the frames' own. The stock video processor needs torchvision.
-* ``3d`` (NIfTI, DICOM file / series / zip, every ``VolumeOptions``): upstream documents no 3D convention for
-  this generation; ours is ``volume_input``: ``"images"`` (default: every sampled slice one image, in slice
+* ``3d`` (NIfTI, DICOM file / series / zip, every ``VolumeOptions``), and a ``video`` part given as a folder of
+  frame images or a list of frames (how upstream and the 3-D benchmarks pass slice stacks; sampled by our loader
+  with the part's ``fps`` / ``max_frames``): upstream documents no 3D convention for this generation; ours is
+  ``volume_input``: ``"images"`` (default: every sampled slice one image, in slice
   order, so no two slices share a temporal patch and no timestamp is invented; works without torchvision) or
   ``"video"`` (slices as the frames of a video with ``fps=1``, so the prompt's "<t seconds>" marks are slice
   positions; half the tokens, adjacent slices merged in pairs by the temporal patch; needs torchvision).
@@ -112,8 +114,7 @@ def _video(value: Any, video_processor: Any) -> tuple[np.ndarray, Any]:
         raise MediaError("A video part needs {'video_path': a video file}.")
     path = Path(value["video_path"])
     if not path.is_file():
-        raise MediaError(f"Video {path} does not exist or is not a file; second-generation models take video files "
-                         "(.mp4, .avi, ...) here, not frame folders.")
+        raise MediaError(f"Video {path} does not exist or is not a file.")
     fps, max_frames = value.get("fps"), value.get("max_frames")
     start, end = value.get("start_time"), value.get("end_time")
 
@@ -135,10 +136,41 @@ def _video(value: Any, video_processor: Any) -> tuple[np.ndarray, Any]:
     return stacked, metadata
 
 
-def _volume(value: Any, volume_input: VolumeInput, video_processor: Any) -> tuple[list[Any], Any]:
-    """A volume's sampled slices: PIL images (``"images"``), or one (T, H, W, 3) video with ``fps=1`` metadata."""
+def _is_frame_sequence(value: Any) -> bool:
+    """A video part given as a folder of frame images or a list of frames (not a container file)."""
+    if not isinstance(value, dict):
+        return True
+    source = value.get("video_path")
+    return isinstance(source, (list, tuple)) or (source is not None and Path(str(source)).is_dir())
+
+
+def _frame_sequence(value: Any) -> list[np.ndarray]:
+    """(3, H, W) uint8 frames of a frame folder / list, sampled by our loader (``fps``, ``max_frames``)."""
+    from hulumed.processing.video import load_video
+
+    if not isinstance(value, dict):
+        value = {"video_path": list(value)}
+    clip = load_video(value["video_path"], start_time=value.get("start_time"), end_time=value.get("end_time"),
+                      fps=value.get("fps", 1), max_frames=value.get("max_frames", 128))
+    return list(clip.frames)
+
+
+def _slices(slices: list[np.ndarray], volume_input: VolumeInput, video_processor: Any) -> tuple[list[Any], Any]:
+    """Slices ((3, H, W) uint8) as PIL images (``"images"``), or one (T, H, W, 3) video with ``fps=1`` metadata."""
     from transformers.video_utils import VideoMetadata
 
+    if volume_input == "images":
+        return [_pil(s) for s in slices], None
+    if video_processor is None:
+        raise MediaError(f"volume_input='video' goes through {_TORCHVISION_HINT}; or use volume_input='images'.")
+    stacked = np.stack([np.moveaxis(s, 0, -1) for s in slices])
+    metadata = VideoMetadata(total_num_frames=len(slices), fps=1.0, width=stacked.shape[2], height=stacked.shape[1],
+                             frames_indices=list(range(len(slices))), video_backend="hulumed-volume")
+    return [stacked], metadata
+
+
+def _volume(value: Any, volume_input: VolumeInput, video_processor: Any) -> tuple[list[Any], Any]:
+    """A volume's sampled slices under the ``volume_input`` convention (``_slices``)."""
     from hulumed.processing.volume import VolumeOptions, load_volume
 
     if not isinstance(value, dict) or value.get("image_path") is None:
@@ -146,12 +178,7 @@ def _volume(value: Any, volume_input: VolumeInput, video_processor: Any) -> tupl
     if volume_input == "video" and video_processor is None:
         raise MediaError(f"volume_input='video' goes through {_TORCHVISION_HINT}; or use volume_input='images'.")
     slices = load_volume(value["image_path"], VolumeOptions.from_item(value))  # (3, X, Y) uint8 each
-    if volume_input == "images":
-        return [_pil(s) for s in slices], None
-    stacked = np.stack([np.moveaxis(s, 0, -1) for s in slices])
-    metadata = VideoMetadata(total_num_frames=len(slices), fps=1.0, width=stacked.shape[2], height=stacked.shape[1],
-                             frames_indices=list(range(len(slices))), video_backend="hulumed-volume")
-    return [stacked], metadata
+    return _slices(slices, volume_input, video_processor)
 
 
 def stock_messages(conversation: Conversation, processor: Any, volume_input: VolumeInput = "images"
@@ -179,13 +206,14 @@ def stock_messages(conversation: Conversation, processor: Any, volume_input: Vol
             elif kind == "image":
                 images.append(_image(part["image"]))
                 parts.append({"type": "image"})
-            elif kind == "video":
+            elif kind == "video" and not _is_frame_sequence(part["video"]):
                 frames, meta = _video(part["video"], video_processor)
                 videos.append(frames)
                 metadata.append(meta)
                 parts.append({"type": "video"})
-            elif kind == "3d":
-                loaded, meta = _volume(part["3d"], volume_input, video_processor)
+            elif kind in ("video", "3d"):
+                loaded, meta = (_volume(part["3d"], volume_input, video_processor) if kind == "3d"
+                                else _slices(_frame_sequence(part["video"]), volume_input, video_processor))
                 if meta is None:
                     images.extend(loaded)
                     parts.extend({"type": "image"} for _ in loaded)

@@ -304,9 +304,11 @@ class VllmEngine:
 
     def info(self) -> dict[str, Any]:
         from ..estimate import describe_model
+        from ..model.family import family_of
 
         out = describe_model(self.config, path=self.path, dtype=self.dtype, device=self.device)
         out["backend"] = "vllm"
+        out["family"] = family_of(self.config.to_dict()).label
         out["revision"] = model_revision(self.path, self.options.revision)
         out["tensor_parallel_size"] = self.options.tensor_parallel_size
         import vllm
