@@ -225,13 +225,15 @@ def stock_messages(conversation: Conversation, processor: Any, volume_input: Vol
     return messages, images, videos, metadata
 
 
-def render_prompt(processor: Any, messages: list[dict[str, Any]], *, think: bool = False) -> str:
-    """The checkpoint's chat template over ``messages``, with the generation prompt, rendered bounded."""
+def render_chat_messages(processor: Any, messages: list[dict[str, Any]], *, add_generation_prompt: bool = True,
+                         think: bool = False) -> str:
+    """The checkpoint's chat template over ``messages`` (``stock_messages``), rendered bounded."""
     from hulumed.processing.chat_template import render_chat
 
     if not processor.chat_template:
         raise CheckpointError("the checkpoint has no chat template (chat_template.jinja / chat_template.json)")
-    variables: dict[str, Any] = {**processor.tokenizer.special_tokens_map, "add_generation_prompt": True}
+    variables: dict[str, Any] = {**processor.tokenizer.special_tokens_map,
+                                 "add_generation_prompt": add_generation_prompt}
     if think:
         variables["enable_thinking"] = True
     return render_chat(processor.chat_template, messages, **variables)
@@ -241,7 +243,7 @@ def prepare_inputs(processor: Any, conversation: Conversation, *, volume_input: 
                    think: bool = False) -> Any:
     """One conversation as the stock processor's ``BatchFeature`` (``return_tensors="pt"``)."""
     messages, images, videos, metadata = stock_messages(conversation, processor, volume_input)
-    text = render_prompt(processor, messages, think=think)
+    text = render_chat_messages(processor, messages, think=think)
     kwargs: dict[str, Any] = {"text": [text], "return_tensors": "pt"}
     if images:
         kwargs["images"] = images

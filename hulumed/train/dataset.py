@@ -43,6 +43,8 @@ class ConversationDataset(Dataset):
             encoded = self.encoder.encode(example.conversation)
         except (HulumedError, ValueError, OSError) as error:
             raise DataError(f"{example.where}: {error}") from error
+        if hasattr(encoded, "to_item"):  # second generation: the stock forward's arguments (qwen3_vl_labels.py)
+            return encoded.to_item()
         item: dict[str, Any] = {
             "input_ids": torch.tensor(encoded.input_ids, dtype=torch.long),  # (N,)
             "labels": torch.tensor(encoded.labels, dtype=torch.long),  # (N,)

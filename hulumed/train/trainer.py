@@ -48,15 +48,23 @@ LORA_TARGETS = {
     "vision": r"model\.vision_encoder\.encoder\.layers\.\d+\.(self_attn\.(q|k|v|out)_proj|mlp\.fc[12])",
 }
 MODULES_TO_SAVE = {"projector": "mm_projector", "vision": "vision_encoder"}
+#: The second generation (stock Qwen3-VL-MoE names): attention projections as modules, the fused expert weights
+#: (3-D parameters) through peft's ``target_parameters``; the merger(s) are the projector.
+SECOND_GENERATION_LORA_TARGETS = {
+    "llm": r"model\.language_model\.layers\.\d+\.(self_attn\.(q|k|v|o)_proj|mlp\.(gate|up|down)_proj)",
+    "vision": r"model\.visual\.blocks\.\d+\.(attn\.(qkv|proj)|mlp\.linear_fc[12])",
+}
+SECOND_GENERATION_EXPERT_PARAMETERS = ["mlp.experts.gate_up_proj", "mlp.experts.down_proj"]
+SECOND_GENERATION_MODULES_TO_SAVE = {"projector": r"\.(merger|deepstack_merger_list\.\d+)$", "vision": r"\.visual$"}
 _CHECKPOINT_DIR = re.compile(r"^checkpoint-(\d+)$")
 
 
 def part_of(name: str) -> str:
     """Which part a parameter belongs to: ``vision``, ``projector`` or ``llm`` (peft names included)."""
-    if "vision_encoder" in name:
-        return "vision"
-    if "mm_projector" in name:
+    if "mm_projector" in name or "merger" in name:  # first / second generation
         return "projector"
+    if "vision_encoder" in name or ".visual." in name:
+        return "vision"
     return "llm"
 
 
@@ -120,9 +128,23 @@ def load_model(recipe: TrainRecipe) -> Any:
     return model
 
 
+def is_second_generation(model: Any) -> bool:
+    from hulumed.model.family import family_of
+
+    return family_of(model.config.to_dict()).generation == 2
+
+
+def _has_experts(model: Any) -> bool:
+    return any(name.endswith(SECOND_GENERATION_EXPERT_PARAMETERS[0]) for name, _ in model.named_parameters())
+
+
 def prepare_model(model: Any, recipe: TrainRecipe) -> Any:
     """Freeze / unfreeze the parts, switch on checkpointing and token reduction, wrap with peft for LoRA."""
+    second = is_second_generation(model)
     if recipe.use_token_compression is not None:
+        if second:
+            raise RecipeError("use_token_compression applies to first-generation checkpoints only; the second "
+                              "generation has no inter-frame token reduction")
         model.config.use_token_compression = recipe.use_token_compression
     for name, parameter in model.named_parameters():
         parameter.requires_grad_(getattr(recipe, part_of(name)) == "full")
@@ -141,13 +163,29 @@ def prepare_model(model: Any, recipe: TrainRecipe) -> Any:
 
     from peft import LoraConfig, get_peft_model
 
-    targets = [LORA_TARGETS[part] for part in ("llm", "vision") if getattr(recipe, part) == "lora"]
+    table = SECOND_GENERATION_LORA_TARGETS if second else LORA_TARGETS
+    targets = [table[part] for part in ("llm", "vision") if getattr(recipe, part) == "lora"]
+    if second:
+        saved = [name.split("model.", 1)[-1] for name, _ in model.named_modules() for p in ("projector", "vision")
+                 if getattr(recipe, p) == "full" and re.search(SECOND_GENERATION_MODULES_TO_SAVE[p], name)]
+        experts = SECOND_GENERATION_EXPERT_PARAMETERS if recipe.llm == "lora" and _has_experts(model) else None
+        if experts and recipe.lora_dropout:
+            import warnings
+
+            warnings.warn("the expert weights get no LoRA: peft adapts fused expert parameters only with "
+                          "lora_dropout 0 (set --lora-dropout 0 / lora_dropout: 0 to adapt them too); attention "
+                          "projections are adapted", stacklevel=2)
+            experts = None
+    else:
+        saved = [MODULES_TO_SAVE[p] for p in ("projector", "vision") if getattr(recipe, p) == "full"]
+        experts = None
     config = LoraConfig(
         r=recipe.lora_r,
         lora_alpha=recipe.lora_alpha,
         lora_dropout=recipe.lora_dropout,
         target_modules="|".join(f"(?:{t})" for t in targets),
-        modules_to_save=[MODULES_TO_SAVE[p] for p in ("projector", "vision") if getattr(recipe, p) == "full"] or None,
+        target_parameters=experts,
+        modules_to_save=saved or None,
         bias="none",
         task_type="CAUSAL_LM",
     )
@@ -356,13 +394,25 @@ def build_trainer(recipe: TrainRecipe, callbacks: Sequence[TrainerCallback] = ()
 
     import hulumed  # noqa: F401  (registers the Auto classes)
 
+    from hulumed.hub import resolve_model
+    from hulumed.loading import checkpoint_family, load_processor
+
     args = training_arguments(recipe)
-    processor = AutoProcessor.from_pretrained(recipe.model)
     examples = load_examples(recipe.data, recipe.media_root)
-    dataset = ConversationDataset(examples, LabelEncoder(processor, recipe.add_system_prompt, recipe.max_length))
+    pad_multiple = 8 if torch.cuda.is_available() else None
+    if checkpoint_family(resolve_model(recipe.model)).generation == 2:
+        from hulumed.train.qwen3_vl_labels import Qwen3VLCollator, Qwen3VLLabelEncoder
+
+        processor = load_processor(resolve_model(recipe.model))
+        dataset = ConversationDataset(examples, Qwen3VLLabelEncoder(processor, recipe.max_length))
+        pad = processor.tokenizer.pad_token_id
+        collator: Any = Qwen3VLCollator(pad if pad is not None else processor.tokenizer.eos_token_id, pad_multiple)
+    else:
+        processor = AutoProcessor.from_pretrained(recipe.model)
+        dataset = ConversationDataset(examples, LabelEncoder(processor, recipe.add_system_prompt, recipe.max_length))
+        collator = HulumedCollator(processor.pad_token_id, pad_multiple)
     set_seed(recipe.seed)  # LoRA weights are initialised here, before the Trainer seeds its own run
     model = prepare_model(load_model(recipe) if model is None else model, recipe)
-    collator = HulumedCollator(processor.pad_token_id, 8 if torch.cuda.is_available() else None)
     return HulumedTrainer(
         model=model,
         args=args,

@@ -166,3 +166,46 @@ def test_volume_input_video_needs_torchvision_or_matches_frames(checkpoint):
     grid = inputs["video_grid_thw"]
     assert grid.shape == (1, 3) and int(grid[0, 0]) == 2  # 4 slices, temporal patch 2
     assert np.isfinite(inputs["pixel_values_videos"].numpy()).all()
+
+
+def test_labels_supervise_only_the_answer_and_ids_equal_inference(checkpoint, engine):
+    from hulumed.train.labels import IGNORE_INDEX
+    from hulumed.train.qwen3_vl_labels import Qwen3VLLabelEncoder
+
+    question = hulumed.conversation.user_turn("Describe the findings.", images=[str(INPUTS / "image_a.png")],
+                                              volume=str(INPUTS / "volume.nii.gz"), slices=2)
+    answer = {"role": "assistant", "content": "A round opacity."}
+    encoded = Qwen3VLLabelEncoder(engine.processor).encode([question, answer])
+    prompt = engine.prepare([[question]]).inputs[0].inputs["input_ids"][0].tolist()
+    assert encoded.input_ids[:len(prompt)] == prompt  # the prompt is tokenized exactly as at inference
+    learned = [t for t in encoded.labels if t != IGNORE_INDEX]
+    assert engine.tokenizer.decode(learned) == "A round opacity.<|im_end|>"
+    assert all(label == IGNORE_INDEX for label in encoded.labels[:len(prompt)])
+    item = encoded.to_item()
+    assert item["image_grid_thw"].shape == (3, 3) and item["mm_token_type_ids"].shape == item["input_ids"].shape
+
+
+def test_train_lora_on_experts_then_merge_and_generate(checkpoint, tmp_path):
+    pytest.importorskip("peft")
+    data = tmp_path / "train.jsonl"
+    rows = [line for line in (Path(__file__).parents[2] / "examples" / "train.jsonl").read_text().splitlines()
+            if '"video"' not in line]
+    data.write_text("\n".join(rows) + "\n")
+    out, merged = tmp_path / "run", tmp_path / "merged"
+    done = _cli("train", "--model", str(checkpoint), "--data", str(data), "--media-root", str(INPUTS), "--output",
+                str(out), "--max-steps", "2", "--lora", "--lora-dropout", "0")
+    assert done.returncode == 0, done.stderr[-2000:]
+    adapter = json.loads((out / "adapter_config.json").read_text())
+    assert adapter["target_parameters"] == ["mlp.experts.gate_up_proj", "mlp.experts.down_proj"]
+    assert "language_model" in adapter["target_modules"]
+    from safetensors import safe_open
+
+    with safe_open(str(out / "adapter_model.safetensors"), "pt") as handle:
+        names = list(handle.keys())
+    assert any("experts" in n for n in names) and any("q_proj.lora_A" in n for n in names)
+    done = _cli("merge-lora", str(out), "--output", str(merged))
+    assert done.returncode == 0, done.stderr[-2000:]
+    done = _cli("generate", "--model", str(merged), "--device", "cpu", "--volume", str(INPUTS / "volume.nii.gz"),
+                "--slices", "2", "--temperature", "0", "--max-new-tokens", "3", "--json", "Findings?")
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert json.loads(done.stdout)["completion_tokens"] >= 1
