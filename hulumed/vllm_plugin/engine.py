@@ -372,8 +372,17 @@ def load_vllm_engine(path: str | os.PathLike, options: LoadOptions) -> VllmEngin
     from ..hub import resolve_model
     from ..model.checkpoint_bounds import check_checkpoint
 
+    from ..errors import HulumedError
+    from ..model.family import family_of
+
     folder = Path(resolve_model(str(path), revision=options.revision))
-    check_checkpoint(folder)  # the same bounds as the transformers backend, before vLLM allocates anything
+    raw = check_checkpoint(folder)  # the same bounds as the transformers backend, before vLLM allocates anything
+    if family_of(raw).generation == 2:
+        raise HulumedError(
+            f"{folder.name} is a second-generation checkpoint ({raw['model_type']}): hulumed's vLLM backend runs the "
+            "first generation only so far. Use backend 'hf' (every medium, batched and streamed), or vLLM's own "
+            "server for images and video: vllm serve <checkpoint> (its stock class; docs/models.md)"
+        )
     return VllmEngine(folder, options)
 
 
