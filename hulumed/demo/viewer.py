@@ -35,7 +35,12 @@ def _hwc(frame: np.ndarray) -> np.ndarray:
 
 
 def _loaded_part(processor: Any, attachment: Attachment) -> dict[str, Any]:
-    """The attachment's part after the processor loaded it (``video`` frames, ``timestamps`` for videos)."""
+    """The attachment's part after the processor loaded it (``video`` frames, ``timestamps`` for videos): the first
+    generation's ``load_conversation_media``, or the second generation's front end (its own frame choice)."""
+    from ..processing.qwen3_vl_inputs import is_stock_processor, loaded_part
+
+    if is_stock_processor(processor):
+        return loaded_part(processor, attachment.part())
     loaded = processor.load_conversation_media([{"role": "user", "content": [attachment.part()]}])
     return loaded[0]["content"][0]
 

@@ -181,6 +181,37 @@ def _volume(value: Any, volume_input: VolumeInput, video_processor: Any) -> tupl
     return _slices(slices, volume_input, video_processor)
 
 
+def is_stock_processor(processor: Any) -> bool:
+    """Whether ``processor`` is a second-generation (stock ``Qwen3VLProcessor``) one."""
+    from transformers import Qwen3VLProcessor
+
+    return isinstance(processor, Qwen3VLProcessor)
+
+
+def loaded_part(processor: Any, part: dict[str, Any], volume_input: VolumeInput = "images") -> dict[str, Any]:
+    """One media part as this generation loads it, in the first generation's loaded-part shape (for the demo's
+    viewer): ``{"image": [(3, H, W) uint8]}`` or ``{"video": [(3, H, W) uint8 ...], "timestamps": [...]}``
+    (video: seconds of the chosen frames; volume and frame sequences: the slices, no timestamps)."""
+    kind = part.get("type")
+    video_processor = getattr(processor, "video_processor", None)
+    if kind == "image":
+        return {"type": "image", "image": [np.moveaxis(np.asarray(_image(part["image"])), -1, 0)]}
+    if kind == "video" and not _is_frame_sequence(part["video"]):
+        frames, metadata = _video(part["video"], video_processor)
+        return {"type": "video", "video": [np.moveaxis(f, -1, 0) for f in frames],
+                "timestamps": [i / metadata.fps for i in metadata.frames_indices]}
+    if kind == "3d":
+        from hulumed.processing.volume import VolumeOptions, load_volume
+
+        value = part["3d"]
+        if not isinstance(value, dict) or value.get("image_path") is None:
+            raise MediaError("A 3d part needs {'image_path': a .nii/.nii.gz file or a DICOM file, folder or zip}.")
+        return {"type": "video", "video": load_volume(value["image_path"], VolumeOptions.from_item(value))}
+    if kind == "video":
+        return {"type": "video", "video": _frame_sequence(part["video"])}
+    raise MediaError(f"not a media part: {str(part)[:80]}")
+
+
 def stock_messages(conversation: Conversation, processor: Any, volume_input: VolumeInput = "images"
                    ) -> tuple[list[dict[str, Any]], list[Any], list[np.ndarray], list[Any]]:
     """Our conversation as the stock template's messages (``{"type": "image"}`` / ``{"type": "video"}`` / text
