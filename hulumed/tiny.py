@@ -20,9 +20,9 @@ from typing import Any
 from .errors import HulumedError
 
 ASSETS = Path(__file__).parent / "assets"
-VARIANTS = ("qwen2", "qwen3", "qwen3_vl_moe")
+VARIANTS = ("qwen2", "qwen3", "qwen3_vl_moe", "qwen3_5")
 #: Second-generation variants: a stock transformers class (``model.family``), our tiny tokenizer, a Qwen3-VL processor.
-SECOND_GENERATION = ("qwen3_vl_moe",)
+SECOND_GENERATION = ("qwen3_vl_moe", "qwen3_5")
 _PROCESSOR_FILES = (
     "added_tokens.json",
     "chat_template.json",
@@ -138,6 +138,32 @@ _TINY_QWEN3_VL_MOE = {
 }
 
 
+#: Tiny ``qwen3_5`` (the type Flash-Preview-27B is reported with): dense, alternating linear (gated delta net) and
+#: full attention layers, the same vision tower shapes.
+_TINY_QWEN3_5 = {
+    "model_type": "qwen3_5",
+    "architectures": ["Qwen3_5ForConditionalGeneration"],
+    "image_token_id": 2012, "video_token_id": 2013, "vision_start_token_id": 2009, "vision_end_token_id": 2010,
+    "tie_word_embeddings": False,
+    "text_config": {
+        "model_type": "qwen3_5_text", "vocab_size": 2048, "hidden_size": 64, "intermediate_size": 128,
+        "num_hidden_layers": 2, "num_attention_heads": 2, "num_key_value_heads": 1, "head_dim": 32,
+        "layer_types": ["linear_attention", "full_attention"], "linear_conv_kernel_dim": 4,
+        "linear_key_head_dim": 16, "linear_value_head_dim": 16, "linear_num_key_heads": 2,
+        "linear_num_value_heads": 2, "max_position_embeddings": 32768, "rms_norm_eps": 1e-6,
+        "tie_word_embeddings": False, "bos_token_id": 2000, "eos_token_id": 2002, "pad_token_id": 2000,
+        "rope_parameters": {"rope_type": "default", "rope_theta": 10000000.0, "mrope_section": [2, 1, 1],
+                            "mrope_interleaved": True, "partial_rotary_factor": 0.25},
+    },
+    "vision_config": {
+        "model_type": "qwen3_5_vision", "depth": 2, "hidden_size": 32, "intermediate_size": 64, "num_heads": 2,
+        "patch_size": 16, "spatial_merge_size": 2, "temporal_patch_size": 2, "out_hidden_size": 64,
+        "num_position_embeddings": 64,
+    },
+}
+_TINY_SECOND_GENERATION = {"qwen3_vl_moe": _TINY_QWEN3_VL_MOE, "qwen3_5": _TINY_QWEN3_5}
+
+
 def _make_tiny_qwen3_vl(out: Path, variant: str, seed: int) -> Path:
     """A tiny random second-generation checkpoint in the hub layout: stock ``Qwen3VLMoeForConditionalGeneration``
     weights + config, our tiny tokenizer with a Qwen3-VL chat template, a stock ``Qwen3VLProcessor`` (image and
@@ -151,7 +177,7 @@ def _make_tiny_qwen3_vl(out: Path, variant: str, seed: int) -> Path:
     )
 
     source = ASSETS / "tiny-qwen3"
-    raw = json.loads(json.dumps(_TINY_QWEN3_VL_MOE))
+    raw = json.loads(json.dumps(_TINY_SECOND_GENERATION[variant]))
     config = AutoConfig.for_model(**raw)
     model = AutoModelForImageTextToText.from_config(config).eval()
     _randomize(model, seed, _tokenizer_size(source))

@@ -1,4 +1,4 @@
-"""Second generation (stock Qwen3-VL-MoE class): our front end + engine against transformers' own pipeline.
+"""Second generation (stock Qwen3-VL-MoE and Qwen3.5 classes): our front end + engine against transformers' own pipeline.
 
 The reference is the stock ``Qwen3VLProcessor.apply_chat_template(messages, tokenize=True, return_dict=True)``
 (transformers loads the images itself) and the stock model's greedy ``generate``; ours is ``hulumed.load`` on the
@@ -23,11 +23,12 @@ IMAGE_A, IMAGE_B = INPUTS / "image_a.png", INPUTS / "image_b.png"
 GREEDY = GenerationParams(max_new_tokens=12, do_sample=False)
 
 
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory) -> Path:
+@pytest.fixture(scope="module", params=["qwen3_vl_moe", "qwen3_5"])
+def checkpoint(request, tmp_path_factory) -> Path:
+    """Hulu-Med-30A3's type (MoE) and the type Flash-Preview-27B is reported with (dense, linear attention)."""
     from hulumed.tiny import make_tiny_checkpoint
 
-    return make_tiny_checkpoint(tmp_path_factory.mktemp("gen2") / "tiny-qwen3-vl-moe", "qwen3_vl_moe")
+    return make_tiny_checkpoint(tmp_path_factory.mktemp("gen2") / f"tiny-{request.param}", request.param)
 
 
 @pytest.fixture(scope="module")
