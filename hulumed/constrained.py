@@ -46,6 +46,7 @@ class GrammarMask(LogitsProcessor):
 
     def __init__(
         self, specs: list[StructuredOutput | None], think: list[bool], cache: LLTokenizerCache, end_ids: set[int],
+        prompt_length: int = 0,
     ) -> None:
         import llguidance
 
@@ -59,14 +60,16 @@ class GrammarMask(LogitsProcessor):
         ]
         self.waiting_for_think_end = [spec is not None and flag for spec, flag in zip(specs, think)]
         self.tail = ["" for _ in specs]  # the end of each thinking row's text, to find </think>
-        self.seen = [0 for _ in specs]  # tokens of each row already given to its matcher (or scanned)
+        # tokens of each row already given to its matcher (or scanned); ``prompt_length``: the prompt columns of
+        # ``input_ids`` (0 for our models, which generate from input embeddings; the padded prompt for stock ones)
+        self.seen = [prompt_length for _ in specs]
         self.finished = [False for _ in specs]
         self.errors: list[str | None] = [None for _ in specs]  # why a row's grammar gave up (ends that row)
         self.ended = [False for _ in specs]
         self.vocab_size = ll_tokenizer.vocab_size
 
     def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
-        # input_ids (B, generated so far): generation starts from inputs_embeds, so only new tokens are here
+        # input_ids (B, prompt_length + generated so far)
         import llguidance.torch
 
         rows = [i for i, matcher in enumerate(self.matchers) if matcher is not None and not self.finished[i]]

@@ -407,6 +407,11 @@ class HFEngine:
         """Runtime options the model's ``generate`` takes (ours: reduction and frame chunking)."""
         return {"reduction": self.options.reduction, "frame_chunk_size": self.options.frame_chunk_size}
 
+    def _prompt_columns(self, inputs: dict[str, Any]) -> int:
+        """Prompt columns of the ``input_ids`` that ``generate`` hands logits processors (ours: none, it runs on
+        input embeddings)."""
+        return 0
+
     def _new_tokens(self, output: torch.Tensor, inputs: dict[str, Any]) -> torch.Tensor:
         """The generated ids of ``generate``'s output (ours returns only those: it runs on input embeddings)."""
         return output
@@ -439,7 +444,7 @@ class HFEngine:
             from .constrained import GrammarMask, sampling_processors
 
             mask = GrammarMask(specs, [s.params.think for s in batch for _ in s.rows], self._grammar_tokenizer(),
-                               self.eos_ids)
+                               self.eos_ids, prompt_length=self._prompt_columns(inputs))
             warpers, kwargs = sampling_processors(self.model.generation_config, kwargs)
             extra["logits_processor"] = LogitsProcessorList([mask, *warpers])
         output = self._new_tokens(self.model.generate(**inputs, **kwargs, **extra), inputs)  # (B, new tokens)

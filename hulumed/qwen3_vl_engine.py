@@ -71,8 +71,11 @@ class Qwen3VLEngine(HFEngine):
     def _model_kwargs(self) -> dict[str, Any]:
         return {}
 
+    def _prompt_columns(self, inputs: dict[str, Any]) -> int:
+        return int(inputs["input_ids"].shape[1])  # stock generate runs on ids: the padded prompt comes first
+
     def _new_tokens(self, output: torch.Tensor, inputs: dict[str, Any]) -> torch.Tensor:
-        return output[:, inputs["input_ids"].shape[1]:]  # stock generate returns prompt + answer
+        return output[:, self._prompt_columns(inputs):]  # stock generate returns prompt + answer
 
     def estimate(self, conversation: Conversation | Prepared, params: GenerationParams | None = None
                  ) -> dict[str, Any]:

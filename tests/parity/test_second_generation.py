@@ -220,3 +220,17 @@ def test_video_equals_stock(engine, stock):
     got = engine.prepare([ours], GREEDY).inputs[0].inputs
     for key in expected:
         assert torch.equal(got[key], expected[key]), key
+
+
+def test_structured_output_on_the_second_generation(engine):
+    """A JSON schema constrains the answer on this family too (the grammar sees only the generated tokens)."""
+    import json
+
+    from hulumed.structured import StructuredOutput
+
+    schema = {"type": "object", "properties": {"finding": {"type": "string", "maxLength": 12}},
+              "required": ["finding"], "additionalProperties": False}
+    params = GenerationParams(max_new_tokens=48, do_sample=False, structured=StructuredOutput.json_schema(schema))
+    results = engine.generate([CASES["image"][0], CASES["text"][0]], params)
+    for result in results:
+        assert set(json.loads(result.text)) == {"finding"}
