@@ -103,9 +103,12 @@ def load_model(
     double_quant: bool = False,
     revision: str | None = None,
     place: bool = True,
+    config_overrides: dict[str, Any] | None = None,
 ) -> tuple[Any, Path]:
     """A Hulu-Med model and its folder: our ``*ForCausalLM`` (first generation) or the stock
-    ``*ForConditionalGeneration`` (second). ``place=False`` leaves an unquantized model on the CPU."""
+    ``*ForConditionalGeneration`` (second). ``place=False`` leaves an unquantized model on the CPU;
+    ``config_overrides`` are config fields set when the config is built (training's ``use_token_compression``),
+    so the loaded model is never changed afterwards."""
     from transformers import AutoModelForCausalLM, AutoModelForImageTextToText
 
     from .registration import register_auto_classes
@@ -116,7 +119,7 @@ def load_model(
     second = family_of(raw).name == "qwen3_vl"
     target = pick_device(device)
     quantized = quantization_config(quantization, target, double_quant=double_quant)
-    kwargs: dict[str, Any] = {"dtype": pick_dtype(target, dtype)}
+    kwargs: dict[str, Any] = {"dtype": pick_dtype(target, dtype), **(config_overrides or {})}
     if attn_implementation is not None:
         kwargs["attn_implementation"] = attn_implementation
     if quantized is not None:
@@ -125,7 +128,7 @@ def load_model(
         kwargs["quantization_config"].llm_int8_skip_modules = SECOND_GENERATION_UNQUANTIZED
     loaded = (AutoModelForImageTextToText if second else AutoModelForCausalLM).from_pretrained(path, **kwargs)
     if not second and not hasattr(loaded, "encode_images"):
-        raise HulumedError(f"{model} is not a Hulu-Med checkpoint (model type {loaded.config.model_type})")
+        raise CheckpointError(f"{model} is not a Hulu-Med checkpoint (model type {loaded.config.model_type})")
     if quantized is None and place:
         loaded = loaded.to(target)
     return loaded, path

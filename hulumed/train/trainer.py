@@ -54,6 +54,8 @@ SECOND_GENERATION_LORA_TARGETS = {
     "llm": r"model\.language_model\.layers\.\d+\.(self_attn\.(q|k|v|o)_proj|mlp\.(gate|up|down)_proj)",
     "vision": r"model\.visual\.blocks\.\d+\.(attn\.(qkv|proj)|mlp\.linear_fc[12])",
 }
+SECOND_GENERATION_NO_REDUCTION = ("use_token_compression applies to first-generation checkpoints only; the second "
+                                  "generation has no inter-frame token reduction")
 SECOND_GENERATION_EXPERT_PARAMETERS = ["mlp.experts.gate_up_proj", "mlp.experts.down_proj"]
 SECOND_GENERATION_MODULES_TO_SAVE = {"projector": r"\.(merger|deepstack_merger_list\.\d+)$", "vision": r"\.visual$"}
 _CHECKPOINT_DIR = re.compile(r"^checkpoint-(\d+)$")
@@ -102,7 +104,7 @@ def load_model(recipe: TrainRecipe) -> Any:
     Loaded through the one loading door (``hulumed.loading``): same dtype names, same ``BitsAndBytesConfig``
     (plus double quantization for QLoRA). Unquantized models stay on the CPU; the Trainer places them.
     """
-    from hulumed.errors import HulumedError
+    from hulumed.errors import CheckpointError
     from hulumed.loading import load_model as load_checkpoint_model
 
     precision = resolve_precision(recipe)
@@ -114,15 +116,21 @@ def load_model(recipe: TrainRecipe) -> Any:
         dtype, quantization = (torch.bfloat16 if precision == "bf16" else torch.float16), None
     else:
         dtype, quantization = torch.float32, None  # master weights; bf16 / fp16 compute comes from autocast
+    overrides = {}
+    if recipe.use_token_compression is not None:  # built into the config when it is read, saved with the model
+        from hulumed.hub import resolve_model
+        from hulumed.loading import checkpoint_family
+
+        if checkpoint_family(resolve_model(recipe.model)).generation == 2:
+            raise RecipeError(SECOND_GENERATION_NO_REDUCTION)
+        overrides["use_token_compression"] = recipe.use_token_compression
     try:
         model, _ = load_checkpoint_model(
             recipe.model, device=device, dtype=dtype, attn_implementation=recipe.attn_implementation,
-            quantization=quantization, double_quant=True, place=False,
+            quantization=quantization, double_quant=True, place=False, config_overrides=overrides,
         )
-    except HulumedError as error:
-        if "not a Hulu-Med checkpoint" in str(error):
-            raise RecipeError(str(error)) from error
-        raise
+    except CheckpointError as error:  # the recipe's model is not a checkpoint this package runs
+        raise RecipeError(str(error)) from error
     if Path(str(recipe.model)).is_dir():
         model.name_or_path = str(Path(str(recipe.model)).resolve())  # peft records it as the adapter's base
     return model
@@ -139,13 +147,16 @@ def _has_experts(model: Any) -> bool:
 
 
 def prepare_model(model: Any, recipe: TrainRecipe) -> Any:
-    """Freeze / unfreeze the parts, switch on checkpointing and token reduction, wrap with peft for LoRA."""
+    """Freeze / unfreeze the parts, switch on checkpointing, wrap with peft for LoRA (token reduction is set when
+    the model is loaded, ``load_model``; nothing is written onto the model here)."""
     second = is_second_generation(model)
     if recipe.use_token_compression is not None:
         if second:
-            raise RecipeError("use_token_compression applies to first-generation checkpoints only; the second "
-                              "generation has no inter-frame token reduction")
-        model.config.use_token_compression = recipe.use_token_compression
+            raise RecipeError(SECOND_GENERATION_NO_REDUCTION)
+        if bool(model.config.use_token_compression) != recipe.use_token_compression:
+            raise RecipeError(f"the model was loaded with use_token_compression={model.config.use_token_compression}"
+                              f" but the recipe asks for {recipe.use_token_compression}: load it with the recipe's "
+                              "value (train.trainer.load_model does)")
     for name, parameter in model.named_parameters():
         parameter.requires_grad_(getattr(recipe, part_of(name)) == "full")
     if recipe.qlora:

@@ -209,3 +209,33 @@ def test_train_lora_on_experts_then_merge_and_generate(checkpoint, tmp_path):
                 "--slices", "2", "--temperature", "0", "--max-new-tokens", "3", "--json", "Findings?")
     assert done.returncode == 0, done.stderr[-2000:]
     assert json.loads(done.stdout)["completion_tokens"] >= 1
+
+
+def test_train_refuses_token_compression_on_the_second_generation(checkpoint, tmp_path):
+    data = tmp_path / "train.jsonl"
+    data.write_text(json.dumps({"conversation": [{"role": "user", "content": "Hi?"},
+                                                 {"role": "assistant", "content": "Hello."}]}) + "\n")
+    done = _cli("train", "--model", str(checkpoint), "--data", str(data), "--output", str(tmp_path / "out"),
+                "--max-steps", "1", "--use-token-compression")
+    assert done.returncode != 0 and "first-generation checkpoints only" in done.stderr
+    assert "Traceback" not in done.stderr and not (tmp_path / "out").exists()
+
+
+def test_batch_file_with_images_volumes_and_a_schema(checkpoint, engine, tmp_path):
+    lines = [{"id": "a", "prompt": "Describe.", "images": ["image_a.png"], "temperature": 0, "max_new_tokens": 4},
+             {"id": "v", "prompt": "Findings?", "volume": "volume.nii.gz", "slices": 3, "temperature": 0,
+              "max_new_tokens": 4},
+             {"id": "s", "prompt": "Report.", "volume": "volume.nii.gz", "slices": 2, "json_schema": "vqa_answer",
+              "max_new_tokens": 64, "temperature": 0},
+             {"id": "bad", "prompt": "x", "images": ["missing.png"]}]
+    requests, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+    requests.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    done = _cli("batch", "--model", str(checkpoint), "--device", "cpu", "--input", str(requests), "--output", str(out),
+                "--media-root", str(INPUTS), "--no-progress")
+    assert done.returncode == 0, done.stderr[-2000:]
+    records = {r["id"]: r for r in map(json.loads, out.read_text().splitlines())}
+    [expected] = engine.generate([hulumed.conversation.user_turn("Findings?", volume=str(INPUTS / "volume.nii.gz"),
+                                                                 slices=3)], GenerationParams.greedy(4))
+    assert records["v"]["text"] == expected.text and records["a"]["usage"]["completion_tokens"] == 4
+    assert records["s"]["text"].startswith('{"answer":"')  # constrained (random weights run out of tokens later)
+    assert "missing.png" in records["bad"]["error"]
