@@ -61,7 +61,7 @@ def conversations(n: int) -> list[list[dict]]:
 def build_engine(shape: str, device: str, batch_size: int = 64):
     import torch
 
-    from hulumed.engine import HFEngine
+    from hulumed.backends.hf import HFEngine
     from hulumed.interface import LoadOptions
     from hulumed.loading import pick_dtype
     from hulumed.model.configuration import HulumedQwen2Config

@@ -58,9 +58,9 @@ def hf_rows(device: str, dtype: str, attn: str) -> list[dict]:
 
 
 def vllm_rows(dtype: str, tp: int) -> list[dict]:
+    from hulumed.backends.vllm import load_vllm_engine
     from hulumed.generation import GenerationParams
     from hulumed.interface import LoadOptions
-    from hulumed.vllm_plugin.engine import load_vllm_engine
     from hulumed.vllm_plugin.items import build_prompt_items
     from tests.conftest import GOLDEN, golden_cases, load_case
 

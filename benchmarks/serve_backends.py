@@ -119,7 +119,7 @@ def worker(backend: str, checkpoint: str, device: str, levels: list[int], max_ne
 
     memory = PeakMemory()
     if backend == "vllm":
-        from hulumed.vllm_plugin.engine import load_vllm_engine
+        from hulumed.backends.vllm import load_vllm_engine
 
         engine = load_vllm_engine(checkpoint, LoadOptions(backend="vllm", device=device, max_model_len=8192))
     else:

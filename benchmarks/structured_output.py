@@ -82,7 +82,7 @@ def main() -> None:
     for backend in args.backends.split(","):
         if backend == "vllm":
             try:
-                from hulumed.vllm_plugin.engine import load_vllm_engine
+                from hulumed.backends.vllm import load_vllm_engine
             except ImportError:
                 print("vllm backend: vLLM is not installed here; skipped")
                 continue

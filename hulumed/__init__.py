@@ -39,7 +39,7 @@ _LAZY: dict[str, tuple[str, bool]] = {
     "ReductionOptions": (".interface", False),
     "StreamDelta": (".interface", False),
     "StreamFinal": (".interface", False),
-    "HFEngine": (".engine", True),
+    "HFEngine": (".backends.hf", True),
     "load": (".loading", True),
     "HulumedQwen2Config": (".model.configuration", True),
     "HulumedQwen3Config": (".model.configuration", True),
@@ -100,7 +100,7 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:  # for type checkers and IDEs; never executed
-    from .engine import HFEngine
+    from .backends.hf import HFEngine
     from .errors import CheckpointError, HulumedError, MediaError
     from .generation import GenerationParams, GenerationResult
     from .interface import Engine, LoadOptions, Prepared, ReductionOptions, StreamDelta, StreamFinal

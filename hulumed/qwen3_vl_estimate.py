@@ -66,7 +66,7 @@ def describe_model(config: Any, path: Path | None = None, dtype: Any = None, dev
         "architecture": (config.architectures or ["?"])[0],
         "model_type": config.model_type,
         "generation": family.generation,
-        "family": family.label,  # also the first generation's engine info (engine.py)
+        "family": family.label,  # also the first generation's engine info (backends/hf.py)
         "decoder": text.model_type,
         "parameters": counts["total"],
         "parameters_billions": round(counts["total"] / 1e9, 3),

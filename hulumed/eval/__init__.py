@@ -6,7 +6,6 @@ on a local checkpoint or served models.
     text_benchmarks.py, media_benchmarks.py   loaders of the published releases
     judge.py        optional LLM judge (OpenAI-compatible endpoint)
     data_files.py   discovery rule per release, folder aliases, zipped media, parquet / JSON / JSONL / CSV rows
-    endpoint.py     EndpointEngine: the Engine protocol over OpenAI-compatible servers (--endpoint)
     published.py    the paper's Hulu-Med numbers shown beside a run
     scoring.py      answer parsing and judges (``fixed`` default, ``upstream`` for comparability)
     text_metrics.py BLEU (nltk), ROUGE (rouge package), word F1

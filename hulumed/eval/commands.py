@@ -154,7 +154,7 @@ def main(args: argparse.Namespace) -> int:
                                 blank_images=args.blank_images, seed=args.seed, judge=judge,
                                 report_metrics=report_metrics, progress=not args.no_progress)
     if args.endpoint:
-        from .endpoint import EndpointEngine
+        from ..backends.endpoint import EndpointEngine
 
         engine: Engine = EndpointEngine(args.endpoint, args.model, api_key=args.api_key, concurrency=args.concurrency,
                                      timeout_s=args.request_timeout)

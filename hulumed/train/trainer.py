@@ -404,7 +404,6 @@ def build_trainer(recipe: TrainRecipe, callbacks: Sequence[TrainerCallback] = ()
     from transformers import AutoProcessor, set_seed
 
     import hulumed  # noqa: F401  (registers the Auto classes)
-
     from hulumed.hub import resolve_model
     from hulumed.loading import checkpoint_family, load_processor
 

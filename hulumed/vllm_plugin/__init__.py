@@ -3,7 +3,8 @@
 Entry point ``vllm.general_plugins`` -> ``register``. vLLM calls it in every process it starts; it registers the
 Hulu-Med configs with transformers (``import hulumed``) and the two architectures of the official ``config.json``
 files with vLLM's ``ModelRegistry`` (lazily, by import path, so nothing here runs before vLLM asks for the model).
-This sub-package is the only place in hulumed that imports vllm; without vLLM installed the entry point is never
+This sub-package and ``backends/vllm.py`` (the engine over vLLM) are the only places in hulumed that import
+vllm; without vLLM installed the entry point is never
 loaded and nothing else changes.
 
     model.py       vLLM model classes: vLLM's Qwen2/Qwen3 decoder + our vision encoder and projector
@@ -12,7 +13,6 @@ loaded and nothing else changes.
     chat.py        vLLM's chat path with no flags: template defaults (AutoProcessor), "hulumed" loader by default
     chat_template.jinja  ``chat.for_vllm`` of upstream's template, for an explicit ``--chat-template``
     items.py       (vLLM-free) conversation -> prompt ids with one placeholder per item + processed item payloads
-    engine.py      ``VllmEngine`` (hulumed.interface.Engine over vLLM) and ``load_vllm_engine``
 """
 
 from __future__ import annotations

@@ -21,9 +21,9 @@ pytest.importorskip("httpx")
 pytest.importorskip("pyarrow")
 
 import hulumed
+from hulumed.backends.endpoint import EndpointEngine, EndpointError, request_body
 from hulumed.cli import main
 from hulumed.eval.benchmarks import get_benchmark
-from hulumed.eval.endpoint import EndpointEngine, EndpointError, request_body
 from hulumed.eval.runner import RunOptions, run_benchmark
 from hulumed.generation import GenerationParams
 from hulumed.interface import Engine, StreamDelta, StreamFinal
@@ -62,7 +62,7 @@ def test_images_travel_losslessly() -> None:
     import numpy as np
     from PIL import Image
 
-    from hulumed.eval.endpoint import openai_part
+    from hulumed.backends.endpoint import openai_part
 
     sample = get_benchmark("VQA_RAD").load(EVALDATA)[1]
     part = sample.conversation()[0]["content"][0]

@@ -150,7 +150,7 @@ def test_a_dead_endpoint_stops_the_run_after_a_bounded_number_of_failures(engine
 
 def test_malformed_endpoint_replies_are_error_records_for_their_samples(tmp_path: Path) -> None:
     pytest.importorskip("httpx")
-    from hulumed.eval.endpoint import EndpointEngine
+    from hulumed.backends.endpoint import EndpointEngine
     from tests.unit.test_eval_endpoint import FakeResponse, _reply, _serve
 
     data = _copy("MedQA_USMLE", tmp_path)

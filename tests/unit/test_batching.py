@@ -105,7 +105,7 @@ def test_long_prompts_are_never_padded_against_short_ones_under_concurrency():
     import threading
 
     import hulumed
-    from hulumed.engine import HFEngine
+    from hulumed.backends.hf import HFEngine
     from hulumed.generation import GenerationParams
     from tests.conftest import GOLDEN
 

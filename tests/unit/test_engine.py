@@ -6,8 +6,8 @@ import pytest
 import torch
 
 import hulumed
+from hulumed.backends.hf import HFEngine
 from hulumed.conversation import user_turn, validate
-from hulumed.engine import HFEngine
 from hulumed.estimate import parameter_count
 from hulumed.generation import GenerationParams, cut_at_stop
 from hulumed.interface import Engine, Prepared, ReductionOptions, StreamDelta, StreamFinal, text_deltas
@@ -347,7 +347,7 @@ def test_the_engine_contract_carries_what_the_edges_use(tmp_path):
     from pathlib import Path
 
     import hulumed
-    from hulumed.eval.endpoint import EndpointEngine
+    from hulumed.backends.endpoint import EndpointEngine
     from hulumed.interface import Engine
     from tests.conftest import GOLDEN
 

@@ -14,7 +14,7 @@ import pytest
 
 pytest.importorskip("httpx")
 
-from hulumed.eval.endpoint import EndpointEngine, EndpointError, openai_part, request_body, result_of
+from hulumed.backends.endpoint import EndpointEngine, EndpointError, openai_part, request_body, result_of
 from hulumed.generation import GenerationParams
 
 
@@ -96,7 +96,7 @@ def test_requests_spread_over_endpoints_with_bounded_concurrency() -> None:
 
 
 def test_retries_then_gives_up_or_raises(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("hulumed.eval.endpoint.time.sleep", lambda s: None)
+    monkeypatch.setattr("hulumed.backends.endpoint.time.sleep", lambda s: None)
     engine = EndpointEngine(["http://a:1"], "m", retries=2)
     answers = iter([FakeResponse(503, {"error": {"message": "busy"}}), FakeResponse(200, _reply("ok"))])
     _serve(engine, lambda url, body: next(answers))

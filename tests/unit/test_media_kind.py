@@ -78,7 +78,7 @@ def test_one_volume_part_codec_for_server_endpoint_and_vllm_loader():
     (it forwarded 5 of 10), so a volume through vLLM is sliced as our engine slices it."""
     import numpy as np
 
-    from hulumed.eval.endpoint import openai_part
+    from hulumed.backends.endpoint import openai_part
     from hulumed.processing.volume import load_volume
     from hulumed.processing.volume.options import VOLUME_ITEM_KEYS, item_from_part, part_from_item
     from hulumed.serve.guard import part_options

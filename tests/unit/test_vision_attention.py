@@ -7,8 +7,8 @@ import importlib.util
 import pytest
 import torch
 
-from hulumed.model.configuration import HulumedVisionEncoderConfig
 from benchmarks.dense_reference import block_diagonal_mask, dense_encode
+from hulumed.model.configuration import HulumedVisionEncoderConfig
 from hulumed.model.vision_encoder import HulumedVisionEncoder
 
 

@@ -13,9 +13,9 @@ import sys
 
 
 def main() -> None:
+    from hulumed.backends.vllm import load_vllm_engine
     from hulumed.generation import GenerationParams
     from hulumed.interface import LoadOptions
-    from hulumed.vllm_plugin.engine import load_vllm_engine
 
     checkpoint, cases_file, out_file, tp = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
     with open(cases_file) as handle:

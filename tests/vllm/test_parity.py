@@ -21,7 +21,7 @@ CASES = ["text", "image", "two_images", "interleaved", "image_video", "video", "
 @pytest.fixture(scope="module")
 def engines(tiny_vllm_checkpoint):
     import hulumed
-    from hulumed.vllm_plugin.engine import load_vllm_engine
+    from hulumed.backends.vllm import load_vllm_engine
 
     hf = hulumed.load(tiny_vllm_checkpoint)
     vllm_engine = load_vllm_engine(tiny_vllm_checkpoint, LoadOptions(backend="vllm", max_model_len=4096))

@@ -37,10 +37,10 @@ from typing import Any
 import torch
 from transformers.generation.streamers import BaseStreamer
 
-from .conversation import Conversation
-from .detokenizer import IncrementalDetokenizer
-from .generation import GenerationParams, GenerationResult, decode_result
-from .interface import (
+from ..conversation import Conversation
+from ..detokenizer import IncrementalDetokenizer
+from ..generation import GenerationParams, GenerationResult, decode_result
+from ..interface import (
     LoadOptions,
     Prepared,
     StreamDelta,
@@ -53,10 +53,10 @@ from .interface import (
     model_revision,
     wants_system_prompt,
 )
-from .processing.processor import concat_visual
-from .processing.visual_tokens import keep_mask, visual_tokens
-from .model.family import family_of
-from .think import visible_prefix
+from ..model.family import family_of
+from ..processing.processor import concat_visual
+from ..processing.visual_tokens import keep_mask, visual_tokens
+from ..think import visible_prefix
 
 #: How long the scheduler waits for more requests to join a batch that is not full.
 
@@ -262,7 +262,7 @@ class HFEngine:
                  ) -> dict[str, Any]:
         """Tokens and memory this request needs, before running it (see ``hulumed.estimate``); a ``Prepared``
         (one conversation) is estimated from its processed inputs, without decoding its media again."""
-        from .estimate import estimate_inputs, estimate_request
+        from ..estimate import estimate_inputs, estimate_request
 
         if isinstance(conversation, Prepared):
             if len(conversation.inputs) != 1:
@@ -283,7 +283,7 @@ class HFEngine:
             )
 
     def info(self) -> dict[str, Any]:
-        from .estimate import describe_model
+        from ..estimate import describe_model
 
         info = describe_model(self.model.config, path=self.path, dtype=self.dtype, device=self.device,
                               parameters=self._parameters())
@@ -296,7 +296,7 @@ class HFEngine:
         return None
 
     def _parameters(self) -> dict[str, int]:
-        from .estimate import count_parameters
+        from ..estimate import count_parameters
 
         if not hasattr(self, "_parameter_counts"):
             self._parameter_counts = count_parameters(self.model)
@@ -441,7 +441,7 @@ class HFEngine:
         if any(spec is not None for spec in specs):  # rows may mix: free rows are left untouched
             from transformers.generation import LogitsProcessorList
 
-            from .constrained import GrammarMask, sampling_processors
+            from ..constrained import GrammarMask, sampling_processors
 
             mask = GrammarMask(specs, [s.params.think for s in batch for _ in s.rows], self._grammar_tokenizer(),
                                self.eos_ids, prompt_length=self._prompt_columns(inputs))
@@ -453,7 +453,7 @@ class HFEngine:
         for submission in batch:
             failed = next((e for e in grammar_errors[start:start + len(submission.rows)] if e), None)
             if failed is not None:  # a row's grammar gave up: that request fails, the others are answered
-                from .errors import StructuredOutputError
+                from ..errors import StructuredOutputError
 
                 start += len(submission.rows)
                 self._fail(submission, StructuredOutputError(failed))
@@ -477,7 +477,7 @@ class HFEngine:
 
     def _grammar_tokenizer(self) -> Any:
         if not hasattr(self, "_ll_tokenizer"):
-            from .constrained import LLTokenizerCache
+            from ..constrained import LLTokenizerCache
 
             width = int(self.model.get_output_embeddings().weight.shape[0])
             # the grammar's end token: the tokenizer's, as vLLM's guidance backend has it (same mask, same tokens)

@@ -20,11 +20,11 @@ from typing import Any
 
 import torch
 
-from .conversation import Conversation, validate
-from .engine import HFEngine, _Row
-from .generation import GenerationParams
-from .interface import Prepared, model_revision
-from .processing.qwen3_vl_inputs import prepare_inputs
+from ..conversation import Conversation, validate
+from ..generation import GenerationParams
+from ..interface import Prepared, model_revision
+from ..processing.qwen3_vl_inputs import prepare_inputs
+from .hf import HFEngine, _Row
 
 _VISUAL_KEYS = ("pixel_values", "pixel_values_videos")
 
@@ -79,7 +79,7 @@ class Qwen3VLEngine(HFEngine):
 
     def estimate(self, conversation: Conversation | Prepared, params: GenerationParams | None = None
                  ) -> dict[str, Any]:
-        from .qwen3_vl_estimate import estimate_inputs
+        from ..qwen3_vl_estimate import estimate_inputs
 
         if isinstance(conversation, Prepared):
             if len(conversation.inputs) != 1:
@@ -92,7 +92,7 @@ class Qwen3VLEngine(HFEngine):
         return estimate_inputs(self.model.config, inputs, params, dtype=self.dtype, parameters=self._parameters())
 
     def info(self) -> dict[str, Any]:
-        from .qwen3_vl_estimate import describe_model
+        from ..qwen3_vl_estimate import describe_model
 
         info = describe_model(self.model.config, path=self.path, dtype=self.dtype, device=self.device,
                               parameters=self._parameters())
@@ -100,7 +100,7 @@ class Qwen3VLEngine(HFEngine):
         return info
 
     def _parameters(self) -> dict[str, int]:
-        from .qwen3_vl_estimate import count_parameters
+        from ..qwen3_vl_estimate import count_parameters
 
         if not hasattr(self, "_parameter_counts"):
             self._parameter_counts = count_parameters(self.model, self.model.config)

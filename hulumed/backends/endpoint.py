@@ -118,7 +118,7 @@ def request_body(model: str, conversation: Conversation, params: GenerationParam
 def result_of(reply: dict[str, Any]) -> GenerationResult:
     """A chat-completion reply as a ``GenerationResult`` (reasoning from ``reasoning`` or vLLM's
     ``reasoning_content``)."""
-    from .bounded_reply import first_message
+    from ..eval.bounded_reply import first_message
 
     choice = first_message("the endpoint", reply)
     message = choice.get("message") or {}
@@ -194,7 +194,7 @@ class EndpointEngine:
         """Deltas of one streamed answer, then one ``StreamFinal`` (``finish_reason="cancelled"`` if cancelled)."""
         prepared = self._prepared(conversation, params)
         body = {**prepared.inputs[0], "stream": True, "stream_options": {"include_usage": True}}
-        from .bounded_reply import Reply, check_stream
+        from ..eval.bounded_reply import Reply, check_stream
 
         url = self._slots.get()
         texts, reasoning, finish, usage = [], [], "stop", {}
@@ -272,7 +272,7 @@ class EndpointEngine:
         """One request on a free endpoint slot, retried on connection errors, 429 and 5xx."""
         import httpx
 
-        from .bounded_reply import first_message, post_json
+        from ..eval.bounded_reply import first_message, post_json
 
         last = ""
         for attempt in range(self.retries + 1):

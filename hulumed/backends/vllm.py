@@ -50,8 +50,8 @@ from ..interface import (
     wants_system_prompt,
 )
 from ..think import strip_think, visible_prefix
-from .items import PromptItems, build_prompt_items
-from .penalty import EXTRA_ARG, GeneratedTokensRepetitionPenalty
+from ..vllm_plugin.items import PromptItems, build_prompt_items
+from ..vllm_plugin.penalty import EXTRA_ARG, GeneratedTokensRepetitionPenalty
 
 _SAMPLING_FIELDS = ("do_sample", "temperature", "top_p", "top_k", "repetition_penalty")
 
@@ -66,7 +66,7 @@ class VllmEngine:
 
         from ..devices import pick_device, pick_dtype
         from ..processing.processor import HulumedProcessor
-        from . import register
+        from ..vllm_plugin import register
 
         register()  # this process's vLLM registry and transformers' Auto classes know Hulu-Med before any lookup
         self.options = options
@@ -369,10 +369,9 @@ def cpu_kv_cache_gb(requested: float | None) -> float:
 
 def load_vllm_engine(path: str | os.PathLike, options: LoadOptions) -> VllmEngine:
     """What ``hulumed.load(..., backend="vllm")`` calls: resolve the checkpoint and start vLLM on it."""
+    from ..errors import HulumedError
     from ..hub import resolve_model
     from ..model.checkpoint_bounds import check_checkpoint
-
-    from ..errors import HulumedError
     from ..model.family import family_of
 
     folder = Path(resolve_model(str(path), revision=options.revision))
