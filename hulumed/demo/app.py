@@ -196,7 +196,8 @@ class DemoApp:
             if report is not None:
                 report(number / max(len(attachments), 1), self.stage(attachment, key))
             try:
-                self._check(attachment, key)
+                with self.volumes(key).remembering():  # the estimate rows reuse these slices (decoded once)
+                    self._check(attachment, key)
             except (HulumedError, ValueError, OSError) as error:
                 errors.append(f"{attachment.name}: {_one_line(error)}")
                 continue
@@ -242,11 +243,12 @@ class DemoApp:
         """What the right-hand side shows for the pending attachments (previews, strip, frames, estimate)."""
         out: dict[str, Any] = {"attachments": self.attachment_list(session), "notice": session.notice}
         volume = session.latest("volume", include_sent=True)
-        out["volume"] = self.volume_outputs(session, volume, key=key) if volume is not None else None
-        video = session.latest("video", include_sent=True)
-        out["frames"] = video_frames(self.processor, video) if video is not None else []
-        out["images"] = [image_preview(self.processor, a) for a in session.shown() if a.kind == "image"]
-        out["estimate"] = self.estimate(session, "", settings or ChatSettings())
+        with self.volumes(key).remembering():  # one decode per (file, options) for the viewer and every estimate
+            out["volume"] = self.volume_outputs(session, volume, key=key) if volume is not None else None
+            video = session.latest("video", include_sent=True)
+            out["frames"] = video_frames(self.processor, video) if video is not None else []
+            out["images"] = [image_preview(self.processor, a) for a in session.shown() if a.kind == "image"]
+            out["estimate"] = self.estimate(session, "", settings or ChatSettings())
         return out
 
     @staticmethod
@@ -289,7 +291,8 @@ class DemoApp:
         count = None if not num_slices or int(num_slices) <= 0 else int(num_slices)
         options = VolumeOptions(axis=int(axis), num_slices=count, window=_window_option(window, center, width))
         updated = volume.with_volume(options)
-        volume_view(self.processor, self.volumes(key), updated)  # raises on a bad window before it is kept
+        with self.volumes(key).remembering():
+            volume_view(self.processor, self.volumes(key), updated)  # raises on a bad window before it is kept
         return _with_replaced(session, volume, updated)
 
     def update_video(self, session: DemoSession, fps: float, max_frames: float) -> DemoSession:
@@ -301,13 +304,18 @@ class DemoApp:
         video_frames(self.processor, updated)  # raises on bad options before they are kept
         return _with_replaced(session, video, updated)
 
-    def estimate(self, session: DemoSession, prompt: str, settings: ChatSettings) -> str:
+    def estimate(self, session: DemoSession, prompt: str, settings: ChatSettings, key: str | None = None) -> str:
+        """The estimate table; with ``key``, volumes this session decoded are not decoded again."""
         if not session.pending and not session.sent:
             return "_Attach an input to see its visual tokens and memory estimate._"
         inputs = session.pending or session.sent  # after a send: what went with the last message
         history = session.conversation if session.pending else session.conversation[:-2]
         try:
-            rows = estimate_inputs(self.engine, history, inputs, prompt, settings.params())
+            if key is not None:
+                with self.volumes(key).remembering():
+                    rows = estimate_inputs(self.engine, history, inputs, prompt, settings.params())
+            else:
+                rows = estimate_inputs(self.engine, history, inputs, prompt, settings.params())
         except (HulumedError, ValueError) as error:
             return f"⚠️ {_one_line(error)}"
         heading = "" if session.pending else "**Sent with the last message:**\n\n"
@@ -482,8 +490,8 @@ def build_demo(engine: Engine, processor: Any = None, media_root: str | None = N
             return render(session, settings_of(m, t, p, sd, th), key_of(request))
 
         def on_estimate(session: DemoSession, prompt: str, m: float, t: float, p: float, sd: float | None,
-                        th: bool) -> str:
-            return app.estimate(session, prompt, settings_of(m, t, p, sd, th))
+                        th: bool, request: gr.Request) -> str:
+            return app.estimate(session, prompt, settings_of(m, t, p, sd, th), key=key_of(request))
 
         def on_send(session: DemoSession, message: str, m: float, t: float, p: float, sd: float | None, th: bool,
                     request: gr.Request) -> Iterator[list[Any]]:

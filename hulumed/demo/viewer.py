@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, MutableMapping
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -76,6 +76,9 @@ class VolumeCache:
         self.on_grow = on_grow  # told after an entry is added (the demo's budget over all sessions)
         self._items: OrderedDict[str, Volume] = OrderedDict()
         self.views: OrderedDict[tuple[str, str], VolumeView] = OrderedDict()  # (path, repr(options)) -> view
+        # the model's slices of each (file, options) as load_volume returned them: the engine's prepare and the
+        # viewer read them from here inside ``remembering()``, so an attached volume is decoded once
+        self.slices: _SliceStore = _SliceStore(self)
         self._lock = threading.Lock()  # a session's events may run in several worker threads
 
     def get(self, path: str) -> Volume:
@@ -105,31 +108,77 @@ class VolumeCache:
         if self.on_grow is not None:
             self.on_grow()
 
+    def remembering(self) -> Any:
+        """A block in which ``load_volume`` of a (file, options) this session already decoded reuses its slices."""
+        from ..processing.volume.reader import remembered_slices
+
+        return remembered_slices(self.slices)
+
     @property
     def held_bytes(self) -> int:
-        """Bytes this cache holds: the model's slices of every view plus volumes read whole into memory."""
+        """Bytes this cache holds: the model's slices of every view and of ``slices``, plus volumes read whole."""
         return (sum(view.nbytes for view in self.views.values())
+                + sum(plane.nbytes for planes in self.slices.entries.values() for plane in planes)
                 + sum(_volume_bytes(volume) for volume in self._items.values()))
 
     def clear(self) -> None:
         with self._lock:
             self._items.clear()
             self.views.clear()
+            self.slices.entries.clear()
 
     def _shrink(self, keep: Any) -> None:
         while len(self.views) > self.size:
             self.views.popitem(last=False)
         while len(self._items) > self.size:
             self._items.popitem(last=False)
+        while len(self.slices.entries) > self.size:
+            self.slices.entries.popitem(last=False)
         while self.held_bytes > self.budget_bytes:
             view = next((k for k in self.views if k != keep), None)
+            planes = next((k for k in self.slices.entries if k != keep), None)
             volume = next((k for k in self._items if k != keep and (view is None or k != view[0])), None)
-            if view is not None:
+            if planes is not None:
+                self.slices.entries.pop(planes)
+            elif view is not None:
                 self.views.pop(view)
             elif volume is not None:
                 self._items.pop(volume)
             else:
                 return  # only the newest entry is left: kept, it is what the page shows
+
+
+class _SliceStore(MutableMapping):
+    """``load_volume``'s slices per (file, mtime, size, options), counted in the owning cache's budget."""
+
+    def __init__(self, owner: VolumeCache) -> None:
+        self.owner = owner
+        self.entries: OrderedDict[Any, list[np.ndarray]] = OrderedDict()
+
+    def __getitem__(self, key: Any) -> list[np.ndarray]:
+        with self.owner._lock:
+            self.entries.move_to_end(key)
+            return self.entries[key]
+
+    def __setitem__(self, key: Any, value: list[np.ndarray]) -> None:
+        with self.owner._lock:
+            self.entries[key] = value
+            self.owner._shrink(keep=key)
+        if self.owner.on_grow is not None:
+            self.owner.on_grow()
+
+    def __delitem__(self, key: Any) -> None:
+        with self.owner._lock:
+            del self.entries[key]
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(list(self.entries))
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self.entries
 
 
 @dataclass

@@ -119,3 +119,31 @@ def test_an_estimate_row_decodes_its_media_once(engine, monkeypatch):
                         lambda c: calls.append(1) or original(c))
     rows = estimate_inputs(engine, [], [volume], "Findings?", params)
     assert len(rows) == 2 and len(calls) == 2  # one decode per row (the volume alone, the whole request)
+
+
+def test_an_attached_volume_is_decoded_once_per_file_and_options(engine, tmp_path, monkeypatch):
+    """Attach + panel (viewer strip, slider, both estimate rows) decode the volume once; other options decode
+    again once; the remembered slices are the session's (released with it) and equal a fresh decode."""
+    import numpy as np
+
+    from hulumed.demo.app import DemoApp
+    from hulumed.demo.session import DemoSession
+    from hulumed.processing.volume import load_volume, reader
+
+    calls = []
+    original = reader.read_volume
+    monkeypatch.setattr(reader, "read_volume", lambda *a, **k: calls.append(a[0]) or original(*a, **k))
+    app = DemoApp(engine, workspace=str(tmp_path / "ws"))
+    path = str(GOLDEN / "inputs" / "volume.nii.gz")
+    session, errors = app.attach(DemoSession(), [path], key="s1")
+    assert errors == []
+    app.panel(session, key="s1")
+    assert len(calls) == 1
+    session = app.update_volume(session, axis=2, num_slices=4, window="lung", center=None, width=None, key="s1")
+    app.panel(session, key="s1")
+    assert len(calls) == 2  # new options: one more decode, shared by the viewer and the estimate rows
+    [remembered] = [v for k, v in app.volumes("s1").slices.entries.items() if "lung" in k[3]]
+    fresh = load_volume(path, num_slices=4, window="lung")
+    assert all(np.array_equal(a, b) for a, b in zip(remembered, fresh)) and not remembered[0].flags.writeable
+    app.release("s1")
+    assert app.held_bytes() == 0

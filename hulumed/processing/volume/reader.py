@@ -9,6 +9,9 @@ comes out as a `MediaError`.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator, MutableMapping
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable, Optional, Union
@@ -24,6 +27,30 @@ from hulumed.processing.volume.options import VolumeOptions
 from hulumed.processing.volume.slicing import slice_volume
 
 PathLike = Union[str, os.PathLike]
+SliceKey = tuple[str, int, int, str]
+_REMEMBERED: ContextVar[Optional[MutableMapping[SliceKey, list[np.ndarray]]]] = ContextVar(
+    "hulumed_remembered_slices", default=None)
+
+
+@contextmanager
+def remembered_slices(store: MutableMapping[SliceKey, list[np.ndarray]]) -> Iterator[None]:
+    """Within this block (this thread / task), ``load_volume`` of a (file, options) it already loaded into
+    ``store`` returns those slices (read-only arrays) instead of decoding the file again; the key includes the
+    file's modification time and size. Nothing is remembered outside such a block: the demo scopes it to one
+    session's bounded cache (``demo/viewer.py``)."""
+    token = _REMEMBERED.set(store)
+    try:
+        yield
+    finally:
+        _REMEMBERED.reset(token)
+
+
+def _slice_key(path: PathLike, options: VolumeOptions) -> SliceKey | None:
+    try:
+        info = os.stat(path)
+    except OSError:
+        return None  # missing: load_volume's own error
+    return (str(Path(path).resolve()), info.st_mtime_ns, info.st_size, repr(options))
 
 
 def read_volume(path: PathLike, time_index: Optional[int] = None, series_uid: Optional[str] = None,
@@ -62,10 +89,19 @@ def load_volume(path: PathLike, options: Optional[VolumeOptions] = None, **field
     the images as stored; `series_uid` picks one series of a folder that holds several.
     """
     options = replace(options if options is not None else VolumeOptions(), **fields)
-    return _sliced(
+    store = _REMEMBERED.get()
+    key = _slice_key(path, options) if store is not None else None
+    if store is not None and key is not None and key in store:
+        return list(store[key])
+    slices = _sliced(
         lambda: read_volume(path, time_index=options.time_index, series_uid=options.series_uid, axis=options.axis),
         path, options,
     )
+    if store is not None and key is not None:
+        for plane in slices:
+            plane.flags.writeable = False  # shared by every later reader of this block
+        store[key] = slices
+    return list(slices)
 
 
 def load_nifti(path: PathLike, options: Optional[VolumeOptions] = None, **fields: Any) -> list[np.ndarray]:
