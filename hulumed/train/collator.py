@@ -32,24 +32,24 @@ class HulumedCollator:
     pad_to_multiple_of: int | None = None
 
     def __call__(self, items: list[dict[str, Any]]) -> dict[str, Any]:
-        length = max(int(item["input_ids"].shape[0]) for item in items)
-        if self.pad_to_multiple_of:
-            length = -(-length // self.pad_to_multiple_of) * self.pad_to_multiple_of
-        batch = len(items)
-        input_ids = torch.full((batch, length), self.pad_token_id, dtype=torch.long)  # (B, N)
-        attention_mask = torch.zeros((batch, length), dtype=torch.long)  # (B, N)
-        labels = torch.full((batch, length), IGNORE_INDEX, dtype=torch.long)  # (B, N)
-        for row, item in enumerate(items):
-            n = int(item["input_ids"].shape[0])
-            input_ids[row, :n] = item["input_ids"]
-            attention_mask[row, :n] = 1
-            labels[row, :n] = item["labels"]
-        position_ids = (attention_mask.cumsum(dim=1) - 1).clamp(min=0)  # (B, N) 0.. per row
-        out: dict[str, Any] = {
-            "input_ids": input_ids,
-            "attention_mask": attention_mask,
-            "labels": labels,
-            "position_ids": position_ids,
-        }
+        out = right_padded(items, {"input_ids": self.pad_token_id, "labels": IGNORE_INDEX}, self.pad_to_multiple_of)
+        out["position_ids"] = (out["attention_mask"].cumsum(dim=1) - 1).clamp(min=0)  # (B, N) 0.. per row
         out.update(concat_visual(items, torch.cat))  # pixel_values (P, 588), grid_sizes (items, 3), ...
         return out
+
+
+def right_padded(items: list[dict[str, Any]], fills: dict[str, int], pad_to_multiple_of: int | None = None
+                 ) -> dict[str, torch.Tensor]:
+    """The (N,) rows of each key in ``fills`` right-padded to one (B, N) tensor with that key's fill value, plus
+    ``attention_mask`` (B, N); N is the longest row, rounded up to ``pad_to_multiple_of`` when set."""
+    length = max(int(item["input_ids"].shape[0]) for item in items)
+    if pad_to_multiple_of:
+        length = -(-length // pad_to_multiple_of) * pad_to_multiple_of
+    out = {key: torch.full((len(items), length), fill, dtype=torch.long) for key, fill in fills.items()}  # (B, N)
+    out["attention_mask"] = torch.zeros((len(items), length), dtype=torch.long)  # (B, N)
+    for row, item in enumerate(items):
+        n = int(item["input_ids"].shape[0])
+        out["attention_mask"][row, :n] = 1
+        for key in fills:
+            out[key][row, :n] = item[key]
+    return out

@@ -24,6 +24,7 @@ import torch
 from hulumed.conversation import Conversation
 from hulumed.errors import DataError
 from hulumed.processing.qwen3_vl_inputs import VolumeInput, render_chat_messages, stock_messages
+from hulumed.train.collator import right_padded
 from hulumed.train.labels import IGNORE_INDEX
 
 
@@ -130,22 +131,8 @@ class Qwen3VLCollator:
     pad_to_multiple_of: int | None = None
 
     def __call__(self, items: list[dict[str, Any]]) -> dict[str, Any]:
-        length = max(int(item["input_ids"].shape[0]) for item in items)
-        if self.pad_to_multiple_of:
-            length = -(-length // self.pad_to_multiple_of) * self.pad_to_multiple_of
-        rows = len(items)
-        out = {
-            "input_ids": torch.full((rows, length), self.pad_token_id, dtype=torch.long),  # (B, N)
-            "attention_mask": torch.zeros((rows, length), dtype=torch.long),  # (B, N)
-            "labels": torch.full((rows, length), IGNORE_INDEX, dtype=torch.long),  # (B, N)
-            "mm_token_type_ids": torch.zeros((rows, length), dtype=torch.long),  # (B, N)
-        }
-        for row, item in enumerate(items):
-            n = int(item["input_ids"].shape[0])
-            out["input_ids"][row, :n] = item["input_ids"]
-            out["attention_mask"][row, :n] = 1
-            out["labels"][row, :n] = item["labels"]
-            out["mm_token_type_ids"][row, :n] = item["mm_token_type_ids"]
+        fills = {"input_ids": self.pad_token_id, "labels": IGNORE_INDEX, "mm_token_type_ids": 0}
+        out: dict[str, Any] = right_padded(items, fills, self.pad_to_multiple_of)
         for key in ("pixel_values", "image_grid_thw"):
             present = [item[key] for item in items if key in item]
             if present:
