@@ -127,10 +127,29 @@ def create_app(engine: Engine, settings: ServerSettings) -> FastAPI:
         return {"object": "list", "data": [{"id": settings.model_name, "object": "model", "created": 0,
                                             "owned_by": "hulumed"}]}
 
+    service = ChatService(engine, settings, metrics, admission, batcher, stream_executor)
+
     @app.post("/v1/chat/completions")
     async def chat_completions(request: Request) -> Response:
-        started = time.monotonic()
         _authorize(request)
+        return await service.complete(request)
+
+    return app
+
+
+class ChatService:
+    """One chat completion from request to reply: body, admission, checks, prepare, then the JSON answer or the
+    SSE stream. Errors become replies through one table (``error_table.py``); every request leaves the queue and
+    its scratch folder whatever happens."""
+
+    def __init__(self, engine: Engine, settings: ServerSettings, metrics: ServerMetrics, admission: Admission,
+                 batcher: Batcher, executor: ThreadPoolExecutor) -> None:
+        self.engine, self.settings, self.metrics = engine, settings, metrics
+        self.admission, self.batcher, self.executor = admission, batcher, executor
+
+    async def complete(self, request: Request) -> Response:
+        started = time.monotonic()
+        settings, metrics = self.settings, self.metrics
         try:  # the body first: a client that never finishes its upload holds no queue slot, and times out
             body = await asyncio.wait_for(_read_body(request, settings.max_body_bytes), settings.body_timeout_s)
         except (ApiError, asyncio.TimeoutError) as error:
@@ -140,7 +159,7 @@ def create_app(engine: Engine, settings: ServerSettings) -> FastAPI:
             metrics.requests.labels(status=str(error.status)).inc()
             metrics.errors.labels(code=error.code).inc()
             return _error(error.status, error.message, error.code, error.kind)
-        if not admission.try_enter():
+        if not self.admission.try_enter():
             metrics.requests.labels(status="429").inc()
             metrics.errors.labels(code="queue_full").inc()
             return _error(429, "the server is busy; retry shortly", "queue_full", "rate_limit_error",
@@ -149,44 +168,20 @@ def create_app(engine: Engine, settings: ServerSettings) -> FastAPI:
         handed_to_stream = False
         status = 500
         try:
-            problem = engine.health()
-            if problem is not None:
-                raise ApiError(503, f"the model cannot answer: {problem}", "engine_unavailable", "server_error")
-            payload = _parse(body)
-            if payload.model != settings.model_name:
-                raise ApiError(404, f"model {payload.model!r} not found; this server serves {settings.model_name!r}",
-                               "model_not_found")
-            params = _params(payload, settings)
-            loop = asyncio.get_running_loop()
-            await loop.run_in_executor(stream_executor, _check_prompt, payload, engine, settings)
-            conversation = await loop.run_in_executor(
-                stream_executor, _conversation, payload, settings, scratch
-            )
+            payload, params, prepared = await self._prepared(body, scratch)
             request_id = completion_id()
-            prepared = await loop.run_in_executor(
-                stream_executor, _prepare, engine, conversation, params, settings.max_visual_tokens
-            )
             if payload.stream:
                 handed_to_stream = True
                 status = 200
                 return StreamingResponse(
-                    _stream(batcher, prepared, params, payload, request_id, settings, metrics, admission, scratch,
-                            stream_executor, started),
+                    _stream(self.batcher, prepared, params, payload, request_id, settings, metrics, self.admission,
+                            scratch, self.executor, started),
                     media_type="text/event-stream",
                     headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
                 )
-            try:
-                result = await batcher.submit(prepared, params)
-            except (HulumedError, ValueError) as error:
-                raise api_error(error) from error
+            reply = await self._answer(payload, params, prepared, request_id, started)
             status = 200
-            usage = usage_block(result.prompt_tokens, result.completion_tokens, result.visual_tokens)
-            _count_tokens(metrics, result.prompt_tokens, result.completion_tokens, result.visual_tokens)
-            _log(request_id, 200, started, usage, payload if settings.log_content else None, stream=False)
-            return JSONResponse(completion_response(
-                request_id, settings.model_name, result.text, result.reasoning if payload.think else None,
-                result.finish_reason, usage,
-            ))
+            return reply
         except ApiError as error:  # MediaRejected included
             status = error.status
             metrics.errors.labels(code=error.code).inc()
@@ -195,10 +190,41 @@ def create_app(engine: Engine, settings: ServerSettings) -> FastAPI:
             if not handed_to_stream:
                 metrics.requests.labels(status=str(status)).inc()
                 metrics.latency.observe(time.monotonic() - started)
-                admission.leave()
+                self.admission.leave()
                 shutil.rmtree(scratch, ignore_errors=True)
 
-    return app
+    async def _prepared(self, body: bytes, scratch: Path) -> tuple[ChatCompletionRequest, GenerationParams, Prepared]:
+        """The checks in the module docstring's order, then the media read once (``engine.prepare``)."""
+        engine, settings = self.engine, self.settings
+        problem = engine.health()
+        if problem is not None:
+            raise ApiError(503, f"the model cannot answer: {problem}", "engine_unavailable", "server_error")
+        payload = _parse(body)
+        if payload.model != settings.model_name:
+            raise ApiError(404, f"model {payload.model!r} not found; this server serves {settings.model_name!r}",
+                           "model_not_found")
+        params = _params(payload, settings)
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(self.executor, _check_prompt, payload, engine, settings)
+        conversation = await loop.run_in_executor(self.executor, _conversation, payload, settings, scratch)
+        prepared = await loop.run_in_executor(
+            self.executor, _prepare, engine, conversation, params, settings.max_visual_tokens
+        )
+        return payload, params, prepared
+
+    async def _answer(self, payload: ChatCompletionRequest, params: GenerationParams, prepared: Prepared,
+                      request_id: str, started: float) -> JSONResponse:
+        try:
+            result = await self.batcher.submit(prepared, params)
+        except (HulumedError, ValueError) as error:
+            raise api_error(error) from error
+        usage = usage_block(result.prompt_tokens, result.completion_tokens, result.visual_tokens)
+        _count_tokens(self.metrics, result.prompt_tokens, result.completion_tokens, result.visual_tokens)
+        _log(request_id, 200, started, usage, payload if self.settings.log_content else None, stream=False)
+        return JSONResponse(completion_response(
+            request_id, self.settings.model_name, result.text, result.reasoning if payload.think else None,
+            result.finish_reason, usage,
+        ))
 
 
 async def _read_body(request: Request, limit: int) -> bytes:
