@@ -1,6 +1,7 @@
 """The ``hulumed demo`` verb: load the model once, serve the Gradio page (the ``demo`` extra).
 
     hulumed demo --model ./tiny-hulumed [--host 127.0.0.1] [--port 7860] [--backend hf|vllm] [--media-root DIR]
+                 [every LoadOptions field: --device, --dtype, --volume-input, ...]
 
 Gradio and the model are imported only when the verb runs, so ``hulumed --help`` stays fast without them.
 """
@@ -9,19 +10,20 @@ from __future__ import annotations
 
 import argparse
 
+from hulumed.commands import LOAD_FIELDS, add_load_options
+
+DEMO_LOAD_FIELDS = (*LOAD_FIELDS, "backend")
+
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p = subparsers.add_parser("demo", help="web demo: chat over images, videos and volumes (Gradio, loopback)")
     p.add_argument("--model", required=True, help="checkpoint folder or hub id")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default loopback only)")
     p.add_argument("--port", type=int, default=7860)
-    p.add_argument("--backend", choices=["hf", "vllm"], default="hf", help="engine backend (vllm needs vLLM)")
     p.add_argument("--media-root", help="also offer the files below this folder on the server")
     p.add_argument("--max-upload-mb", type=float, default=1024,
                    help="largest file a browser may upload, in MB (default 1024: a CT or MR study)")
-    p.add_argument("--device")
-    p.add_argument("--dtype")
-    p.add_argument("--revision")
+    add_load_options(p, DEMO_LOAD_FIELDS)  # the LoadOptions fields, as every model-loading verb has them
     p.set_defaults(handler=run)
     return p
 
@@ -29,9 +31,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 def _load(args: argparse.Namespace):
     import hulumed
     from hulumed.interface import LoadOptions
+    from hulumed.options import option_values
 
-    return hulumed.load(args.model, LoadOptions(backend=args.backend), device=args.device, dtype=args.dtype,
-                        revision=args.revision)
+    return hulumed.load(args.model, **option_values(args, LoadOptions, DEMO_LOAD_FIELDS))
 
 
 def run(args: argparse.Namespace) -> int:
