@@ -112,18 +112,24 @@ def estimate_inputs(
     parameters: dict[str, int] | None = None,
 ) -> dict[str, Any]:
     """``estimate_request`` for one conversation already processed (the processor's outputs: ``input_ids``,
-    ``pixel_values``, ``grid_sizes``, ``merge_sizes``, ``modals``), so a prepared request is not decoded again."""
+    ``pixel_values``, ``grid_sizes``, ``merge_sizes``, ``modals``; or an engine row whose ids were reduced at
+    processing time, with its ``visual_keep``), so a prepared request is not decoded again."""
     size = _dtype_bytes(dtype)
-    slots = int((batch["input_ids"] == config.image_token_index).sum())
     grid = batch.get("grid_sizes")
-    visual = slots
-    if grid is not None and len(grid):
-        items = visual_tokens(
-            batch["pixel_values"], grid, batch["merge_sizes"], batch.get("modals"), vision_dtype or dtype, reduction,
-            checkpoint_default=bool(config.use_token_compression),
-        )
-        visual = sum(item.tokens for item in items)
-    prompt = int(batch["input_ids"].shape[1]) - slots + visual
+    keep = batch.get("visual_keep")
+    if keep is not None:  # an engine row: ids already reduced at processing time, the mask says what was kept
+        slots, visual = int(keep.numel()), int(keep.sum())
+        prompt = int(batch["input_ids"].shape[1])
+    else:
+        slots = int((batch["input_ids"] == config.image_token_index).sum())
+        visual = slots
+        if grid is not None and len(grid):
+            items = visual_tokens(
+                batch["pixel_values"], grid, batch["merge_sizes"], batch.get("modals"), vision_dtype or dtype,
+                reduction, checkpoint_default=bool(config.use_token_compression),
+            )
+            visual = sum(item.tokens for item in items)
+        prompt = int(batch["input_ids"].shape[1]) - slots + visual
     frames = int(grid[:, 0].sum()) if grid is not None else 0
     patches = int(grid.prod(dim=1).sum()) if grid is not None else 0
     vision = config.vision_config()

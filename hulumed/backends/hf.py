@@ -8,8 +8,10 @@
 It knows nothing of HTTP. How it works:
 
 * ``prepare`` runs the processor once per conversation (media read, chat template, token ids), moves the
-  tensors to the model's device and dtype and counts visual tokens *after* inter-frame reduction with
-  ``processing.visual_tokens`` (the function the model's forward applies, same device and dtype).
+  tensors to the model's device and dtype and decides inter-frame reduction there, once: the keep-mask from
+  ``processing.visual_tokens`` (the function the model's forward applies, same device and dtype), the row's ids
+  with only the kept ``<image>`` tokens and ``visual_keep`` for the model to index its features with
+  (``reduced_row``); counts are exact by construction.
 * One scheduler thread owns the model. ``generate`` / ``stream`` calls from any thread queue their prepared
   rows; the scheduler gathers what is waiting (up to ``options.batch_size`` rows whose generation parameters
   are identical; a request with a ``seed`` runs on its own so its samples are reproducible), left-pads them
@@ -65,9 +67,10 @@ from ..think import visible_prefix
 class _Row:
     """One conversation on its way through the scheduler."""
 
-    inputs: dict[str, Any]  # processor outputs of this conversation alone, on the model's device
+    inputs: dict[str, Any]  # processor outputs of this conversation alone, on the model's device (reduced ids)
     prompt_tokens: int
     visual_tokens: int
+    slots: int = 0  # the processor's visual placeholders (before inter-frame reduction)
     cancel: threading.Event | None = None
     events: queue.Queue | None = None  # stream rows: StreamDelta / StreamFinal / BaseException
     ids: list[int] = field(default_factory=list)
@@ -141,7 +144,7 @@ class HFEngine:
             conversations=conversations,
             prompt_tokens=[r.prompt_tokens for r in rows],
             visual_tokens=[r.visual_tokens for r in rows],
-            visual_tokens_before_reduction=[self._visual_slots(r.inputs) for r in rows],
+            visual_tokens_before_reduction=[r.slots for r in rows],
             params=params,
             inputs=rows,
         )
@@ -152,10 +155,6 @@ class HFEngine:
 
     def _conversations(self, conversations: Sequence[Conversation], params: GenerationParams) -> list[Conversation]:
         return conversations_to_prepare(conversations, params)
-
-    def _visual_slots(self, inputs: dict[str, Any]) -> int:
-        """The processor's visual placeholders in one row's ``input_ids``."""
-        return int((inputs["input_ids"] == self._image_id).sum())
 
     @property
     def _image_id(self) -> int:
@@ -178,16 +177,16 @@ class HFEngine:
                     value = value.to(self.dtype)
             inputs[key] = value
         slots = int((inputs["input_ids"] == self._image_id).sum())
-        kept = slots
         if "pixel_values" in inputs and slots:
             items = visual_tokens(
                 inputs["pixel_values"], inputs["grid_sizes"], inputs["merge_sizes"], inputs.get("modals"),
                 self.vision_dtype, self.options.reduction,
                 checkpoint_default=bool(self.model.config.use_token_compression),
             )
-            kept = int(keep_mask(items).sum())
-        prompt = int(inputs["attention_mask"].sum())
-        return _Row(inputs=inputs, prompt_tokens=prompt - slots + kept, visual_tokens=kept)
+            inputs.update(reduced_row(inputs["input_ids"], inputs["attention_mask"], self._image_id,
+                                      keep_mask(items, self.device)))
+        kept = int((inputs["input_ids"] == self._image_id).sum())
+        return _Row(inputs=inputs, prompt_tokens=int(inputs["attention_mask"].sum()), visual_tokens=kept, slots=slots)
 
     def _as_prepared(
         self, conversations: Conversation | Sequence[Conversation] | Prepared, params: GenerationParams | None
@@ -534,6 +533,17 @@ def _fits(lengths: list[int], max_batch_tokens: int) -> bool:
     return len(lengths) <= 1 or len(lengths) * max(lengths) <= max_batch_tokens
 
 
+def reduced_row(input_ids: torch.Tensor, attention_mask: torch.Tensor, image_id: int, keep: torch.Tensor
+                ) -> dict[str, torch.Tensor]:
+    """Token reduction decided at processing time: one row's ids and mask (1, N) with only the kept visual
+    tokens (1, N'), and ``visual_keep`` (visual tokens,) for the model to index its features with — the engine's
+    form of what the model does to the processor's full ids (``modeling._drop_positions``)."""
+    positions = (input_ids[0] == image_id).nonzero().squeeze(1)  # (visual tokens,)
+    stay = torch.ones(input_ids.shape[1], dtype=torch.bool, device=input_ids.device)  # (N,)
+    stay[positions[~keep.to(positions.device)]] = False
+    return {"input_ids": input_ids[:, stay], "attention_mask": attention_mask[:, stay], "visual_keep": keep}
+
+
 def _collate(rows: list[dict[str, Any]], pad_id: int) -> dict[str, Any]:
     """Single-row processor outputs -> one left-padded batch (what the processor gives for them together)."""
     if len(rows) == 1:
@@ -546,6 +556,9 @@ def _collate(rows: list[dict[str, Any]], pad_id: int) -> dict[str, Any]:
         masks.append(torch.nn.functional.pad(r["attention_mask"], (pad, 0), value=0))
     out: dict[str, Any] = {"input_ids": torch.cat(ids), "attention_mask": torch.cat(masks)}  # (B, width)
     out.update(concat_visual(rows, torch.cat))  # pixel_values (P, 588), grid_sizes (items, 3), ...
+    keeps = [r["visual_keep"] for r in rows if "visual_keep" in r]
+    if keeps:
+        out["visual_keep"] = torch.cat(keeps)  # (visual tokens of all rows,) in row order, as the features
     return out
 
 

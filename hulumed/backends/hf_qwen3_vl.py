@@ -47,7 +47,7 @@ class Qwen3VLEngine(HFEngine):
         config = self.model.config
         return [config.image_token_id, config.video_token_id]
 
-    def _visual_slots(self, inputs: dict[str, Any]) -> int:
+    def _visual_slots(self, inputs: dict[str, Any]) -> int:  # every placeholder is a visual token (no reduction)
         ids = torch.tensor(self._visual_ids(), device=inputs["input_ids"].device)
         return int(torch.isin(inputs["input_ids"], ids).sum())
 
@@ -63,7 +63,8 @@ class Qwen3VLEngine(HFEngine):
                     value = value.to(self.vision_dtype)
             inputs[key] = value
         visual = self._visual_slots(inputs)
-        return _Row(inputs=inputs, prompt_tokens=int(inputs["attention_mask"].sum()), visual_tokens=visual)
+        return _Row(inputs=inputs, prompt_tokens=int(inputs["attention_mask"].sum()), visual_tokens=visual,
+                    slots=visual)
 
     def _collate(self, rows: list[dict[str, Any]]) -> dict[str, Any]:
         return collate_rows(rows, self.pad_id)

@@ -126,11 +126,13 @@ class HulumedForCausalLMMixin:
         modals: Sequence[str] | None = None,
         reduction: ReductionOptions | None = None,
         frame_chunk_size: int | None = None,
+        keep: torch.Tensor | None = None,  # (tokens,) bool: the keep-mask decided at processing time
     ) -> tuple[torch.Tensor, torch.Tensor]:  # features (tokens, H), keep-mask (tokens,) bool
         """Encoder + projector features of every non-text item, and the reduction keep-mask over them.
 
         ``reduction`` (None: upstream's rule, on/off as the checkpoint's ``use_token_compression``) and
-        ``frame_chunk_size`` (frames per encoder pass, None = all; identical results) are runtime options.
+        ``frame_chunk_size`` (frames per encoder pass, None = all; identical results) are runtime options;
+        ``keep``, when given, is the mask the engine computed while processing (not computed again).
         """
         encoder = self.model.vision_encoder
         pixel_values = pixel_values.to(device=encoder.device, dtype=encoder.dtype)
@@ -143,6 +145,8 @@ class HulumedForCausalLMMixin:
             counts = (grid_sizes.prod(dim=1) // merge_sizes**2).tolist()
             parts = features.split(counts, dim=0)
             features = torch.cat([p for p, modal in zip(parts, modal_list) if modal != "text"], dim=0)
+        if keep is not None:
+            return features, keep.to(device=features.device, dtype=torch.bool)
         items = visual_tokens(
             pixel_values, grid_sizes, merge_sizes, modal_list, encoder.dtype, reduction,
             checkpoint_default=bool(self.config.use_token_compression),
@@ -172,8 +176,15 @@ class HulumedForCausalLMMixin:
         modals: Sequence[str] | None = None,
         reduction: ReductionOptions | None = None,
         frame_chunk_size: int | None = None,
+        visual_keep: torch.Tensor | None = None,  # (visual tokens before reduction,) bool
     ) -> dict[str, torch.Tensor | None]:
-        """Token ids + media -> ``inputs_embeds`` (B, N', H) and the matching mask / labels / positions."""
+        """Token ids + media -> ``inputs_embeds`` (B, N', H) and the matching mask / labels / positions.
+
+        Two forms of the same result: ``input_ids`` with every visual token (the processor's, upstream's
+        contract: reduced positions are dropped here and rows re-padded), or ids already holding only the kept
+        tokens plus their ``visual_keep`` mask (decided at processing time by the engine: features are indexed
+        with it, nothing is dropped or re-padded here).
+        """
         embed = self.model.embed_tokens
         input_ids = input_ids.to(_device_of(embed))
         if pixel_values is None or input_ids.shape[1] == 1:
@@ -186,10 +197,23 @@ class HulumedForCausalLMMixin:
         if grid_sizes is None or merge_sizes is None:
             raise ValueError("pixel_values need grid_sizes and merge_sizes (pass the processor's outputs unchanged)")
         features, keep = self.encode_images(
-            pixel_values, grid_sizes, merge_sizes, modals, reduction=reduction, frame_chunk_size=frame_chunk_size
+            pixel_values, grid_sizes, merge_sizes, modals, reduction=reduction, frame_chunk_size=frame_chunk_size,
+            keep=visual_keep,
         )
         image_positions = input_ids == self.config.image_token_index  # (B, N)
         n_slots = int(image_positions.sum())
+        if visual_keep is not None:  # ids reduced at processing time: only the kept features are spliced
+            if keep.shape[0] != features.shape[0] or int(keep.sum()) != n_slots:
+                raise ValueError(
+                    f"visual_keep covers {keep.shape[0]} tokens with {int(keep.sum())} kept, but the media give "
+                    f"{features.shape[0]} and the prompt has {n_slots} image tokens; pass the engine's inputs "
+                    "unchanged"
+                )
+            inputs_embeds = embed(input_ids)  # (B, N, H)
+            features = features[keep].to(inputs_embeds.dtype)
+            inputs_embeds = inputs_embeds.masked_scatter(image_positions.unsqueeze(-1), features)
+            return {"inputs_embeds": inputs_embeds, "attention_mask": attention_mask, "labels": labels,
+                    "position_ids": position_ids}
         if n_slots != features.shape[0]:
             raise ValueError(
                 f"the prompt has {n_slots} image tokens (id {self.config.image_token_index}) but the media give "
@@ -269,6 +293,7 @@ class HulumedForCausalLMMixin:
         modals: Sequence[str] | None = None,
         reduction: ReductionOptions | None = None,
         frame_chunk_size: int | None = None,
+        visual_keep: torch.Tensor | None = None,
         **kwargs: Any,
     ) -> Any:
         """Upstream semantics: embeds the prompt (media included) and returns only the new tokens.
@@ -284,7 +309,7 @@ class HulumedForCausalLMMixin:
         position_ids = kwargs.pop("position_ids", None)
         prepared = self.prepare_multimodal_inputs(
             input_ids, attention_mask, None, position_ids, pixel_values, grid_sizes, merge_sizes, modals,
-            reduction=reduction, frame_chunk_size=frame_chunk_size,
+            reduction=reduction, frame_chunk_size=frame_chunk_size, visual_keep=visual_keep,
         )
         if prepared["attention_mask"] is not None:
             kwargs["attention_mask"] = prepared["attention_mask"].to(prepared["inputs_embeds"].device)

@@ -161,3 +161,44 @@ def test_a_batch_joined_past_a_waiting_request_of_other_parameters():
     alone = [engine.generate(p, p.params)[0].text for p in prepared]
     assert [s.results[0].text for s in submissions] == alone
     engine.close()
+
+
+@pytest.mark.parametrize("variant", ["tiny-qwen2", "tiny-qwen3"])
+def test_processing_time_reduction_equals_the_model_side_path(golden_model, variant, monkeypatch):
+    """The engine decides token reduction while processing (rows hold only kept visual tokens + ``visual_keep``);
+    the reference is the model-side path on the processor's full ids (``_drop_positions``, upstream's contract):
+    the same greedy tokens for every row, alone and in one left-padded batch, and the engine never drops
+    positions in the model."""
+    from hulumed.backends.hf import _collate, reduced_row
+    from hulumed.interface import ReductionOptions
+    from hulumed.model import modeling
+    from hulumed.processing.visual_tokens import keep_mask, visual_tokens
+
+    model = golden_model(variant)
+    model.config.use_token_compression = True
+    _, singles = _batch(variant, pad_id=2000)
+    reference = [model.generate(**single, do_sample=False, max_new_tokens=6, pad_token_id=2002)[0].tolist()
+                 for single in singles]
+    rows = []
+    for single in singles:
+        row = dict(single)
+        if "pixel_values" in single:
+            items = visual_tokens(single["pixel_values"], single["grid_sizes"], single["merge_sizes"],
+                                  single["modals"], model.dtype, ReductionOptions(), checkpoint_default=True)
+            row.update(reduced_row(single["input_ids"], single["attention_mask"], model.config.image_token_index,
+                                   keep_mask(items)))
+        rows.append(row)
+    video = rows[0]
+    assert int(video["visual_keep"].sum()) < video["visual_keep"].numel()  # the static video really is reduced
+    assert int((video["input_ids"] == model.config.image_token_index).sum()) == int(video["visual_keep"].sum())
+
+    def no_drop(*args, **kwargs):
+        raise AssertionError("the engine's rows are reduced already; the model must not drop positions")
+
+    monkeypatch.setattr(modeling, "_drop_positions", no_drop)
+    for row, expected in zip(rows, reference):
+        assert model.generate(**row, do_sample=False, max_new_tokens=6, pad_token_id=2002)[0].tolist() == expected
+    batch = _collate(rows, pad_id=2000)
+    generated = model.generate(**batch, do_sample=False, max_new_tokens=6, pad_token_id=2002)
+    for index, expected in enumerate(reference):
+        assert generated[index, : len(expected)].tolist() == expected
