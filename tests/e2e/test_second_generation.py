@@ -43,7 +43,8 @@ def dicom_zip(tmp_path_factory) -> Path:
     from tests.unit.media_samples import hu_volume, write_series
 
     folder = tmp_path_factory.mktemp("series")
-    paths = write_series(folder / "s", hu_volume(rows=48, columns=40, slices=10), positions=[2.0 * k for k in range(10)])
+    positions = [2.0 * k for k in range(10)]
+    paths = write_series(folder / "s", hu_volume(rows=48, columns=40, slices=10), positions=positions)
     archive = folder / "study.zip"
     with zipfile.ZipFile(archive, "w") as handle:
         for path in paths:
@@ -55,14 +56,27 @@ def _cli(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "hulumed", *args], capture_output=True, text=True, timeout=300)
 
 
-def test_info_names_the_generation_and_active_parameters(checkpoint):
-    done = _cli("info", str(checkpoint))
+def _main(capsys, *args: str) -> tuple[int, str, str]:
+    """A verb run in this process (``hulumed.cli.main``): exit code, stdout, stderr."""
+    from hulumed.cli import main
+
+    capsys.readouterr()
+    try:
+        code = main(list(args))
+    except SystemExit as stop:  # argparse's own errors
+        code = int(stop.code or 0)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_info_names_the_generation_and_active_parameters(checkpoint, capsys):
+    done = _cli("info", str(checkpoint))  # the installed command, once
     assert done.returncode == 0, done.stderr
     info = json.loads(done.stdout)
     assert info["generation"] == 2 and info["model_type"] == "qwen3_vl_moe" and "mixture of experts" in info["family"]
     assert info["experts"] == 4 and info["experts_per_token"] == 2
     assert 0 < info["active_parameters"] < info["parameters"]
-    first = json.loads(_cli("info", str(GOLDEN / "tiny-qwen2")).stdout)
+    first = json.loads(_main(capsys, "info", str(GOLDEN / "tiny-qwen2"))[1])
     assert first["generation"] == 1 and "generation 1" in first["family"]
 
 
@@ -76,23 +90,25 @@ def test_generate_a_dicom_zip_equals_the_engine(checkpoint, engine, dicom_zip):
     assert got["token_ids"] == expected.token_ids and got["visual_tokens"] == expected.visual_tokens > 0
 
 
-def test_estimate_counts_what_generate_sees(checkpoint, engine):
-    done = _cli("estimate", "--model", str(checkpoint), "--image", str(INPUTS / "image_a.png"), "--json", "Describe.")
-    assert done.returncode == 0, done.stderr
-    report = json.loads(done.stdout)
+def test_estimate_counts_what_generate_sees(checkpoint, engine, capsys):
+    code, out, err = _main(capsys, "estimate", "--model", str(checkpoint), "--image", str(INPUTS / "image_a.png"),
+                           "--json", "Describe.")
+    assert code == 0, err
+    report = json.loads(out)
     [result] = engine.generate([hulumed.conversation.user_turn("Describe.", images=[str(INPUTS / "image_a.png")])],
                                GREEDY)
     assert report["prompt_tokens"] == result.prompt_tokens and report["visual_tokens"] == result.visual_tokens
-    assert report["weights_bytes"] == 4 * json.loads(_cli("info", str(checkpoint)).stdout)["parameters"]
+    assert report["weights_bytes"] == 4 * json.loads(_main(capsys, "info", str(checkpoint))[1])["parameters"]
 
 
-def test_a_video_is_refused_clearly_without_torchvision(checkpoint):
+def test_a_video_is_refused_clearly_without_torchvision(checkpoint, capsys):
     from hulumed.processing.qwen3_vl_inputs import torchvision_available
 
     if torchvision_available():
         pytest.skip("torchvision installed: video runs (tests/parity/test_second_generation.py)")
-    done = _cli("generate", "--model", str(checkpoint), "--device", "cpu", "--video", str(INPUTS / "video.mp4"), "Hi")
-    assert done.returncode != 0 and "torchvision" in done.stderr and "Traceback" not in done.stderr
+    code, _, err = _main(capsys, "generate", "--model", str(checkpoint), "--device", "cpu", "--video",
+                         str(INPUTS / "video.mp4"), "Hi")
+    assert code != 0 and "torchvision" in err and "Traceback" not in err
 
 
 def _data_uri(path: Path, media_type: str) -> str:
@@ -185,7 +201,7 @@ def test_labels_supervise_only_the_answer_and_ids_equal_inference(checkpoint, en
     assert item["image_grid_thw"].shape == (3, 3) and item["mm_token_type_ids"].shape == item["input_ids"].shape
 
 
-def test_train_lora_on_experts_then_merge_and_generate(checkpoint, tmp_path):
+def test_train_lora_on_experts_then_merge_and_generate(checkpoint, tmp_path, capsys):
     pytest.importorskip("peft")
     data = tmp_path / "train.jsonl"
     rows = [line for line in (Path(__file__).parents[2] / "examples" / "train.jsonl").read_text().splitlines()
@@ -203,22 +219,23 @@ def test_train_lora_on_experts_then_merge_and_generate(checkpoint, tmp_path):
     with safe_open(str(out / "adapter_model.safetensors"), "pt") as handle:
         names = list(handle.keys())
     assert any("experts" in n for n in names) and any("q_proj.lora_A" in n for n in names)
-    done = _cli("merge-lora", str(out), "--output", str(merged))
-    assert done.returncode == 0, done.stderr[-2000:]
-    done = _cli("generate", "--model", str(merged), "--device", "cpu", "--volume", str(INPUTS / "volume.nii.gz"),
-                "--slices", "2", "--temperature", "0", "--max-new-tokens", "3", "--json", "Findings?")
-    assert done.returncode == 0, done.stderr[-2000:]
-    assert json.loads(done.stdout)["completion_tokens"] >= 1
+    code, _, err = _main(capsys, "merge-lora", str(out), "--output", str(merged))
+    assert code == 0, err[-2000:]
+    code, stdout, err = _main(capsys, "generate", "--model", str(merged), "--device", "cpu", "--volume",
+                              str(INPUTS / "volume.nii.gz"), "--slices", "2", "--temperature", "0",
+                              "--max-new-tokens", "3", "--json", "Findings?")
+    assert code == 0, err[-2000:]
+    assert json.loads(stdout)["completion_tokens"] >= 1
 
 
-def test_train_refuses_token_compression_on_the_second_generation(checkpoint, tmp_path):
+def test_train_refuses_token_compression_on_the_second_generation(checkpoint, tmp_path, capsys):
     data = tmp_path / "train.jsonl"
     data.write_text(json.dumps({"conversation": [{"role": "user", "content": "Hi?"},
                                                  {"role": "assistant", "content": "Hello."}]}) + "\n")
-    done = _cli("train", "--model", str(checkpoint), "--data", str(data), "--output", str(tmp_path / "out"),
-                "--max-steps", "1", "--use-token-compression")
-    assert done.returncode != 0 and "first-generation checkpoints only" in done.stderr
-    assert "Traceback" not in done.stderr and not (tmp_path / "out").exists()
+    code, _, err = _main(capsys, "train", "--model", str(checkpoint), "--data", str(data), "--output",
+                         str(tmp_path / "out"), "--max-steps", "1", "--use-token-compression")
+    assert code != 0 and "first-generation checkpoints only" in err
+    assert "Traceback" not in err and not (tmp_path / "out").exists()
 
 
 def test_batch_file_with_images_volumes_and_a_schema(checkpoint, engine, tmp_path):
