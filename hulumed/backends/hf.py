@@ -12,12 +12,11 @@ It knows nothing of HTTP. How it works:
   ``processing.visual_tokens`` (the function the model's forward applies, same device and dtype), the row's ids
   with only the kept ``<image>`` tokens and ``visual_keep`` for the model to index its features with
   (``reduced_row``); counts are exact by construction.
-* One scheduler thread owns the model. ``generate`` / ``stream`` calls from any thread queue their prepared
-  rows; the scheduler gathers what is waiting (up to ``options.batch_size`` rows whose generation parameters
-  are identical; a request with a ``seed`` runs on its own so its samples are reproducible), left-pads them
-  into one batch and runs one ``model.generate``. Streamed rows get their text deltas from a batch streamer;
-  setting a row's ``cancel`` stops that row only. A failing batch is retried request by request, so only the
-  bad request fails. Batched rows equal rows run alone (left padding; tested).
+* One scheduler thread owns the model (``scheduler.py``: admission by rows and padded tokens, identical
+  parameters, seeded requests alone, failure isolation). ``generate`` / ``stream`` calls from any thread queue
+  their prepared rows; ``_run`` left-pads one admitted batch and runs one ``model.generate``. Streamed rows get
+  their text deltas from a batch streamer; setting a row's ``cancel`` stops that row only. Batched rows equal
+  rows run alone (left padding; tested).
 * Runtime options (reduction, frame chunking) go to the model's ``generate`` as arguments; nothing is written
   onto the model.
 * System prompt: as in upstream's README, conversations with media get ``add_system_prompt=True`` and text-only
@@ -26,13 +25,10 @@ It knows nothing of HTTP. How it works:
 
 from __future__ import annotations
 
-import atexit
 import queue
 import threading
-import time
-import weakref
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -59,42 +55,7 @@ from ..model.family import family_of
 from ..processing.processor import concat_visual
 from ..processing.visual_tokens import keep_mask, visual_tokens
 from ..think import visible_prefix
-
-#: How long the scheduler waits for more requests to join a batch that is not full.
-
-
-@dataclass(eq=False)  # identity: rows hold tensors, which == would compare element-wise
-class _Row:
-    """One conversation on its way through the scheduler."""
-
-    inputs: dict[str, Any]  # processor outputs of this conversation alone, on the model's device (reduced ids)
-    prompt_tokens: int
-    visual_tokens: int
-    slots: int = 0  # the processor's visual placeholders (before inter-frame reduction)
-    cancel: threading.Event | None = None
-    events: queue.Queue | None = None  # stream rows: StreamDelta / StreamFinal / BaseException
-    ids: list[int] = field(default_factory=list)
-    shown: str = ""
-    done: bool = False
-    cancelled: bool = False
-    detok: IncrementalDetokenizer | None = None  # stream rows: the answer's text so far
-
-
-@dataclass(eq=False)  # identity: the scheduler removes submissions from its waiting list by identity
-class _Submission:
-    """Rows of one ``generate`` / ``stream`` call; answered together."""
-
-    rows: list[_Row]
-    params: GenerationParams
-    key: str
-    results: list[GenerationResult] | None = None
-    error: BaseException | None = None
-    finished: threading.Event = field(default_factory=threading.Event)
-    solo: bool = False
-
-    @property
-    def streamed_anything(self) -> bool:
-        return any(row.shown for row in self.rows)
+from .scheduler import Row, Scheduler, Submission, token_groups
 
 
 class HFEngine:
@@ -111,10 +72,7 @@ class HFEngine:
         self.eos_ids = eos_token_ids(model.generation_config, self.tokenizer)
         self.pad_id = self._pad_token_id()
         self._processor_lock = threading.Lock()  # tokenizers are not safe to call from several threads at once
-        self._waiting: list[_Submission] = []
-        self._wakeup = threading.Condition()
-        self._scheduler: threading.Thread | None = None
-        self._closing = False
+        self.scheduler = Scheduler(lambda batch: self._run(batch), self.options)  # looked up per batch
 
     @property
     def device(self) -> torch.device:
@@ -163,7 +121,7 @@ class HFEngine:
     def _collate(self, rows: list[dict[str, Any]]) -> dict[str, Any]:
         return _collate(rows, self.pad_id)
 
-    def _prepare_row(self, conversation: Conversation, params: GenerationParams) -> _Row:
+    def _prepare_row(self, conversation: Conversation, params: GenerationParams) -> Row:
         with self._processor_lock:
             batch = self.processor(
                 conversation=[conversation], add_system_prompt=[wants_system_prompt(conversation, self.options)],
@@ -186,7 +144,7 @@ class HFEngine:
             inputs.update(reduced_row(inputs["input_ids"], inputs["attention_mask"], self._image_id,
                                       keep_mask(items, self.device)))
         kept = int((inputs["input_ids"] == self._image_id).sum())
-        return _Row(inputs=inputs, prompt_tokens=int(inputs["attention_mask"].sum()), visual_tokens=kept, slots=slots)
+        return Row(inputs=inputs, prompt_tokens=int(inputs["attention_mask"].sum()), visual_tokens=kept, slots=slots)
 
     def _as_prepared(
         self, conversations: Conversation | Sequence[Conversation] | Prepared, params: GenerationParams | None
@@ -200,7 +158,7 @@ class HFEngine:
         """Answers for one conversation or many (or a ``Prepared``), in input order; batched with other callers."""
         prepared, params = self._as_prepared(conversations, params)
         rows = [replace(row, ids=[], shown="", done=False, cancelled=False, detok=None) for row in prepared.inputs]
-        groups = self._token_groups(rows)
+        groups = token_groups([row.prompt_tokens for row in rows], self.options)
         submissions = [self._submit([rows[i] for i in group], params) for group in groups]
         results: list[GenerationResult | None] = [None] * len(rows)
         for group, submission in zip(groups, submissions):
@@ -210,20 +168,6 @@ class HFEngine:
             for index, result in zip(group, submission.results or []):
                 results[index] = result
         return results  # type: ignore[return-value]
-
-    def _token_groups(self, rows: list[_Row]) -> list[list[int]]:
-        """Row indices in batches of at most ``batch_size`` rows and ``max_batch_tokens`` padded tokens (rows x
-        longest prompt), rows of similar length together (sorted by length; results keep the input order)."""
-        size = max(1, self.options.batch_size)
-        groups: list[list[int]] = []
-        for index in sorted(range(len(rows)), key=lambda i: rows[i].prompt_tokens):
-            group = groups[-1] if groups else None
-            lengths = [rows[i].prompt_tokens for i in (group or [])] + [rows[index].prompt_tokens]
-            if group is not None and len(group) < size and _fits(lengths, self.options.max_batch_tokens):
-                group.append(index)
-            else:
-                groups.append([index])
-        return groups
 
     def stream(
         self, conversation: Conversation | Prepared, params: GenerationParams | None = None,
@@ -301,98 +245,13 @@ class HFEngine:
             self._parameter_counts = count_parameters(self.model)
         return self._parameter_counts
 
-    # ------------------------------------------------------------------ scheduler
-    def _submit(self, rows: list[_Row], params: GenerationParams) -> _Submission:
-        key = repr(sorted(params.generate_kwargs().items())) + repr(params.stop)
-        if params.seed is not None:
-            key += f"#seed{params.seed}#{id(rows)}"  # seeded requests run alone: reproducible samples
-        submission = _Submission(rows, params, key)
-        with self._wakeup:
-            if self._scheduler is None or not self._scheduler.is_alive():
-                self._closing = False
-                self._scheduler = threading.Thread(target=self._schedule, name="hulumed-scheduler", daemon=True)
-                self._scheduler.start()
-                atexit.register(_close_at_exit, weakref.ref(self))
-            self._waiting.append(submission)
-            self._wakeup.notify()
-        return submission
-
-    def _next_batch(self) -> list[_Submission]:
-        size = max(1, self.options.batch_size)
-        with self._wakeup:
-            while not self._waiting:
-                if self._closing:
-                    self._scheduler = None  # under the lock: a later _submit starts a new thread
-                    return []
-                self._wakeup.wait()
-            deadline = time.monotonic() + self.options.batch_wait_ms / 1000
-            while sum(len(s.rows) for s in self._waiting) < size and not self._waiting[0].solo:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    break
-                self._wakeup.wait(remaining)
-            first = self._waiting[0]
-            batch, rows = [first], len(first.rows)
-            lengths = [row.prompt_tokens for row in first.rows]
-            if not first.solo:
-                for submission in self._waiting[1:]:
-                    joined = lengths + [row.prompt_tokens for row in submission.rows]
-                    if (submission.key == first.key and not submission.solo and rows + len(submission.rows) <= size
-                            and _fits(joined, self.options.max_batch_tokens)):
-                        batch.append(submission)
-                        rows += len(submission.rows)
-                        lengths = joined
-            for submission in batch:
-                self._waiting.remove(submission)
-            return batch
+    # ------------------------------------------------------------------ running batches (scheduler.py calls _run)
+    def _submit(self, rows: list[Row], params: GenerationParams) -> Submission:
+        return self.scheduler.submit(rows, params)
 
     def close(self, timeout: float = 10.0) -> None:
-        """Stop the scheduler thread once the work already queued is done (the next call starts it again).
-
-        Runs at interpreter exit too: a daemon thread still inside torch when Python finalizes can abort the
-        process ("terminate called without an active exception"), so the thread is ended and joined first.
-        """
-        with self._wakeup:
-            self._closing = True
-            self._wakeup.notify_all()
-        thread = self._scheduler
-        if thread is not None and thread is not threading.current_thread():
-            thread.join(timeout)
-
-    def _schedule(self) -> None:
-        while True:
-            try:
-                batch = self._next_batch()
-            except BaseException as error:  # noqa: BLE001 - never leave callers waiting on a dead scheduler
-                with self._wakeup:
-                    waiting, self._waiting = self._waiting, []
-                for submission in waiting:
-                    self._fail(submission, error)
-                continue
-            if not batch:
-                return
-            try:
-                self._run(batch)
-            except BaseException as error:  # noqa: BLE001 - delivered to the callers below
-                if len(batch) > 1:
-                    retry = [s for s in batch if not s.streamed_anything]
-                    for submission in batch:
-                        if submission not in retry:
-                            self._fail(submission, error)
-                    with self._wakeup:
-                        for submission in retry:
-                            submission.solo = True
-                        self._waiting[:0] = retry
-                else:
-                    self._fail(batch[0], error)
-
-    @staticmethod
-    def _fail(submission: _Submission, error: BaseException) -> None:
-        submission.error = error
-        for row in submission.rows:
-            if row.events is not None:
-                row.events.put(error)
-        submission.finished.set()
+        """Stop the scheduler thread once the work already queued is done (the next call starts it again)."""
+        self.scheduler.close(timeout)
 
     def _generate_kwargs(self, params: GenerationParams) -> dict[str, Any]:
         kwargs = params.generate_kwargs()
@@ -415,7 +274,7 @@ class HFEngine:
         """The generated ids of ``generate``'s output (ours returns only those: it runs on input embeddings)."""
         return output
 
-    def _run(self, batch: list[_Submission]) -> None:
+    def _run(self, batch: list[Submission]) -> None:
         from transformers import StoppingCriteria, StoppingCriteriaList
 
         rows = [row for submission in batch for row in submission.rows]
@@ -455,7 +314,7 @@ class HFEngine:
                 from ..errors import StructuredOutputError
 
                 start += len(submission.rows)
-                self._fail(submission, StructuredOutputError(failed))
+                submission.fail(StructuredOutputError(failed))
                 continue
             results = []
             for row in submission.rows:
@@ -486,7 +345,7 @@ class HFEngine:
         return self._ll_tokenizer
 
     # ------------------------------------------------------------------ outputs
-    def _result(self, ids: list[int], row: _Row, params: GenerationParams) -> GenerationResult:
+    def _result(self, ids: list[int], row: Row, params: GenerationParams) -> GenerationResult:
         return decode_result(self.tokenizer, ids, self.eos_ids, params.stop, prompt_tokens=row.prompt_tokens,
                              visual_tokens=row.visual_tokens)
 
@@ -494,7 +353,7 @@ class HFEngine:
 class _BatchStreamer(BaseStreamer):
     """transformers streamer for a whole batch: each streamed row gets the deltas of its visible text."""
 
-    def __init__(self, rows: list[_Row], engine: HFEngine, params: GenerationParams) -> None:
+    def __init__(self, rows: list[Row], engine: HFEngine, params: GenerationParams) -> None:
         self.rows, self.engine, self.params = rows, engine, params
         self.prompt_seen = False
 
@@ -527,12 +386,6 @@ class _BatchStreamer(BaseStreamer):
         pass
 
 
-def _fits(lengths: list[int], max_batch_tokens: int) -> bool:
-    """Whether rows of these prompt lengths may share a left-padded batch: rows x longest <= ``max_batch_tokens``
-    (one row always fits: it runs alone, unpadded)."""
-    return len(lengths) <= 1 or len(lengths) * max(lengths) <= max_batch_tokens
-
-
 def reduced_row(input_ids: torch.Tensor, attention_mask: torch.Tensor, image_id: int, keep: torch.Tensor
                 ) -> dict[str, torch.Tensor]:
     """Token reduction decided at processing time: one row's ids and mask (1, N) with only the kept visual
@@ -560,9 +413,3 @@ def _collate(rows: list[dict[str, Any]], pad_id: int) -> dict[str, Any]:
     if keeps:
         out["visual_keep"] = torch.cat(keeps)  # (visual tokens of all rows,) in row order, as the features
     return out
-
-
-def _close_at_exit(engine: "weakref.ref[HFEngine]") -> None:
-    alive = engine()
-    if alive is not None:
-        alive.close()

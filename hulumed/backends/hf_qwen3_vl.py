@@ -24,7 +24,8 @@ from ..conversation import Conversation, validate
 from ..generation import GenerationParams
 from ..interface import Prepared, model_revision
 from ..processing.qwen3_vl_inputs import prepare_inputs
-from .hf import HFEngine, _Row
+from .hf import HFEngine
+from .scheduler import Row
 
 _VISUAL_KEYS = ("pixel_values", "pixel_values_videos")
 
@@ -51,7 +52,7 @@ class Qwen3VLEngine(HFEngine):
         ids = torch.tensor(self._visual_ids(), device=inputs["input_ids"].device)
         return int(torch.isin(inputs["input_ids"], ids).sum())
 
-    def _prepare_row(self, conversation: Conversation, params: GenerationParams) -> _Row:
+    def _prepare_row(self, conversation: Conversation, params: GenerationParams) -> Row:
         with self._processor_lock:
             batch = prepare_inputs(self.processor, conversation, volume_input=self.options.volume_input,
                                    think=params.think)
@@ -63,7 +64,7 @@ class Qwen3VLEngine(HFEngine):
                     value = value.to(self.vision_dtype)
             inputs[key] = value
         visual = self._visual_slots(inputs)
-        return _Row(inputs=inputs, prompt_tokens=int(inputs["attention_mask"].sum()), visual_tokens=visual,
+        return Row(inputs=inputs, prompt_tokens=int(inputs["attention_mask"].sum()), visual_tokens=visual,
                     slots=visual)
 
     def _collate(self, rows: list[dict[str, Any]]) -> dict[str, Any]:

@@ -330,13 +330,13 @@ def test_close_ends_the_scheduler_thread_and_the_next_call_starts_it_again(engin
     params = GenerationParams.greedy(4, ignore_eos=True)
     conversation = _conversations()[0]
     before = engine.generate(conversation, params)[0].text
-    thread = engine._scheduler
+    thread = engine.scheduler.thread
     assert thread is not None and thread.is_alive()
     engine.close()
-    assert not thread.is_alive() and engine._scheduler is None
+    assert not thread.is_alive() and engine.scheduler.thread is None
     events = list(engine.stream(conversation, params))  # a new scheduler thread
     assert events[-1].result.text == before
-    assert engine._scheduler is not None and engine._scheduler is not thread
+    assert engine.scheduler.thread is not None and engine.scheduler.thread is not thread
     engine.close()
 
 
