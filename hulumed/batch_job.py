@@ -96,7 +96,7 @@ def parse_request(line: str | DataError, number: int, root: Path, defaults: Gene
             conversation = [
                 user_turn(
                     record["prompt"], [resolve(p) for p in images], resolve(record.get("video")),
-                    resolve(record.get("volume")), slices=record.get("slices"), axis=record.get("axis", 2),
+                    resolve(record.get("volume")), slices=record.get("slices"), axis=record.get("axis"),
                 )
             ]
         else:

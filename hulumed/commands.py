@@ -20,13 +20,14 @@ import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from .errors import HulumedError
 from .generation import GenerationParams
 from .interface import DEFAULT_MAX_PROMPT_TOKENS, Engine, LoadOptions, text_deltas
-from .options import add_options, option_values, positive_int
+from .options import add_options, option_values, positive_float, positive_int
 from .tiny import VARIANTS
 
 # LoadOptions fields every model-loading verb offers (and `hulumed.load` accepts today)
@@ -58,8 +59,6 @@ _GENERATION_HELP = {
     "stop": "stop string (repeatable)",
     "think": "upstream reasoning mode (its instruction appended; reasoning shown separately)",
 }
-ORIENTATION_NAMES = "raw | ras | radiological"
-NORMALIZATION_NAMES = "slice | volume"
 
 
 # ---------------------------------------------------------------------------------------------- options
@@ -87,48 +86,43 @@ def load_kwargs(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _media_options(parser: argparse.ArgumentParser, single: bool = True) -> None:
+    """The media files (``generate`` / ``estimate``; ``chat`` attaches them with /image ...) and their options,
+    generated from ``VideoOptions`` and ``VolumeOptions``: one flag, default, check and help per field."""
+    from .processing.video.options import VideoOptions
+    from .processing.volume.options import VolumeOptions
+
     if single:
         parser.add_argument("--image", action="append", default=[], metavar="FILE", help="an image (repeatable)")
         parser.add_argument("--video", metavar="FILE", help="a video file or a folder of frames")
         parser.add_argument("--volume", metavar="FILE", help="a 3D volume (NIfTI, DICOM series folder or zip)")
-    parser.add_argument("--fps", type=float, default=1.0, help="video frames per second to sample [1.0]")
-    parser.add_argument("--max-frames", type=positive_int, default=128, help="most video frames [128]")
-    parser.add_argument("--slices", type=positive_int, help="slices taken from a volume (default: all)")
-    parser.add_argument("--axis", type=int, default=2, choices=(0, 1, 2),
-                        help="slicing axis: 0 sagittal, 1 coronal, 2 axial [2]")
-    parser.add_argument("--window", help="CT window for a volume: a preset name (lung, bone, ...) or CENTER,WIDTH "
-                        "(default: upstream's per-slice min-max)")
-    parser.add_argument("--orientation", help=f"volume axes: {ORIENTATION_NAMES} (default raw, as upstream)")
-    parser.add_argument("--normalize", help=f"intensity scaling: {NORMALIZATION_NAMES} (default slice, as upstream)")
-    parser.add_argument("--time-index", type=int, help="the time point of a 4-D volume")
-    parser.add_argument("--series-uid", help="the DICOM series to use when a folder holds several")
+    add_options(parser, VideoOptions, types_={"fps": positive_float, "max_frames": positive_int})
+    add_options(parser, VolumeOptions, names={"num_slices": "slices"},
+                types_={"num_slices": positive_int, "window": window_arg, "orientation": str.lower,
+                        "slice_spacing": positive_float})
 
 
-def _volume_item_options(args: argparse.Namespace) -> dict[str, Any]:
-    """The extra keys of the 3d item given by --window / --orientation / --normalize / ... (unset ones omitted)."""
-    options: dict[str, Any] = {}
-    if getattr(args, "window", None):
-        if "," in args.window:
-            try:
-                center, width = (float(v) for v in args.window.split(",", 1))
-            except ValueError:
-                raise HulumedError(f"--window {args.window!r}: CENTER,WIDTH must be two numbers") from None
-            options["window"] = [center, width]
-        else:
-            options["window"] = args.window
-    for name in ("orientation", "normalize", "time_index", "series_uid"):
-        if getattr(args, name, None) is not None:
-            options[name] = getattr(args, name)
-    return options
+def window_arg(text: str) -> str | tuple[float, float]:
+    """argparse type of ``--window``: a preset name, or ``CENTER,WIDTH`` as two numbers."""
+    if "," not in text:
+        return text
+    try:
+        center, width = (float(v) for v in text.split(",", 1))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: CENTER,WIDTH must be two numbers") from None
+    return center, width
 
 
-def _check_volume_options(args: argparse.Namespace) -> None:
-    from .processing.volume import NORMALIZATIONS, ORIENTATIONS
+def _video_options(args: argparse.Namespace) -> Any:
+    from .processing.video.options import VideoOptions
 
-    for flag, value, known in (("--orientation", args.orientation, ORIENTATIONS),
-                               ("--normalize", args.normalize, NORMALIZATIONS)):
-        if value is not None and value not in known:
-            raise HulumedError(f"{flag} {value!r} is not one of {', '.join(known)}")
+    return VideoOptions(**option_values(args, VideoOptions))
+
+
+def _volume_options(args: argparse.Namespace) -> Any:
+    """The volume options on the command line, checked (``MediaError`` before any weights are read)."""
+    from .processing.volume.options import VolumeOptions
+
+    return VolumeOptions(**option_values(args, VolumeOptions))
 
 
 def _generation_options(parser: argparse.ArgumentParser) -> None:
@@ -242,10 +236,8 @@ def _engine(args: argparse.Namespace) -> Any:
 def _turn(args: argparse.Namespace, prompt: str) -> dict[str, Any]:
     from .conversation import user_turn
 
-    return user_turn(
-        prompt, args.image, args.video, args.volume, fps=args.fps, max_frames=args.max_frames, slices=args.slices,
-        axis=args.axis, volume_options=_volume_item_options(args),
-    )
+    return user_turn(prompt, args.image, args.video, args.volume, video_options=_video_options(args),
+                     volume_options=_volume_options(args))
 
 
 # ---------------------------------------------------------------------------------------------- streaming
@@ -289,7 +281,7 @@ def _stream_to_stdout(engine: Engine, conversation: list[dict[str, Any]], params
 def cmd_generate(args: argparse.Namespace) -> int:
     _check_prompt(args.prompt)
     check_media(args.image, args.video, args.volume)
-    _check_volume_options(args)
+    _volume_options(args)  # checked before any weights are read
     check_load_options(args)
     params = _params(args)
     engine = _engine(args)
@@ -341,7 +333,7 @@ class _Chat:
             check_media([], rest, None)
             self.video = rest
             return f"(video attached: {rest})"
-        path, count = rest, self.args.slices
+        path, count = rest, self.args.num_slices
         head, _, last = rest.rpartition(" ")
         if head and not Path(rest).exists():  # "/volume PATH SLICES"
             try:
@@ -357,10 +349,10 @@ class _Chat:
         from .conversation import user_turn
 
         volume = self.volume
+        options = _volume_options(self.args)
         turn = user_turn(
-            text, self.images, self.video, volume[0] if volume else None, slices=volume[1] if volume else None,
-            axis=self.args.axis, fps=self.args.fps, max_frames=self.args.max_frames,
-            volume_options=_volume_item_options(self.args),
+            text, self.images, self.video, volume[0] if volume else None, video_options=_video_options(self.args),
+            volume_options=replace(options, num_slices=volume[1]) if volume else options,
         )
         self.images, self.video, self.volume = [], None, None
         return turn
@@ -376,7 +368,7 @@ class _Chat:
 
 
 def cmd_chat(args: argparse.Namespace) -> int:
-    _check_volume_options(args)
+    _volume_options(args)  # checked before any weights are read
     check_load_options(args)
     params = _params(args)
     engine = _engine(args)
@@ -470,7 +462,7 @@ def cmd_estimate(args: argparse.Namespace) -> int:
 
     _check_prompt(args.prompt)
     check_media(args.image, args.video, args.volume)
-    _check_volume_options(args)
+    _volume_options(args)  # checked before any weights are read
     path, config, processor = _config_and_processor(args.model, args.revision)
     conversation = [_turn(args, args.prompt)]
     dtype = pick_dtype(pick_device(args.device), args.dtype)
@@ -543,7 +535,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("estimate", help="visual tokens and memory a request needs (no weights loaded)")
     p.add_argument("--model", required=True, help="checkpoint folder or hub id")
     add_options(p, LoadOptions, only=("revision", "device", "dtype", "frame_chunk_size", "volume_input"),
-                help=_LOAD_HELP, types_={"frame_chunk_size": positive_int}, choices={"volume_input": ("images", "video")})
+                help=_LOAD_HELP, types_={"frame_chunk_size": positive_int},
+                choices={"volume_input": ("images", "video")})
     p.add_argument("--json", action="store_true")
     _media_options(p)
     _generation_options(p)

@@ -16,9 +16,13 @@ upstream's reasoning instruction to the last user turn).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .errors import ConversationError
+
+if TYPE_CHECKING:
+    from .processing.video.options import VideoOptions
+    from .processing.volume.options import VolumeOptions
 
 Conversation = list[dict[str, Any]]
 _ROLES = {"system", "user", "assistant", "stream"}
@@ -33,22 +37,28 @@ def user_turn(
     video: str | None = None,
     volume: str | None = None,
     *,
-    fps: float = 1,
-    max_frames: int = 128,
+    video_options: VideoOptions | None = None,
+    volume_options: VolumeOptions | None = None,
     slices: int | None = None,
-    axis: int = 2,
-    volume_options: dict[str, Any] | None = None,
+    axis: int | None = None,
 ) -> dict[str, Any]:
-    """A user message: images first, then the video, then the volume, then the prompt text."""
+    """A user message: images first, then the video, then the volume, then the prompt text. Media options are
+    upstream's defaults unless given; ``slices`` / ``axis`` are shorthands for those two volume options.
+    Invalid options raise ``MediaError`` here, before any file is read."""
+    from dataclasses import replace
+
+    from .processing.video.options import VideoOptions
+    from .processing.volume.options import VolumeOptions
+
+    volume_options = volume_options or VolumeOptions()
+    if slices is not None or axis is not None:
+        volume_options = replace(volume_options, num_slices=slices if slices is not None else volume_options.num_slices,
+                                 axis=axis if axis is not None else volume_options.axis)
     content: list[dict[str, Any]] = [{"type": "image", "image": {"image_path": str(path)}} for path in images]
     if video is not None:
-        content.append({"type": "video", "video": {"video_path": str(video), "fps": fps, "max_frames": max_frames}})
+        content.append({"type": "video", "video": (video_options or VideoOptions()).item(str(video))})
     if volume is not None:
-        options: dict[str, Any] = {"image_path": str(volume), "nii_axis": axis}
-        if slices is not None:
-            options["nii_num_slices"] = slices
-        options.update(volume_options or {})
-        content.append({"type": "3d", "3d": options})
+        content.append({"type": "3d", "3d": volume_options.item(str(volume))})
     content.append({"type": "text", "text": prompt})
     return {"role": "user", "content": content}
 

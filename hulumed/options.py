@@ -38,6 +38,26 @@ def positive_int(text: str) -> int:
     return value
 
 
+def _number(check: Callable[[float], bool], wanted: str) -> Callable[[str], float]:
+    """An argparse type: a float for which ``check`` holds (else the error says ``wanted``)."""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        if not check(value):
+            raise argparse.ArgumentTypeError(f"{value} is not {wanted}")
+        return value
+
+    parse.__name__ = "number"
+    return parse
+
+
+fraction = _number(lambda v: 0 < v <= 1, "in (0, 1]")
+positive_float = _number(lambda v: v > 0, "> 0")
+
+
 def _optional(kind: Callable[[str], Any]) -> Callable[[str], Any]:
     def parse(text: str) -> Any:
         return None if text.lower() in ("none", "null") else kind(text)

@@ -24,6 +24,7 @@ from typing import Any
 
 from ..errors import MediaError
 from ..processing.dicom import sniff_dicom, sniff_zip
+from ..processing.video.options import VideoOptions
 from ..processing.volume import VolumeOptions, sniff_nifti
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
@@ -44,17 +45,6 @@ def describe_volume(options: VolumeOptions) -> str:
 
 
 @dataclass(frozen=True)
-class VideoOptions:
-    """How a video is sampled (the processor's ``video`` item options; upstream defaults)."""
-
-    fps: float = 1.0
-    max_frames: int = 128
-
-    def describe(self) -> str:
-        return f"{self.fps:g} fps, at most {self.max_frames} frames"
-
-
-@dataclass(frozen=True)
 class Attachment:
     """One input of the next user turn."""
 
@@ -69,8 +59,7 @@ class Attachment:
         if self.kind == "image":
             return {"type": "image", "image": {"image_path": self.path}}
         if self.kind == "video":
-            return {"type": "video",
-                    "video": {"video_path": self.path, "fps": self.video.fps, "max_frames": self.video.max_frames}}
+            return {"type": "video", "video": self.video.item(self.path)}
         return {"type": "3d", "3d": self.volume.item(self.path)}
 
     def files(self) -> list[str]:

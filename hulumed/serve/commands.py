@@ -13,9 +13,8 @@ import logging
 import os
 import sys
 from pathlib import Path
-from typing import Any
 
-from ..options import add_options, option_values, positive_int
+from ..options import add_options, fraction, option_values, positive_float, positive_int
 from .settings import ServerSettings
 
 _MB = 2**20
@@ -43,25 +42,6 @@ def port(text: str) -> int:
     if not 0 <= value <= 65535:
         raise argparse.ArgumentTypeError(f"{value} is out of range (0-65535)")
     return value
-
-
-def _number(check: Any, wanted: str) -> Any:
-    """An argparse type: a float for which ``check`` holds (else the error says ``wanted``)."""
-
-    def parse(text: str) -> float:
-        try:
-            value = float(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-        if not check(value):
-            raise argparse.ArgumentTypeError(f"{value} is not {wanted}")
-        return value
-
-    return parse
-
-
-fraction = _number(lambda v: 0 < v <= 1, "in (0, 1]")
-positive_float = _number(lambda v: v > 0, "> 0")
 
 
 def cmd_serve(args: argparse.Namespace) -> int:

@@ -32,3 +32,37 @@ def test_served_model_name_of_a_local_folder_is_never_its_absolute_path(tmp_path
     own.mkdir()
     assert served_model_name(str(own)) == "Hulu-Med-4B"
     assert served_model_name("ZJU-AI4H/Hulu-Med-14B") == "ZJU-AI4H/Hulu-Med-14B"  # a hub id as given
+
+
+def test_media_options_are_the_volume_and_video_option_fields():
+    """Every VolumeOptions / VideoOptions field is a flag of generate / estimate / chat with the dataclass's
+    default and help; the flags make exactly the item the dataclass makes; bad combinations are the dataclass's
+    own MediaError, raised before any weights are read."""
+    import pytest
+
+    from hulumed.commands import _turn, _volume_options
+    from hulumed.errors import MediaError
+    from hulumed.processing.video.options import VideoOptions
+    from hulumed.processing.volume.options import VolumeOptions
+
+    for verb in ("generate", "estimate", "chat"):
+        parser = build_parser([verb])
+        sub = parser._subparsers._group_actions[0].choices[verb]
+        dests = {action.dest: action for action in sub._actions}
+        for cls in (VolumeOptions, VideoOptions):
+            for field in dataclasses.fields(cls):
+                assert field.name in dests, (verb, field.name)
+                assert dests[field.name].default == field.default, (verb, field.name)
+                assert field.metadata["help"] in dests[field.name].help, (verb, field.name)
+    argv = ["generate", "--model", "m", "--volume", "ct.nii.gz", "--slices", "8", "--axis", "1", "--window-center",
+            "40", "--window-width", "400", "--orientation", "RAS", "--slice-spacing", "2.5", "--fps", "2", "hi"]
+    args = build_parser(["generate"]).parse_args(argv)
+    [volume_part] = [p for p in _turn(args, "hi")["content"] if p["type"] == "3d"]
+    assert volume_part["3d"] == VolumeOptions(num_slices=8, axis=1, window_center=40.0, window_width=400.0,
+                                              orientation="ras", slice_spacing=2.5).item("ct.nii.gz")
+    args = build_parser(["generate"]).parse_args(["generate", "--model", "m", "--window=-600,1500", "hi"])
+    assert _volume_options(args).window == (-600.0, 1500.0)
+    args = build_parser(["generate"]).parse_args(["generate", "--model", "m", "--window", "lung", "--window-center",
+                                                  "40", "hi"])
+    with pytest.raises(MediaError, match="not both"):
+        _volume_options(args)

@@ -19,7 +19,7 @@ each changes the pixels the model sees (docs/media.md):
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Optional
 
 import numpy as np
@@ -61,20 +61,28 @@ def part_from_item(item: dict) -> dict:
     return {short.get(k, k): v for k, v in item.items() if k != "image_path"}
 
 
+def _option(default: Any, help: str, **metadata: Any) -> Any:
+    """A field whose ``help`` (and ``choices``) become its command-line option (``hulumed.options``)."""
+    return field(default=default, metadata={"help": help, **metadata})
+
+
 @dataclass(frozen=True)
 class VolumeOptions:
     """How one volume is sliced; invalid values raise `MediaError` when the options are made."""
 
-    num_slices: Optional[int] = None  # keep this many (linspace), None = all
-    axis: int = 2  # slice i is volume[i], volume[:, i] or volume[:, :, i]
-    window_center: Optional[float] = None  # with window_width: upstream's clip before min-max
-    window_width: Optional[float] = None
-    window: Optional[WindowSpec] = None  # preset name, "ct_rgb" or (center, width): fixed window, no min-max
-    normalize: str = "slice"  # "slice" | "volume"
-    orientation: str = "raw"  # "raw" | "ras" | "radiological"
-    slice_spacing: Optional[float] = None  # mm between kept slices
-    time_index: Optional[int] = None  # volume of a 4-D NIfTI
-    series_uid: Optional[str] = None  # series of a DICOM folder / zip
+    num_slices: Optional[int] = _option(None, "slices taken from a volume, evenly spaced (default: all)")
+    axis: int = _option(2, "slicing axis: 0 sagittal, 1 coronal, 2 axial (upstream's nii_axis)", choices=(0, 1, 2))
+    window_center: Optional[float] = _option(None, "with --window-width: upstream's clip before the per-slice min-max")
+    window_width: Optional[float] = _option(None, "with --window-center: upstream's clip width")
+    window: Optional[WindowSpec] = _option(
+        None, "CT window for a volume: a preset name (lung, bone, ...), ct_rgb, or CENTER,WIDTH (--window=-600,1500); "
+        "mapped to 0-255, no min-max (default: upstream's per-slice min-max)")
+    normalize: str = _option("slice", "intensity scaling: slice (upstream) or volume (one min-max)",
+                             choices=NORMALIZATIONS)
+    orientation: str = _option("raw", "volume axes: raw (upstream), ras or radiological", choices=ORIENTATIONS)
+    slice_spacing: Optional[float] = _option(None, "millimetres between kept slices (DICOM: real positions)")
+    time_index: Optional[int] = _option(None, "the time point of a 4-D volume")
+    series_uid: Optional[str] = _option(None, "the DICOM series to use when a folder or zip holds several")
 
     def __post_init__(self) -> None:
         if isinstance(self.orientation, str):
