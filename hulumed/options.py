@@ -6,8 +6,8 @@
 One option per field: ``--field-name`` (or a name given in ``names``), ``dest`` = the field name, the default
 = the field's default (so ``--help`` shows it and the dataclass stays the one place it is written), the type
 from the annotation (``int``, ``float``, ``str``, ``Path``, ``Literal`` -> choices, ``bool`` ->
-``--x / --no-x``, ``list[str]`` -> repeatable). Help comes from ``field.metadata["help"]``, else the ``help``
-argument, else the comment after the field in its source (``max_queue: int = 64  # requests waiting``).
+``--x / --no-x``, ``list[str]`` -> repeatable). Help is the field's ``metadata["help"]`` (fields made with
+``option(default, help)``), unless the ``help`` argument gives one verb its own wording.
 ``scale`` shows a field in other units (``max_body_bytes`` as ``--max-body-mb``); ``suppress_defaults`` leaves
 unset options out of the namespace (the training recipe: YAML values are kept unless an option is given).
 Used by every verb: generate / chat / batch / estimate / info / serve / train (``hulumed.train.recipe``).
@@ -17,12 +17,9 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import inspect
-import re
 import types
 import typing
 from collections.abc import Callable, Iterable, Mapping
-from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -80,18 +77,12 @@ def _scaled(factor: int) -> Callable[[str], int]:
     return parse
 
 
-@cache
-def source_comments(cls: type) -> dict[str, str]:
-    """``{field: comment}`` from the class source (``name: type = default  # comment``)."""
-    try:
-        source = inspect.getsource(cls)
-    except (OSError, TypeError):
-        return {}
-    found = {}
-    for match in re.finditer(r"^\s+(\w+)\s*:[^#\n]*#\s*(.+?)\s*$", source, re.MULTILINE):
-        if not match.group(2).startswith("noqa"):
-            found.setdefault(match.group(1), match.group(2))
-    return found
+def option(default: Any, help: str, **metadata: Any) -> Any:
+    """A dataclass field whose ``help`` (and optional ``choices``) become its command-line option; a list
+    default is copied per instance."""
+    if isinstance(default, list):
+        return dataclasses.field(default_factory=lambda: list(default), metadata={"help": help, **metadata})
+    return dataclasses.field(default=default, metadata={"help": help, **metadata})
 
 
 def _unwrap(hint: Any) -> tuple[Any, bool]:
@@ -134,7 +125,6 @@ def add_options(
     names, help, types_, choices = names or {}, help or {}, types_ or {}, choices or {}
     defaults, scale = defaults or {}, scale or {}
     hints = typing.get_type_hints(cls)
-    comments = source_comments(cls)
     wanted = list(only) if only is not None else None
     added = []
     for spec in dataclasses.fields(cls):
@@ -144,7 +134,7 @@ def add_options(
         default = defaults.get(spec.name, _default(spec))
         flags = names.get(spec.name, spec.name.replace("_", "-"))
         flags = [flags] if isinstance(flags, str) else list(flags)
-        text = spec.metadata.get("help") or help.get(spec.name) or comments.get(spec.name, "")
+        text = help.get(spec.name) or spec.metadata.get("help", "")
         kwargs: dict[str, Any] = {"dest": spec.name, "help": text}
         if spec.name in scale:
             flag, factor, unit = scale[spec.name]

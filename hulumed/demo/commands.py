@@ -19,7 +19,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p = subparsers.add_parser("demo", help="web demo: chat over images, videos and volumes (Gradio, loopback)")
     p.add_argument("--model", required=True, help="checkpoint folder or hub id")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default loopback only)")
-    p.add_argument("--port", type=int, default=7860)
+    p.add_argument("--port", type=int, default=7860, help="TCP port [7860]")
     p.add_argument("--media-root", help="also offer the files below this folder on the server")
     p.add_argument("--max-upload-mb", type=float, default=1024,
                    help="largest file a browser may upload, in MB (default 1024: a CT or MR study)")

@@ -18,16 +18,6 @@ from ..options import add_options, fraction, option_values, positive_float, posi
 from .settings import ServerSettings
 
 _MB = 2**20
-_SETTINGS_HELP = {
-    "model_name": "the model id clients send (default: --model; for a local folder its hub id when it is a hub "
-                  "download, else the folder's name)",
-    "api_key": "require 'Authorization: Bearer KEY' (or set HULUMED_API_KEY)",
-    "media_root": "allow local media paths below this folder",
-    "allow_remote_media": "fetch http(s) media URLs",
-    "max_batch_size": "requests answered together by one engine call",
-    "log_content": "log message text (off by default)",
-    "open_routes": "routes that answer without the API key, comma-separated (default: /health,/metrics; '' = none)",
-}
 _SCALE = {"max_body_bytes": ("max-body-mb", _MB, "MB"), "max_media_bytes": ("max-media-mb", _MB, "MB")}
 _POSITIVE = ("max_media_parts", "max_visual_tokens", "max_tokens_limit", "default_max_tokens", "max_batch_size",
              "max_queue", "max_pixels")
@@ -108,7 +98,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--host", default="127.0.0.1", help="address to listen on [127.0.0.1]")
     p.add_argument("--port", type=port, default=8000, help="TCP port (0: any free port) [8000]")
     add_options(
-        p, ServerSettings, help=_SETTINGS_HELP, scale=_SCALE, names={"model_name": "served-model-name"},
+        p, ServerSettings, scale=_SCALE, names={"model_name": "served-model-name"},
         defaults={"model_name": None}, types_={name: positive_int for name in _POSITIVE},
     )
     p.add_argument("--backend", choices=["hf", "vllm"], default="hf",

@@ -55,7 +55,8 @@ def register(subparsers: Any) -> None:
     merge.add_argument("adapter", metavar="ADAPTER", help="output folder of a LoRA run (adapter_config.json)")
     merge.add_argument("--output", required=True, help="folder to write the merged checkpoint to")
     merge.add_argument("--base", help="base checkpoint (default: the one recorded in the adapter)")
-    merge.add_argument("--dtype", default="float32", choices=("float32", "bfloat16", "float16"))
+    merge.add_argument("--dtype", default="float32", choices=("float32", "bfloat16", "float16"),
+                       help="dtype of the merged weights [float32]")
     merge.set_defaults(handler=_merge)
 
 

@@ -21,18 +21,13 @@ import importlib.util
 import os
 import types
 import typing
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 from hulumed.errors import RecipeError
+from hulumed.options import option
 
 PART_MODES = {"vision": ("frozen", "full", "lora"), "projector": ("frozen", "full"), "llm": ("frozen", "full", "lora")}
-
-
-def _f(default: Any, help: str, **metadata: Any) -> Any:
-    if isinstance(default, list):
-        return field(default_factory=lambda: list(default), metadata={"help": help, **metadata})
-    return field(default=default, metadata={"help": help, **metadata})
 
 
 DEFAULT_FULL_LR = 2e-5  # full fine-tuning
@@ -46,62 +41,63 @@ class TrainRecipe:
     """Everything a training run needs; the defaults are a sensible full fine-tune of LLM + projector."""
 
     # -- what to train on, and where to write
-    model: str | None = _f(None, "base checkpoint: a folder in the official layout or a hub id")
-    data: list[str] = _f([], "training data: JSON / JSONL file(s) (docs/training.md)")  # noqa: RUF009
-    media_root: str | None = _f(None, "folder that media paths are relative to (default: each data file's folder)")
-    output: str | None = _f(None, "output folder: checkpoint-N/ folders during training, the final model at the end")
+    model: str | None = option(None, "base checkpoint: a folder in the official layout or a hub id")
+    data: list[str] = option([], "training data: JSON / JSONL file(s) (docs/training.md)")  # noqa: RUF009
+    media_root: str | None = option(None, "folder that media paths are relative to (default: each data file's folder)")
+    output: str | None = option(
+        None, "output folder: checkpoint-N/ folders during training, the final model at the end")
 
     # -- which parts train, and how fast
-    llm: str = _f("full", "language model: frozen | full | lora", choices=PART_MODES["llm"])
-    projector: str = _f("full", "mm_projector: frozen | full", choices=PART_MODES["projector"])
-    vision: str = _f("frozen", "vision encoder: frozen | full | lora", choices=PART_MODES["vision"])
-    lr: float | None = _f(None, "peak learning rate (every part without its own); default 2e-5 for full "
+    llm: str = option("full", "language model: frozen | full | lora", choices=PART_MODES["llm"])
+    projector: str = option("full", "mm_projector: frozen | full", choices=PART_MODES["projector"])
+    vision: str = option("frozen", "vision encoder: frozen | full | lora", choices=PART_MODES["vision"])
+    lr: float | None = option(None, "peak learning rate (every part without its own); default 2e-5 for full "
                                 "fine-tuning, 2e-4 when the LLM trains LoRA adapters")
-    llm_lr: float | None = _f(None, "learning rate of the language model (or its LoRA adapters)")
-    projector_lr: float | None = _f(None, "learning rate of the projector")
-    vision_lr: float | None = _f(None, "learning rate of the vision encoder (or its LoRA adapters)")
+    llm_lr: float | None = option(None, "learning rate of the language model (or its LoRA adapters)")
+    projector_lr: float | None = option(None, "learning rate of the projector")
+    vision_lr: float | None = option(None, "learning rate of the vision encoder (or its LoRA adapters)")
 
     # -- LoRA / QLoRA (peft)
-    lora_r: int = _f(64, "LoRA rank")
-    lora_alpha: int = _f(128, "LoRA alpha (scale = alpha / r)")
-    lora_dropout: float = _f(0.05, "dropout on the LoRA input")
-    qlora: bool = _f(False, "load the LLM in 4-bit NF4 (bitsandbytes, CUDA only) and train LoRA adapters on it")
-    merge_lora: bool = _f(False, "after a LoRA run also write merged full weights to OUTPUT/merged")
+    lora_r: int = option(64, "LoRA rank")
+    lora_alpha: int = option(128, "LoRA alpha (scale = alpha / r)")
+    lora_dropout: float = option(0.05, "dropout on the LoRA input")
+    qlora: bool = option(False, "load the LLM in 4-bit NF4 (bitsandbytes, CUDA only) and train LoRA adapters on it")
+    merge_lora: bool = option(False, "after a LoRA run also write merged full weights to OUTPUT/merged")
 
     # -- data
-    max_length: int | None = _f(8192, "longest sequence in tokens (text beyond it is cut; media never are)")
-    add_system_prompt: bool = _f(True, "render the checkpoint's default system prompt, as at inference")
-    use_token_compression: bool | None = _f(None, "inter-frame token reduction (default: the checkpoint's setting)")
-    group_by_length: bool = _f(False, "batch examples of similar estimated length together")
-    shuffle: bool = _f(True, "shuffle the examples each epoch (false: file order, e.g. a curriculum)")
+    max_length: int | None = option(8192, "longest sequence in tokens (text beyond it is cut; media never are)")
+    add_system_prompt: bool = option(True, "render the checkpoint's default system prompt, as at inference")
+    use_token_compression: bool | None = option(None, "inter-frame token reduction (default: the checkpoint's setting)")
+    group_by_length: bool = option(False, "batch examples of similar estimated length together")
+    shuffle: bool = option(True, "shuffle the examples each epoch (false: file order, e.g. a curriculum)")
 
     # -- schedule
-    max_steps: int = _f(-1, "optimizer steps (-1: run `epochs` epochs)")
-    epochs: float = _f(1.0, "epochs when max_steps is -1")
-    batch_size: int = _f(1, "examples per device per micro-batch")
-    grad_accum: int = _f(1, "micro-batches per optimizer step")
-    warmup: float = _f(0.03, "warm-up: a fraction of the steps (< 1) or a number of steps")
-    lr_scheduler: str = _f("cosine", "transformers scheduler name (cosine, linear, constant, ...)")
-    weight_decay: float = _f(0.0, "AdamW weight decay (never on biases and norms)")
-    max_grad_norm: float = _f(1.0, "gradient clipping")
-    seed: int = _f(42, "seed of weights init, data order and dropout")
+    max_steps: int = option(-1, "optimizer steps (-1: run `epochs` epochs)")
+    epochs: float = option(1.0, "epochs when max_steps is -1")
+    batch_size: int = option(1, "examples per device per micro-batch")
+    grad_accum: int = option(1, "micro-batches per optimizer step")
+    warmup: float = option(0.03, "warm-up: a fraction of the steps (< 1) or a number of steps")
+    lr_scheduler: str = option("cosine", "transformers scheduler name (cosine, linear, constant, ...)")
+    weight_decay: float = option(0.0, "AdamW weight decay (never on biases and norms)")
+    max_grad_norm: float = option(1.0, "gradient clipping")
+    seed: int = option(42, "seed of weights init, data order and dropout")
 
     # -- memory, precision, distribution
-    gradient_checkpointing: bool = _f(False, "recompute activations in the backward pass (LLM and vision layers)")
-    precision: str = _f("auto", "auto (bf16 on a bf16 GPU, else fp32) | bf16 | fp16 | fp32",
+    gradient_checkpointing: bool = option(False, "recompute activations in the backward pass (LLM and vision layers)")
+    precision: str = option("auto", "auto (bf16 on a bf16 GPU, else fp32) | bf16 | fp16 | fp32",
                         choices=("auto", "bf16", "fp16", "fp32"))
-    attn_implementation: str = _f("sdpa", "sdpa | eager | flash_attention_2")
-    deepspeed: str | None = _f(None, "DeepSpeed JSON config (e.g. configs/train/deepspeed/zero3.json)")
-    fsdp: str | None = _f(None, "FSDP mode for transformers, e.g. 'full_shard auto_wrap'")
-    fsdp_config: str | None = _f(None, "FSDP JSON config (e.g. configs/train/fsdp/fsdp.json)")
-    workers: int = _f(2, "data-loader worker processes (media are decoded there)")
+    attn_implementation: str = option("sdpa", "sdpa | eager | flash_attention_2")
+    deepspeed: str | None = option(None, "DeepSpeed JSON config (e.g. configs/train/deepspeed/zero3.json)")
+    fsdp: str | None = option(None, "FSDP mode for transformers, e.g. 'full_shard auto_wrap'")
+    fsdp_config: str | None = option(None, "FSDP JSON config (e.g. configs/train/fsdp/fsdp.json)")
+    workers: int = option(2, "data-loader worker processes (media are decoded there)")
 
     # -- checkpoints and logs
-    save_steps: int = _f(500, "write OUTPUT/checkpoint-N every this many steps")
-    save_total_limit: int | None = _f(2, "keep only the newest this many checkpoints (none: keep all)")
-    logging_steps: int = _f(10, "log loss / learning rate every this many steps")
-    resume: str = _f("auto", "auto (continue from OUTPUT's last checkpoint if any) | never | a checkpoint folder")
-    report_to: str = _f("none", "where transformers reports metrics: none | tensorboard | wandb | ...")
+    save_steps: int = option(500, "write OUTPUT/checkpoint-N every this many steps")
+    save_total_limit: int | None = option(2, "keep only the newest this many checkpoints (none: keep all)")
+    logging_steps: int = option(10, "log loss / learning rate every this many steps")
+    resume: str = option("auto", "auto (continue from OUTPUT's last checkpoint if any) | never | a checkpoint folder")
+    report_to: str = option("none", "where transformers reports metrics: none | tensorboard | wandb | ...")
 
     # ------------------------------------------------------------------------------------------------
     @property

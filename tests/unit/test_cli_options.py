@@ -66,3 +66,15 @@ def test_media_options_are_the_volume_and_video_option_fields():
                                                   "40", "hi"])
     with pytest.raises(MediaError, match="not both"):
         _volume_options(args)
+
+
+def test_every_option_of_every_verb_has_help():
+    """Help lives on the fields (``hulumed.options.option``) or beside a hand-written flag; none is empty."""
+    import argparse
+
+    parser = build_parser(None)
+    [verbs] = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    missing = [(verb, action.option_strings[0]) for verb, sub in verbs.choices.items() for action in sub._actions
+               if action.option_strings and action.dest != "help" and not action.help]
+    assert missing == []
+    assert len(verbs.choices) >= 10

@@ -6,16 +6,18 @@ video controls.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
+
+from hulumed.options import option
 
 
 @dataclass(frozen=True)
 class VideoOptions:
     """Frames sampled from one video (upstream: 1 fps, at most 128 frames)."""
 
-    fps: float = field(default=1.0, metadata={"help": "video frames per second to sample"})
-    max_frames: int = field(default=128, metadata={"help": "most video frames"})
+    fps: float = option(1.0, "video frames per second to sample")
+    max_frames: int = option(128, "most video frames")
 
     def item(self, path: str) -> dict[str, Any]:
         """The processor's ``video`` item for ``path``."""

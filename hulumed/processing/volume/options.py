@@ -19,12 +19,13 @@ each changes the pixels the model sees (docs/media.md):
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Optional
 
 import numpy as np
 
 from hulumed.errors import MediaError
+from hulumed.options import option
 from hulumed.processing.windowing import WindowSpec
 
 ORIENTATIONS = ("raw", "ras", "radiological")
@@ -61,28 +62,23 @@ def part_from_item(item: dict) -> dict:
     return {short.get(k, k): v for k, v in item.items() if k != "image_path"}
 
 
-def _option(default: Any, help: str, **metadata: Any) -> Any:
-    """A field whose ``help`` (and ``choices``) become its command-line option (``hulumed.options``)."""
-    return field(default=default, metadata={"help": help, **metadata})
-
-
 @dataclass(frozen=True)
 class VolumeOptions:
     """How one volume is sliced; invalid values raise `MediaError` when the options are made."""
 
-    num_slices: Optional[int] = _option(None, "slices taken from a volume, evenly spaced (default: all)")
-    axis: int = _option(2, "slicing axis: 0 sagittal, 1 coronal, 2 axial (upstream's nii_axis)", choices=(0, 1, 2))
-    window_center: Optional[float] = _option(None, "with --window-width: upstream's clip before the per-slice min-max")
-    window_width: Optional[float] = _option(None, "with --window-center: upstream's clip width")
-    window: Optional[WindowSpec] = _option(
+    num_slices: Optional[int] = option(None, "slices taken from a volume, evenly spaced (default: all)")
+    axis: int = option(2, "slicing axis: 0 sagittal, 1 coronal, 2 axial (upstream's nii_axis)", choices=(0, 1, 2))
+    window_center: Optional[float] = option(None, "with --window-width: upstream's clip before the per-slice min-max")
+    window_width: Optional[float] = option(None, "with --window-center: upstream's clip width")
+    window: Optional[WindowSpec] = option(
         None, "CT window for a volume: a preset name (lung, bone, ...), ct_rgb, or CENTER,WIDTH (--window=-600,1500); "
         "mapped to 0-255, no min-max (default: upstream's per-slice min-max)")
-    normalize: str = _option("slice", "intensity scaling: slice (upstream) or volume (one min-max)",
+    normalize: str = option("slice", "intensity scaling: slice (upstream) or volume (one min-max)",
                              choices=NORMALIZATIONS)
-    orientation: str = _option("raw", "volume axes: raw (upstream), ras or radiological", choices=ORIENTATIONS)
-    slice_spacing: Optional[float] = _option(None, "millimetres between kept slices (DICOM: real positions)")
-    time_index: Optional[int] = _option(None, "the time point of a 4-D volume")
-    series_uid: Optional[str] = _option(None, "the DICOM series to use when a folder or zip holds several")
+    orientation: str = option("raw", "volume axes: raw (upstream), ras or radiological", choices=ORIENTATIONS)
+    slice_spacing: Optional[float] = option(None, "millimetres between kept slices (DICOM: real positions)")
+    time_index: Optional[int] = option(None, "the time point of a 4-D volume")
+    series_uid: Optional[str] = option(None, "the DICOM series to use when a folder or zip holds several")
 
     def __post_init__(self) -> None:
         if isinstance(self.orientation, str):
