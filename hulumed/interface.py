@@ -19,17 +19,20 @@ Contract (every backend):
   next token; the Final then has ``finish_reason="cancelled"``.
 * Engines are thread-safe: calls from several threads at once are batched together by the backend (streamed and
   non-streamed alike); results come back to their own caller in input order.
+* ``generate_each`` takes many independent requests, each with its own parameters (a batch file, a benchmark):
+  the engine alone decides batching (equal parameters together) and isolates failures; each request's outcome
+  is its result or its own error (``REQUEST_ERRORS``), in input order, with a bounded number in flight.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, fields, replace
 from typing import Any, Literal, Protocol, Union, runtime_checkable
 
 from .conversation import has_media, validate
-from .errors import RequestTooLarge
+from .errors import HulumedError, RequestTooLarge
 from .generation import GenerationParams, GenerationResult
 from .options import option
 from .think import with_think_instruction
@@ -148,11 +151,50 @@ class Engine(Protocol):
         """Tokens and memory of one conversation, or of a one-conversation ``Prepared`` (no second decode)."""
         ...
 
+    def generate_each(self, requests: Iterable[tuple[Conversation, GenerationParams]]
+                      ) -> Iterator[tuple[int, GenerationResult | Exception]]:
+        """(input index, result or that request's own error) for independent requests, in input order; read
+        lazily, batched and isolated by the engine (``generate_concurrently`` or the backend's scheduler)."""
+        ...
+
     def info(self) -> dict[str, Any]: ...
 
     def health(self) -> str | None:
         """None when the engine can answer; otherwise why not (the server's /health then answers 503)."""
         ...
+
+
+#: Errors that belong to one request (unreadable media, a refused or malformed request, a missing file):
+#: ``generate_each`` answers them as that request's outcome; anything else (out of memory, a bug) stops the caller.
+REQUEST_ERRORS = (HulumedError, ValueError, OSError)
+Outcome = Union[GenerationResult, Exception]
+
+
+def generate_concurrently(engine: Engine, requests: Iterable[tuple[Conversation, GenerationParams]],
+                          in_flight: int) -> Iterator[tuple[int, Outcome]]:
+    """``generate_each`` for backends that batch concurrent calls themselves (vLLM's continuous batching, a
+    remote server): each request is its own ``generate`` call from a pool of ``in_flight`` threads, so one bad
+    request fails alone; outcomes in input order, at most ``in_flight`` requests read ahead."""
+    from collections import deque
+    from concurrent.futures import Future, ThreadPoolExecutor
+
+    def one(conversation: Conversation, params: GenerationParams) -> Outcome:
+        try:
+            [result] = engine.generate([conversation], params)
+            return result
+        except REQUEST_ERRORS as error:
+            return error
+
+    window: deque[tuple[int, Future]] = deque()
+    with ThreadPoolExecutor(max_workers=max(1, in_flight), thread_name_prefix="hulumed-each") as pool:
+        for index, (conversation, params) in enumerate(requests):
+            window.append((index, pool.submit(one, conversation, params)))
+            if len(window) >= max(1, in_flight):
+                done, future = window.popleft()
+                yield done, future.result()
+        while window:
+            done, future = window.popleft()
+            yield done, future.result()
 
 
 def text_deltas(events: Iterator[StreamEvent]) -> Iterator[str]:

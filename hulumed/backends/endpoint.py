@@ -24,14 +24,24 @@ import json
 import queue
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 from ..errors import EndpointError
 from ..generation import GenerationParams, GenerationResult
-from ..interface import Conversation, LoadOptions, Prepared, StreamDelta, StreamEvent, StreamFinal, as_prepared
+from ..interface import (
+    Conversation,
+    LoadOptions,
+    Outcome,
+    Prepared,
+    StreamDelta,
+    StreamEvent,
+    StreamFinal,
+    as_prepared,
+    generate_concurrently,
+)
 
 RETRY_STATUSES = (429, 500, 502, 503, 504)
 
@@ -188,6 +198,12 @@ class EndpointEngine:
             return []
         with ThreadPoolExecutor(max_workers=min(self.batch_size, len(bodies))) as pool:
             return list(pool.map(lambda body: result_of(self._post(body)), bodies))
+
+    def generate_each(self, requests: Iterable[tuple[Conversation, GenerationParams]]
+                      ) -> Iterator[tuple[int, Outcome]]:
+        """Independent requests (``Engine.generate_each``): ``concurrency`` per endpoint in flight, each its own
+        HTTP request, so a refused request fails alone."""
+        return generate_concurrently(self, requests, self.batch_size)
 
     def stream(self, conversation: Conversation | Prepared, params: GenerationParams | None = None,
                cancel: threading.Event | None = None) -> Iterator[StreamEvent]:

@@ -27,7 +27,8 @@ from __future__ import annotations
 
 import queue
 import threading
-from collections.abc import Iterator, Sequence
+from collections import deque
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -39,8 +40,11 @@ from ..conversation import Conversation
 from ..detokenizer import IncrementalDetokenizer
 from ..generation import GenerationParams, GenerationResult, decode_result
 from ..interface import (
+    REQUEST_ERRORS,
     LoadOptions,
+    Outcome,
     Prepared,
+    ReductionOptions,
     StreamDelta,
     StreamEvent,
     StreamFinal,
@@ -53,7 +57,7 @@ from ..interface import (
 )
 from ..model.family import family_of
 from ..processing.processor import concat_visual
-from ..processing.visual_tokens import keep_mask, visual_tokens
+from ..processing.visual_tokens import ProcessingTimeReduction, kept_positions
 from ..think import visible_prefix
 from .scheduler import Row, Scheduler, Submission, token_groups
 
@@ -118,6 +122,10 @@ class HFEngine:
     def _image_id(self) -> int:
         return self.model.config.image_token_index
 
+    @property
+    def _reduction(self) -> ProcessingTimeReduction:
+        return processing_time_reduction(self.model, self.options.reduction)
+
     def _collate(self, rows: list[dict[str, Any]]) -> dict[str, Any]:
         return _collate(rows, self.pad_id)
 
@@ -136,13 +144,8 @@ class HFEngine:
             inputs[key] = value
         slots = int((inputs["input_ids"] == self._image_id).sum())
         if "pixel_values" in inputs and slots:
-            items = visual_tokens(
-                inputs["pixel_values"], inputs["grid_sizes"], inputs["merge_sizes"], inputs.get("modals"),
-                self.vision_dtype, self.options.reduction,
-                checkpoint_default=bool(self.model.config.use_token_compression),
-            )
             inputs.update(reduced_row(inputs["input_ids"], inputs["attention_mask"], self._image_id,
-                                      keep_mask(items, self.device)))
+                                      self._reduction.keep(inputs)))
         kept = int((inputs["input_ids"] == self._image_id).sum())
         return Row(inputs=inputs, prompt_tokens=int(inputs["attention_mask"].sum()), visual_tokens=kept, slots=slots)
 
@@ -157,7 +160,7 @@ class HFEngine:
     ) -> list[GenerationResult]:
         """Answers for one conversation or many (or a ``Prepared``), in input order; batched with other callers."""
         prepared, params = self._as_prepared(conversations, params)
-        rows = [replace(row, ids=[], shown="", done=False, cancelled=False, detok=None) for row in prepared.inputs]
+        rows = _fresh(prepared.inputs)
         groups = token_groups([row.prompt_tokens for row in rows], self.options)
         submissions = [self._submit([rows[i] for i in group], params) for group in groups]
         results: list[GenerationResult | None] = [None] * len(rows)
@@ -168,6 +171,33 @@ class HFEngine:
             for index, result in zip(group, submission.results or []):
                 results[index] = result
         return results  # type: ignore[return-value]
+
+    def generate_each(self, requests: Iterable[tuple[Conversation, GenerationParams]]
+                      ) -> Iterator[tuple[int, Outcome]]:
+        """Independent requests, each with its own parameters, answered in input order (``Engine.generate_each``).
+
+        Requests are prepared in chunks of ``batch_size`` in the calling thread while the scheduler runs the
+        previous chunk (at most two chunks in flight); each request is its own submission, so the scheduler
+        batches those with equal parameters and, when a batch fails, retries it request by request: a bad
+        request gets its own error, the others their answers."""
+        size = max(1, self.options.batch_size)
+        chunks: deque[list[tuple[int, Submission | Exception]]] = deque([[]])
+        prepared_in_chunk = 0
+        for index, (conversation, params) in enumerate(requests):
+            try:
+                prepared = self.prepare([conversation], params)
+            except REQUEST_ERRORS as error:
+                chunks[-1].append((index, error))
+                continue
+            chunks[-1].append((index, self._submit(_fresh(prepared.inputs), prepared.params)))
+            prepared_in_chunk += 1
+            if prepared_in_chunk == size:
+                chunks.append([])
+                prepared_in_chunk = 0
+                while len(chunks) > 2:
+                    yield from _outcomes(chunks.popleft())
+        while chunks:
+            yield from _outcomes(chunks.popleft())
 
     def stream(
         self, conversation: Conversation | Prepared, params: GenerationParams | None = None,
@@ -386,14 +416,41 @@ class _BatchStreamer(BaseStreamer):
         pass
 
 
+def processing_time_reduction(model: Any, reduction: ReductionOptions | None) -> ProcessingTimeReduction:
+    """How a first-generation model's rows are reduced at processing time (engine and training alike): the
+    given options over the checkpoint's ``use_token_compression``, the mask computed in the vision encoder's
+    dtype."""
+    return ProcessingTimeReduction(reduction, bool(model.config.use_token_compression),
+                                   model.model.vision_encoder.dtype, model.config.image_token_index)
+
+
+def _fresh(rows: Sequence[Row]) -> list[Row]:
+    """Copies of prepared rows with no generation state (a ``Prepared`` may be generated more than once)."""
+    return [replace(row, ids=[], shown="", done=False, cancelled=False, detok=None) for row in rows]
+
+
+def _outcomes(chunk: list[tuple[int, Submission | Exception]]) -> Iterator[tuple[int, Outcome]]:
+    """The outcome of each request of a chunk, in order: its result, or its own error (a prepare error, or the
+    error its submission failed with when run alone); errors that are not one request's are raised."""
+    for index, item in chunk:
+        if isinstance(item, Exception):
+            yield index, item
+            continue
+        item.finished.wait()
+        if item.error is not None:
+            if not isinstance(item.error, REQUEST_ERRORS):
+                raise item.error
+            yield index, item.error
+        else:
+            yield index, (item.results or [])[0]
+
+
 def reduced_row(input_ids: torch.Tensor, attention_mask: torch.Tensor, image_id: int, keep: torch.Tensor
                 ) -> dict[str, torch.Tensor]:
     """Token reduction decided at processing time: one row's ids and mask (1, N) with only the kept visual
     tokens (1, N'), and ``visual_keep`` (visual tokens,) for the model to index its features with — the engine's
     form of what the model does to the processor's full ids (``modeling._drop_positions``)."""
-    positions = (input_ids[0] == image_id).nonzero().squeeze(1)  # (visual tokens,)
-    stay = torch.ones(input_ids.shape[1], dtype=torch.bool, device=input_ids.device)  # (N,)
-    stay[positions[~keep.to(positions.device)]] = False
+    stay = kept_positions(input_ids[0], image_id, keep)  # (N,)
     return {"input_ids": input_ids[:, stay], "attention_mask": attention_mask[:, stay], "visual_keep": keep}
 
 

@@ -28,7 +28,7 @@ import asyncio
 import itertools
 import os
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -38,6 +38,7 @@ from ..detokenizer import IncrementalDetokenizer
 from ..generation import GenerationParams, GenerationResult, cut_at_stop, decode_result
 from ..interface import (
     LoadOptions,
+    Outcome,
     Prepared,
     StreamDelta,
     StreamEvent,
@@ -46,12 +47,16 @@ from ..interface import (
     check_visual_tokens,
     conversations_to_prepare,
     eos_token_ids,
+    generate_concurrently,
     model_revision,
     wants_system_prompt,
 )
 from ..think import strip_think, visible_prefix
 from ..vllm_plugin.items import PromptItems, build_prompt_items
 from ..vllm_plugin.penalty import EXTRA_ARG, GeneratedTokensRepetitionPenalty
+
+#: Requests ``generate_each`` keeps in vLLM at once (its scheduler batches them; media of this many read ahead).
+_IN_FLIGHT = 32
 
 _SAMPLING_FIELDS = ("do_sample", "temperature", "top_p", "top_k", "repetition_penalty")
 
@@ -219,6 +224,12 @@ class VllmEngine:
 
         outputs = asyncio.run_coroutine_threadsafe(run_all(), self._loop).result()
         return [self._result(ids, prepared, row, params) for row, ids in enumerate(outputs)]
+
+    def generate_each(self, requests: Iterable[tuple[Conversation, GenerationParams]]
+                      ) -> Iterator[tuple[int, Outcome]]:
+        """Independent requests (``Engine.generate_each``): each its own vLLM request, ``_IN_FLIGHT`` at a time,
+        batched by vLLM's scheduler; a bad request fails alone."""
+        return generate_concurrently(self, requests, _IN_FLIGHT)
 
     def stream(
         self, conversation: Conversation | Prepared, params: GenerationParams | None = None,

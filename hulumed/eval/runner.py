@@ -1,12 +1,14 @@
-"""Running benchmarks through the engine: batched greedy generation, resumable predictions, metrics, merging.
+"""Running benchmarks through the engine: greedy generation, resumable predictions, metrics, merging.
 
 Per benchmark, ``O/<name>/`` holds ``predictions.jsonl`` (one line per sample: id, prompt hash, raw response,
 parsed answer, correct, metrics) and ``metrics.json`` (benchmark version, scoring mode, model, generation
 params, seed, counts of unparsable answers). A shard ``i/n`` (samples with ``index % n == i``, as upstream)
-writes ``predictions.shard-i-of-n.jsonl``; ``merge`` joins the shards. Lines are appended and flushed per batch,
-so a killed run resumes where it stopped: finished ids are skipped and a torn last line is dropped. Resumed
-with the LLM judge on, finished records of judged samples that have no verdict yet are judged and the file is
-rewritten atomically (a temporary file, then ``os.replace``).
+writes ``predictions.shard-i-of-n.jsonl``; ``merge`` joins the shards. A benchmark's samples all go to the
+engine (``Engine.generate_each``: it batches them, and a failing sample fails alone with an error record and no
+prediction); lines are appended and synced every ``WRITE_EVERY`` answers, so a killed run resumes where it
+stopped: finished ids are skipped and a torn last line is dropped. Resumed with the LLM judge on, finished
+records of judged samples that have no verdict yet are judged and the file is rewritten atomically (a
+temporary file, then ``os.replace``).
 ``O/summary.md`` tabulates every benchmark's ``metrics.json``.
 """
 
@@ -16,12 +18,13 @@ import json
 import os
 import sys
 from collections import defaultdict
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import DataError, EndpointError, HulumedError
-from ..interface import Engine
+from ..errors import DataError, EndpointError
+from ..interface import REQUEST_ERRORS, Engine
 from ..think import CLOSE, OPEN
 from .benchmarks import Benchmark, Sample
 from .judge import JudgeClient
@@ -174,40 +177,62 @@ def run_benchmark(engine: Engine, benchmark: Benchmark, data_dir: Path, output: 
     if options.judge is not None:
         _judge_finished(options.judge, benchmark, samples, path, options.scoring)
     todo = [s for s in samples if s.id not in done]
-    batch_size = max(1, engine.options.batch_size)
     bar = progress(benchmark.name, total=len(samples), done=len(samples) - len(todo), enabled=options.progress)
     failed_in_a_row = 0
+    answered: list[tuple[Sample, Any]] = []
+
+    def write_answered() -> None:  # scored, judged together, appended and synced: a kill loses at most these
+        records = [_record(sample, result, hashes[sample.id], key, benchmark, options) for sample, result in answered]
+        if options.judge is not None:
+            _apply_judge(options.judge, benchmark, [sample for sample, _ in answered], records)
+        for record in records:
+            del record["_scored"]
+            handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+        handle.flush()
+        os.fsync(handle.fileno())
+        answered.clear()
+
+    built: list[Sample] = []  # the engine's request index -> its sample
+    unbuilt: list[tuple[Sample, Exception]] = []  # samples whose conversation could not be built (unreadable image)
+
+    def requests() -> Iterator[tuple[Any, Any]]:
+        for sample in todo:
+            try:
+                conversation = sample.conversation(options.blank_images)
+            except REQUEST_ERRORS as error:
+                unbuilt.append((sample, error))
+                continue
+            built.append(sample)
+            yield conversation, params
+
+    def outcomes() -> Iterator[tuple[Sample, Any]]:
+        for index, outcome in engine.generate_each(requests()):
+            while unbuilt:
+                yield unbuilt.pop(0)
+            yield built[index], outcome
+        while unbuilt:
+            yield unbuilt.pop(0)
+
     with path.open("a", encoding="utf-8") as handle:
-        for start in range(0, len(todo), batch_size):
-            batch, results = _generate(engine, todo[start : start + batch_size], params, options, errors)
-            failed_in_a_row = 0 if batch else failed_in_a_row + len(results)
-            bar.update(len(results))
-            if failed_in_a_row >= MAX_FAILURES_IN_A_ROW:
-                _write_errors(folder, options.shard, errors)
-                raise EndpointError(
-                    f"{benchmark.name}: {failed_in_a_row} samples in a row failed (last: {errors[-1]['error']}); "
-                    f"stopped. The answers so far are kept in {path}; rerun the command to resume."
-                )
-            results = [r for r in results if r is not None]
-            records = []
-            for sample, result in zip(batch, results):
-                raw = _raw_response(result)
-                scored = raw if options.scoring == "upstream" else result.text
-                verdict = score(sample, scored, options.scoring)
-                correct = None if benchmark.submission else verdict.correct  # hidden answers: nothing to score
-                records.append({"id": sample.id, "prompt_hash": hashes[sample.id], "run_key": key, "kind": sample.kind,
-                                "group": sample.group, "answer": sample.answer, "response": raw,
-                                "parsed": verdict.parsed, "correct": correct, "metrics": verdict.metrics,
-                                "finish_reason": result.finish_reason, "_scored": scored})
-                if sample.groups:
-                    records[-1]["groups"] = sample.groups
-            if options.judge is not None:
-                _apply_judge(options.judge, benchmark, batch, records)
-            for record in records:
-                del record["_scored"]
-                handle.write(json.dumps(record, ensure_ascii=False) + "\n")
-            handle.flush()
-            os.fsync(handle.fileno())
+        # the whole run goes to the engine, which alone batches and isolates a failing sample (generate_each)
+        for sample, outcome in outcomes():
+            bar.update(1)
+            if isinstance(outcome, Exception):  # no prediction: a rerun tries this sample again
+                errors.append({"kind": "sample", "benchmark": None, "id": sample.id, "error": str(outcome)[:2000]})
+                failed_in_a_row += 1
+                if failed_in_a_row >= MAX_FAILURES_IN_A_ROW:
+                    write_answered()
+                    _write_errors(folder, options.shard, errors)
+                    raise EndpointError(
+                        f"{benchmark.name}: {failed_in_a_row} samples in a row failed (last: {errors[-1]['error']}); "
+                        f"stopped. The answers so far are kept in {path}; rerun the command to resume."
+                    )
+                continue
+            failed_in_a_row = 0
+            answered.append((sample, outcome))
+            if len(answered) >= WRITE_EVERY:
+                write_answered()
+        write_answered()
     bar.close()
     _write_errors(folder, options.shard, errors)
     records = read_predictions(path)
@@ -231,26 +256,23 @@ def run_benchmark(engine: Engine, benchmark: Benchmark, data_dir: Path, output: 
 
 #: Consecutive samples failing (a dead endpoint, a broken release) before a run stops instead of going on.
 MAX_FAILURES_IN_A_ROW = 20
+#: Answers scored, judged and appended together (a kill loses at most these; the rerun answers them again).
+WRITE_EVERY = 16
 
 
-def _generate(engine: Engine, batch: list[Sample], params: Any, options: RunOptions,
-              errors: list[dict[str, Any]]) -> tuple[list[Sample], list[Any]]:
-    """Answers for a batch; when the batch fails, each sample alone, so a bad image, a malformed reply or a
-    refused request costs only its sample: it gets an error record (``errors``) and no prediction, so a rerun
-    tries it again. Returns the answered samples and one entry per sample (None where it failed)."""
-    try:
-        results = engine.generate([s.conversation(options.blank_images) for s in batch], params)
-        return batch, list(results)
-    except (HulumedError, ValueError, OSError) as error:
-        if len(batch) == 1:
-            errors.append({"kind": "sample", "benchmark": None, "id": batch[0].id, "error": str(error)[:2000]})
-            return [], [None]
-    answered, results = [], []
-    for sample in batch:
-        done, [result] = _generate(engine, [sample], params, options, errors)
-        answered += done
-        results.append(result)
-    return answered, results
+def _record(sample: Sample, result: Any, prompt_hash: str, key: str, benchmark: Benchmark,
+            options: RunOptions) -> dict[str, Any]:
+    """One prediction line (``_scored``: the text the judge sees, removed before writing)."""
+    raw = _raw_response(result)
+    scored = raw if options.scoring == "upstream" else result.text
+    verdict = score(sample, scored, options.scoring)
+    correct = None if benchmark.submission else verdict.correct  # hidden answers: nothing to score
+    record = {"id": sample.id, "prompt_hash": prompt_hash, "run_key": key, "kind": sample.kind, "group": sample.group,
+              "answer": sample.answer, "response": raw, "parsed": verdict.parsed, "correct": correct,
+              "metrics": verdict.metrics, "finish_reason": result.finish_reason, "_scored": scored}
+    if sample.groups:
+        record["groups"] = sample.groups
+    return record
 
 
 def _write_errors(folder: Path, shard: tuple[int, int], errors: list[dict[str, Any]]) -> None:

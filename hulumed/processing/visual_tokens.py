@@ -149,6 +149,42 @@ def keep_mask(items: Sequence[ItemTokens], device: torch.device | None = None) -
     return torch.cat(masks)
 
 
+@dataclass(frozen=True)
+class ProcessingTimeReduction:
+    """Token reduction decided while processing, the form the engine and training feed the model: the keep-mask
+    of a row's media and the row with only its kept ``<image>`` tokens. The model then indexes its features
+    with the mask (``prepare_multimodal_inputs(visual_keep=)``) and never drops positions; the processor's full
+    ids (upstream's contract) stay for the model-side path, which equals this one (tested)."""
+
+    reduction: ReductionOptions | None
+    checkpoint_default: bool  # the checkpoint's use_token_compression
+    dtype: torch.dtype  # the vision encoder's: the mask is computed in it, as the model's forward would
+    image_token_id: int
+
+    def keep(self, inputs: dict) -> torch.Tensor:  # (visual tokens before reduction,) bool, on the inputs' device
+        """The keep-mask of one row's processor outputs (``pixel_values``, ``grid_sizes``, ``merge_sizes``,
+        ``modals``)."""
+        items = visual_tokens(inputs["pixel_values"], inputs["grid_sizes"], inputs["merge_sizes"],
+                              inputs.get("modals"), self.dtype, self.reduction,
+                              checkpoint_default=self.checkpoint_default)
+        return keep_mask(items, inputs["pixel_values"].device)
+
+    def stay(self, input_ids: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:  # (N,) bool
+        """Which positions of one row's ids (N,) remain: every text token and the kept visual tokens."""
+        return kept_positions(input_ids, self.image_token_id, keep)
+
+
+def kept_positions(input_ids: torch.Tensor, image_token_id: int, keep: torch.Tensor) -> torch.Tensor:  # (N,) bool
+    """Positions of one row's ids (N,) that remain after reduction: text tokens and kept visual tokens."""
+    positions = (input_ids == image_token_id).nonzero().squeeze(1)  # (visual tokens,)
+    if positions.shape[0] != keep.shape[0]:
+        raise ValueError(f"the row has {positions.shape[0]} image tokens but its media give {keep.shape[0]} "
+                         "visual tokens; build ids and pixel values with the same processor call")
+    stay = torch.ones(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
+    stay[positions[~keep.to(positions.device)]] = False
+    return stay
+
+
 def tokens_per_sample(items: Sequence[ItemTokens], samples: Sequence[int]) -> list[int]:
     """Visual tokens per sample, given how many visual items each sample has (processor batches are in order)."""
     out, start = [], 0

@@ -133,6 +133,11 @@ class _Dead:
         self.calls += 1
         raise EndpointError("http://127.0.0.1:9/v1/chat/completions could not be reached after 3 tries")
 
+    def generate_each(self, requests):  # as EndpointEngine: concurrent requests, 4 in flight
+        from hulumed.interface import generate_concurrently
+
+        return generate_concurrently(self, requests, 4)
+
 
 def test_a_dead_endpoint_stops_the_run_after_a_bounded_number_of_failures(engine, tmp_path: Path) -> None:
     from hulumed.eval.runner import MAX_FAILURES_IN_A_ROW

@@ -202,3 +202,78 @@ def test_processing_time_reduction_equals_the_model_side_path(golden_model, vari
     generated = model.generate(**batch, do_sample=False, max_new_tokens=6, pad_token_id=2002)
     for index, expected in enumerate(reference):
         assert generated[index, : len(expected)].tolist() == expected
+
+
+def test_generate_each_batches_in_the_engine_and_isolates_a_failing_request():
+    """Callers hand every request to the engine (batch job, eval): requests with equal parameters run together,
+    each outcome equals running alone, in input order; a request whose media cannot be read and one whose batch
+    fails inside the model each get their own error while every other request is answered."""
+    import hulumed
+    from hulumed.conversation import user_turn
+    from hulumed.errors import HulumedError
+    from hulumed.generation import GenerationParams
+    from tests.conftest import GOLDEN
+
+    engine = hulumed.load(GOLDEN / "tiny-qwen2", device="cpu", batch_size=4, batch_wait_ms=50)
+    short, longer = GenerationParams.greedy(3), GenerationParams.greedy(5)
+    poison = "POISON"
+    requests = [([user_turn(f"question {i}")], short if i % 3 else longer) for i in range(9)]
+    requests[4] = ([user_turn("x", images=["/nonexistent/scan.png"])], short)  # fails while preparing
+    requests[6] = ([user_turn(poison)], short)  # fails inside the model run (below)
+    poison_ids = engine.tokenizer(poison, add_special_tokens=False)["input_ids"]
+    batches: list[int] = []
+    original = engine._run
+
+    def failing(batch):
+        batches.append(sum(len(s.rows) for s in batch))
+        for submission in batch:
+            for row in submission.rows:
+                ids = row.inputs["input_ids"][0].tolist()
+                if any(ids[i:i + len(poison_ids)] == poison_ids for i in range(len(ids))):
+                    raise HulumedError("this request's batch failed")
+        return original(batch)
+
+    engine._run = failing
+    outcomes = list(engine.generate_each(iter(requests)))
+    engine._run = original
+    assert [index for index, _ in outcomes] == list(range(9))
+    assert isinstance(outcomes[4][1], HulumedError) and "scan.png" in str(outcomes[4][1])
+    assert isinstance(outcomes[6][1], HulumedError) and "batch failed" in str(outcomes[6][1])
+    for index in (0, 1, 2, 3, 5, 7, 8):
+        conversation, params = requests[index]
+        assert outcomes[index][1].token_ids == engine.generate(conversation, params)[0].token_ids, index
+    assert max(batches) > 1  # the engine batched the requests it was handed one by one
+    engine.close()
+
+
+def test_generate_concurrently_keeps_input_order_bounds_reading_ahead_and_isolates_errors():
+    """The backends that batch concurrent calls themselves (vLLM, endpoints) share one helper."""
+    import threading
+
+    from hulumed.errors import MediaError
+    from hulumed.generation import GenerationParams, GenerationResult
+    from hulumed.interface import generate_concurrently
+
+    read, lock = [], threading.Lock()
+
+    class Engine:
+        def generate(self, conversations, params):
+            [conversation] = conversations
+            if conversation == "bad":
+                raise MediaError("unreadable")
+            return [GenerationResult(text=conversation, reasoning=None, token_ids=[], prompt_tokens=1,
+                                     completion_tokens=1, visual_tokens=0, finish_reason="stop")]
+
+    def requests():
+        for i in range(10):
+            with lock:
+                read.append(i)
+            yield ("bad" if i == 3 else f"answer {i}"), GenerationParams.greedy(1)
+
+    outcomes = generate_concurrently(Engine(), requests(), in_flight=2)
+    first = next(outcomes)
+    assert first[0] == 0 and first[1].text == "answer 0" and len(read) <= 3  # read lazily, 2 in flight
+    rest = list(outcomes)
+    assert [i for i, _ in rest] == list(range(1, 10))
+    assert isinstance(rest[2][1], MediaError)
+    assert [o.text for i, o in rest if i != 3] == [f"answer {i}" for i in range(1, 10) if i != 3]
