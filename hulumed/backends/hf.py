@@ -44,7 +44,6 @@ from ..interface import (
     LoadOptions,
     Outcome,
     Prepared,
-    ReductionOptions,
     StreamDelta,
     StreamEvent,
     StreamFinal,
@@ -124,7 +123,7 @@ class HFEngine:
 
     @property
     def _reduction(self) -> ProcessingTimeReduction:
-        return processing_time_reduction(self.model, self.options.reduction)
+        return self.model.processing_time_reduction(self.options.reduction)
 
     def _collate(self, rows: list[dict[str, Any]]) -> dict[str, Any]:
         return _collate(rows, self.pad_id)
@@ -415,13 +414,6 @@ class _BatchStreamer(BaseStreamer):
     def end(self) -> None:
         pass
 
-
-def processing_time_reduction(model: Any, reduction: ReductionOptions | None) -> ProcessingTimeReduction:
-    """How a first-generation model's rows are reduced at processing time (engine and training alike): the
-    given options over the checkpoint's ``use_token_compression``, the mask computed in the vision encoder's
-    dtype."""
-    return ProcessingTimeReduction(reduction, bool(model.config.use_token_compression),
-                                   model.model.vision_encoder.dtype, model.config.image_token_index)
 
 
 def _fresh(rows: Sequence[Row]) -> list[Row]:

@@ -38,7 +38,7 @@ from transformers.models.qwen2.modeling_qwen2 import Qwen2PreTrainedModel
 from transformers.models.qwen3.modeling_qwen3 import Qwen3PreTrainedModel
 
 from ..interface import ReductionOptions
-from ..processing.visual_tokens import item_modals, keep_mask, visual_tokens
+from ..processing.visual_tokens import ProcessingTimeReduction, item_modals, keep_mask, visual_tokens
 from .checkpoint import load_checkpoint
 from .configuration import HulumedQwen2Config, HulumedQwen3Config
 from .projector import HulumedProjector
@@ -153,6 +153,12 @@ class HulumedForCausalLMMixin:
         )
         return features, keep_mask(items, features.device)
 
+    def processing_time_reduction(self, reduction: ReductionOptions | None = None) -> ProcessingTimeReduction:
+        """How this model's rows are reduced while processing (the engine's and training's form): ``reduction``
+        over the checkpoint's ``use_token_compression``, the mask computed in the vision encoder's dtype."""
+        return ProcessingTimeReduction(reduction, bool(self.config.use_token_compression),
+                                       self.model.vision_encoder.dtype, self.config.image_token_index)
+
     def blank_vision_term(self) -> torch.Tensor:  # () exactly 0.0, differentiable in every vision weight
         """``0 * (encoder + projector features of a blank 2 x 2-patch image).sum()``."""
         encoder = self.model.vision_encoder
@@ -250,6 +256,7 @@ class HulumedForCausalLMMixin:
         logits_to_keep: int | torch.Tensor = 0,
         reduction: ReductionOptions | None = None,
         frame_chunk_size: int | None = None,
+        visual_keep: torch.Tensor | None = None,  # (visual tokens before reduction,) bool: ids already reduced
         **kwargs: Any,
     ) -> Any:
         # ``logits_to_keep`` is named here so that ``generate`` sees it and computes prompt logits for the last
@@ -257,7 +264,7 @@ class HulumedForCausalLMMixin:
         if inputs_embeds is None and input_ids is not None and pixel_values is not None:
             prepared = self.prepare_multimodal_inputs(
                 input_ids, attention_mask, labels, position_ids, pixel_values, grid_sizes, merge_sizes, modals,
-                reduction=reduction, frame_chunk_size=frame_chunk_size,
+                reduction=reduction, frame_chunk_size=frame_chunk_size, visual_keep=visual_keep,
             )
             input_ids = None
             inputs_embeds = prepared["inputs_embeds"]

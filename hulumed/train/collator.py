@@ -3,14 +3,13 @@
 In:  items of ``dataset.ConversationDataset``.
 Out: ``input_ids``, ``attention_mask``, ``position_ids``, ``labels`` (B, N) (``-100`` on padding), and when any
      row has media ``pixel_values`` (P, 588), ``grid_sizes`` (items, 3), ``merge_sizes`` (items,), ``modals``
-     in row order — the arguments of ``HulumedQwen*ForCausalLM.forward``, which splices the features into the
-     `<image>` positions row-major and drops reduced-away positions from ids, mask and labels alike.
+     in row order, and ``visual_keep`` (visual tokens,) when the rows were reduced at processing time
+     (``dataset.ConversationDataset``) — the arguments of ``HulumedQwen*ForCausalLM.forward``, which splices the
+     kept features into the `<image>` positions row-major.
 
 Training batches are right-padded; N is rounded up to ``pad_to_multiple_of`` when set (8 suits tensor cores).
-``position_ids`` (B, N) are passed explicitly: when token reduction shortens some rows, the model re-pads
-them — on the left if no row of the batch was padded — and renumbers given ``position_ids`` from the new
-mask, so every row keeps positions 0, 1, ... as it has alone (without them the decoder would count a
-left pad as a position).
+``position_ids`` (B, N) are 0, 1, ... per row, as each row has alone. (Rows given with every visual token, the
+processor's form, still work: the model then drops reduced-away positions and renumbers positions itself.)
 """
 
 from __future__ import annotations
@@ -35,6 +34,9 @@ class HulumedCollator:
         out = right_padded(items, {"input_ids": self.pad_token_id, "labels": IGNORE_INDEX}, self.pad_to_multiple_of)
         out["position_ids"] = (out["attention_mask"].cumsum(dim=1) - 1).clamp(min=0)  # (B, N) 0.. per row
         out.update(concat_visual(items, torch.cat))  # pixel_values (P, 588), grid_sizes (items, 3), ...
+        keeps = [item["visual_keep"] for item in items if "visual_keep" in item]
+        if keeps:
+            out["visual_keep"] = torch.cat(keeps)  # (visual tokens of all rows,) in row order, as the features
         return out
 
 

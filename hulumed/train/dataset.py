@@ -3,7 +3,11 @@
 In:  ``data.Example`` list (cheap to build: no media read) and a ``labels.LabelEncoder``.
 Out: per item a dict of tensors — ``input_ids`` (N,), ``labels`` (N,), and for items with media
      ``pixel_values`` (P, 588), ``grid_sizes`` (items, 3), ``merge_sizes`` (items,), ``modals`` (list of str) —
-     which ``collator.HulumedCollator`` batches.
+     which ``collator.HulumedCollator`` batches. With a ``ProcessingTimeReduction`` (the trainer always gives
+     the model's) inter-frame token reduction is decided here, as the engine decides it: the row keeps only its
+     kept ``<image>`` tokens (ids and labels alike) plus ``visual_keep`` (visual tokens,), which the model
+     indexes its features with; the model then drops no positions (its path for the processor's full ids stays
+     upstream's contract and is tested equal).
 
 Encoding runs in the data-loader workers (``dataloader_num_workers``), so a large dataset costs no start-up
 time. ``estimated_lengths`` gives the length-grouped sampler a token estimate per example without reading
@@ -18,6 +22,7 @@ import torch
 from torch.utils.data import Dataset
 
 from hulumed.errors import HulumedError
+from hulumed.processing.visual_tokens import ProcessingTimeReduction
 from hulumed.train.data import DataError, Example
 from hulumed.train.labels import LabelEncoder
 
@@ -30,9 +35,11 @@ _PATCH = 14
 class ConversationDataset(Dataset):
     """Examples encoded on access; an encoding failure names the record (``file:line``)."""
 
-    def __init__(self, examples: list[Example], encoder: LabelEncoder) -> None:
+    def __init__(self, examples: list[Example], encoder: LabelEncoder,
+                 reduction: ProcessingTimeReduction | None = None) -> None:
         self.examples = examples
         self.encoder = encoder
+        self.reduction = reduction  # first generation: rows keep only their kept visual tokens (+ visual_keep)
 
     def __len__(self) -> int:
         return len(self.examples)
@@ -54,6 +61,10 @@ class ConversationDataset(Dataset):
             item["grid_sizes"] = torch.from_numpy(encoded.grid_sizes).long()  # (items, 3)
             item["merge_sizes"] = torch.from_numpy(encoded.merge_sizes).long()  # (items,)
             item["modals"] = list(encoded.modals)
+            if self.reduction is not None:  # token reduction decided here, as the engine does: no positions dropped
+                keep = self.reduction.keep(item)  # (visual tokens,) in the model
+                stay = self.reduction.stay(item["input_ids"], keep)  # (N,)
+                item.update(input_ids=item["input_ids"][stay], labels=item["labels"][stay], visual_keep=keep)
         return item
 
     def estimated_lengths(self) -> list[int]:

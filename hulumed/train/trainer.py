@@ -410,7 +410,8 @@ def build_trainer(recipe: TrainRecipe, callbacks: Sequence[TrainerCallback] = ()
     args = training_arguments(recipe)
     examples = load_examples(recipe.data, recipe.media_root)
     pad_multiple = 8 if torch.cuda.is_available() else None
-    if checkpoint_family(resolve_model(recipe.model)).generation == 2:
+    first_generation = checkpoint_family(resolve_model(recipe.model)).generation == 1
+    if not first_generation:
         from hulumed.train.qwen3_vl_labels import Qwen3VLCollator, Qwen3VLLabelEncoder
 
         processor = load_processor(resolve_model(recipe.model))
@@ -422,7 +423,10 @@ def build_trainer(recipe: TrainRecipe, callbacks: Sequence[TrainerCallback] = ()
         dataset = ConversationDataset(examples, LabelEncoder(processor, recipe.add_system_prompt, recipe.max_length))
         collator = HulumedCollator(processor.pad_token_id, pad_multiple)
     set_seed(recipe.seed)  # LoRA weights are initialised here, before the Trainer seeds its own run
-    model = prepare_model(load_model(recipe) if model is None else model, recipe)
+    model = load_model(recipe) if model is None else model
+    if first_generation:  # token reduction decided while encoding, as the engine does (dataset.py)
+        dataset.reduction = model.processing_time_reduction()
+    model = prepare_model(model, recipe)
     return HulumedTrainer(
         model=model,
         args=args,

@@ -53,8 +53,14 @@ def _logits(model, batch):
         return model(**{k: v for k, v in batch.items() if k != "labels"}).logits
 
 
-def _batch(trainer, indices=(1, 2, 4)):
-    return trainer.data_collator([trainer.train_dataset[i] for i in indices])
+def _batch(trainer, indices=(1, 2, 4), reduced=True):
+    """A collated batch; ``reduced=False``: the processor's full ids (every visual token; the model-side path)."""
+    dataset = trainer.train_dataset
+    if not reduced:
+        from hulumed.train.dataset import ConversationDataset
+
+        dataset = ConversationDataset(dataset.examples, dataset.encoder)
+    return trainer.data_collator([dataset[i] for i in indices])
 
 
 def test_loss_decreases_on_text_image_volume_and_video(full_run):
@@ -92,28 +98,33 @@ def _prepare(model, batch):
     )
 
 
-def test_token_reduction_drops_image_positions_but_no_label(full_run):
+def test_token_reduction_is_decided_while_encoding_and_equals_the_model_side_path(full_run):
+    """Training rows hold only the kept visual tokens (+ ``visual_keep``), as the engine's do; the reference is
+    the model-side path on the processor's full ids (``_drop_positions``): the same supervised labels in order,
+    the same loss, and a reduced row gives in a batch the logits it gives alone."""
     result, _ = full_run
     model = result.trainer.model.eval()
     assert model.config.use_token_compression
     alone = _batch(result.trainer, (4,))  # the static video: most of its tokens are reduced away
-    assert _prepare(model, alone)["labels"].shape[1] < alone["labels"].shape[1] - 60
-    batch = _batch(result.trainer, (4, 0))  # static video + text row
-    prepared = _prepare(model, batch)
+    alone_full = _batch(result.trainer, (4,), reduced=False)
+    assert "visual_keep" in alone and "visual_keep" not in alone_full
+    assert alone["labels"].shape[1] < alone_full["labels"].shape[1] - 60
+    assert _prepare(model, alone_full)["labels"].shape[1] == alone["labels"].shape[1]  # the model drops as many
+    batch, batch_full = _batch(result.trainer, (4, 0)), _batch(result.trainer, (4, 0), reduced=False)  # + text
     for row in range(2):
-        before = batch["labels"][row][batch["labels"][row] != -100]
-        after = prepared["labels"][row][prepared["labels"][row] != -100]
+        before = batch_full["labels"][row][batch_full["labels"][row] != -100]
+        after = batch["labels"][row][batch["labels"][row] != -100]
         assert torch.equal(before, after)  # the same supervised tokens, in order
     with torch.no_grad():
         loss = model(**batch).loss
-        logits = model(inputs_embeds=prepared["inputs_embeds"], attention_mask=prepared["attention_mask"],
-                       position_ids=prepared["position_ids"]).logits
+        reference = model(**batch_full).loss  # the model-side path
+        logits = model(**{k: v for k, v in batch.items() if k != "labels"}).logits
         row_logits = model(**{k: v for k, v in alone.items() if k != "labels"}).logits
-    labels = prepared["labels"][:, 1:]
+    torch.testing.assert_close(loss, reference)
+    labels = batch["labels"][:, 1:]
     manual = torch.nn.functional.cross_entropy(logits[:, :-1].flatten(0, 1), labels.flatten(), ignore_index=-100)
     torch.testing.assert_close(loss, manual)
-    # the reduced row in the batch gives the logits it gives alone
-    n = row_logits.shape[1]
+    n = row_logits.shape[1]  # the reduced row in the batch gives the logits it gives alone
     torch.testing.assert_close(logits[0, :n], row_logits[0], atol=1e-5, rtol=1e-5)
 
 
