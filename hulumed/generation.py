@@ -86,10 +86,6 @@ class GenerationResult:
     visual_tokens: int  # visual tokens in the prompt, after inter-frame reduction (what the decoder sees)
     finish_reason: str  # "stop" (end token or stop string), "length" or "cancelled"
 
-    @property
-    def answer(self) -> str:
-        return self.text
-
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 

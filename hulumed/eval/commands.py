@@ -10,9 +10,9 @@ from typing import Any
 
 from ..generation import GenerationParams
 from ..interface import Engine, LoadOptions
-from ..options import add_options, positive_int
+from ..options import add_options, option_values, positive_int
 from .benchmarks import BENCHMARKS, get_benchmark
-from .scoring import FIXES, MODES
+from .scoring import FIXES
 
 
 def register(subparsers: Any) -> None:
@@ -35,11 +35,11 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--benchmarks", help="comma-separated names (case, '-' and '_' ignored)")
     parser.add_argument("--data-dir", type=Path, help="folder holding one sub-folder per benchmark")
     parser.add_argument("--output", type=Path, help="results folder (resumed if it exists)")
-    parser.add_argument("--limit", type=int, help="only the first N samples of each benchmark")
     parser.add_argument("--shard", default="0/1", help="i/n: run samples with index %% n == i (default 0/1)")
     parser.add_argument("--merge", type=int, metavar="N", help="merge the N shard results under --output")
-    parser.add_argument("--scoring", choices=MODES, default="fixed", help="fixed (default) or upstream's rules")
-    parser.add_argument("--blank-images", action="store_true", help="image ablation: replace images by black ones")
+    from .runner import RunOptions
+
+    add_options(parser, RunOptions, only=("scoring", "limit", "blank_images"), types_={"limit": positive_int})
     # generation and load options from their dataclasses (hulumed.options); eval's own defaults for two of them
     add_options(parser, GenerationParams, only=("max_new_tokens", "think", "seed"),
                 defaults={"max_new_tokens": 1024, "seed": 42}, types_={"max_new_tokens": positive_int},
@@ -150,8 +150,8 @@ def main(args: argparse.Namespace) -> int:
 
         judge = JudgeClient(args.judge_url, args.judge_model, args.judge_api_key)
     report_metrics = report_metric_options(args)
-    options = runner.RunOptions(scoring=args.scoring, limit=args.limit, shard=_parse_shard(args.shard),
-                                blank_images=args.blank_images, seed=args.seed, judge=judge,
+    options = runner.RunOptions(**option_values(args, runner.RunOptions, ("scoring", "limit", "blank_images")),
+                                shard=_parse_shard(args.shard), seed=args.seed, judge=judge,
                                 report_metrics=report_metrics, progress=not args.no_progress)
     if args.endpoint:
         from ..backends.endpoint import EndpointEngine
@@ -167,7 +167,6 @@ def main(args: argparse.Namespace) -> int:
         np.random.seed(args.seed)
         torch.manual_seed(args.seed)
         from ..commands import LOAD_FIELDS
-        from ..options import option_values
 
         engine = hulumed.load(args.model, **option_values(args, LoadOptions, (*LOAD_FIELDS, "batch_size", "backend")))
     params = GenerationParams.greedy(args.max_new_tokens, think=args.think)

@@ -25,11 +25,13 @@ from typing import Any
 
 from ..errors import DataError, EndpointError
 from ..interface import REQUEST_ERRORS, Engine
+from ..options import option
 from ..think import CLOSE, OPEN
 from .benchmarks import Benchmark, Sample
 from .judge import JudgeClient
 from .report_metrics import ReportMetricOptions
 from .scoring import (
+    MODES,
     Verdict,
     judge_3d_close,
     judge_3d_open,
@@ -49,10 +51,11 @@ _AFTER_THINK = f"{CLOSE}\n\n"  # a kept think block and the answer, as upstream'
 class RunOptions:
     """Knobs of one evaluation run."""
 
-    scoring: str = "fixed"  # "fixed" or "upstream" (see scoring.FIXES)
-    limit: int | None = None  # first N samples only
+    scoring: str = option("fixed", "fixed (default) or upstream's rules (eval --list shows the fixes)",
+                          choices=MODES)
+    limit: int | None = option(None, "only the first N samples of each benchmark")
     shard: tuple[int, int] = (0, 1)  # (i, n): this process takes samples with index % n == i
-    blank_images: bool = False  # image ablation: same questions, every image replaced by a black one
+    blank_images: bool = option(False, "image ablation: same questions, every image replaced by a black one")
     seed: int = 42
     judge: JudgeClient | None = None  # optional LLM judge (off by default)
     report_metrics: ReportMetricOptions = field(default_factory=ReportMetricOptions)  # CIDEr / BERTScore / RaTE

@@ -183,12 +183,3 @@ def kept_positions(input_ids: torch.Tensor, image_token_id: int, keep: torch.Ten
     stay = torch.ones(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
     stay[positions[~keep.to(positions.device)]] = False
     return stay
-
-
-def tokens_per_sample(items: Sequence[ItemTokens], samples: Sequence[int]) -> list[int]:
-    """Visual tokens per sample, given how many visual items each sample has (processor batches are in order)."""
-    out, start = [], 0
-    for count in samples:
-        out.append(sum(item.tokens for item in items[start : start + count]))
-        start += count
-    return out

@@ -197,3 +197,24 @@ def test_think_with_structured_output_is_refused_with_the_reason(engines, media)
     params = GenerationParams.greedy(8, think=True, structured=_specs()["choice"])
     with pytest.raises(ValueError, match="transformers backend only"):
         engine.generate(cases(media)["text"], params)
+
+
+def test_generate_each_equals_hf_in_input_order_and_isolates_a_bad_request(engines, media, tmp_path):
+    """The batch job and eval hand vLLM every request at once (generate_each): the same greedy tokens as the
+    transformers engine, in input order, and a request whose image is not an image fails alone."""
+    from hulumed.errors import MediaError
+
+    hf, engine = engines
+    broken = tmp_path / "broken.png"
+    broken.write_text("not a PNG")
+    conversations = [cases(media)[name] for name in ("text", "image", "nifti")]
+    bad = [{"role": "user", "content": [{"type": "image", "image": {"image_path": str(broken)}},
+                                        {"type": "text", "text": "Describe."}]}]
+    requests = [(conversations[0], GenerationParams.greedy(MAX_NEW)), (bad, GenerationParams.greedy(MAX_NEW)),
+                (conversations[1], GenerationParams.greedy(MAX_NEW)), (conversations[2], GenerationParams.greedy(2))]
+    outcomes = list(engine.generate_each(iter(requests)))
+    assert [index for index, _ in outcomes] == [0, 1, 2, 3]
+    assert isinstance(outcomes[1][1], MediaError)
+    for index in (0, 2, 3):
+        conversation, params = requests[index]
+        assert outcomes[index][1].token_ids == hf.generate(conversation, params)[0].token_ids, index
