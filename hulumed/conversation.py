@@ -38,25 +38,33 @@ def user_turn(
     volume: str | None = None,
     *,
     video_options: VideoOptions | None = None,
-    volume_options: VolumeOptions | None = None,
+    volume_options: VolumeOptions | dict[str, Any] | None = None,
+    fps: float | None = None,
+    max_frames: int | None = None,
     slices: int | None = None,
     axis: int | None = None,
 ) -> dict[str, Any]:
-    """A user message: images first, then the video, then the volume, then the prompt text. Media options are
-    upstream's defaults unless given; ``slices`` / ``axis`` are shorthands for those two volume options.
-    Invalid options raise ``MediaError`` here, before any file is read."""
+    """A user message: images first, then the video, then the volume, then the prompt text.
+
+    Media options are upstream's defaults unless given: ``VideoOptions`` / ``VolumeOptions`` (or the ``3d``
+    item's keys as a dict); ``fps`` / ``max_frames`` and ``slices`` / ``axis`` are shorthands that override
+    those fields. Invalid options raise ``MediaError`` here, before any file is read."""
     from dataclasses import replace
 
     from .processing.video.options import VideoOptions
     from .processing.volume.options import VolumeOptions
 
+    video_options = video_options or VideoOptions()
+    video_options = replace(video_options, **{k: v for k, v in (("fps", fps), ("max_frames", max_frames))
+                                              if v is not None})
+    if isinstance(volume_options, dict):
+        volume_options = VolumeOptions.from_item({k: v for k, v in volume_options.items() if k != "image_path"})
     volume_options = volume_options or VolumeOptions()
-    if slices is not None or axis is not None:
-        volume_options = replace(volume_options, num_slices=slices if slices is not None else volume_options.num_slices,
-                                 axis=axis if axis is not None else volume_options.axis)
+    volume_options = replace(volume_options, **{k: v for k, v in (("num_slices", slices), ("axis", axis))
+                                                if v is not None})
     content: list[dict[str, Any]] = [{"type": "image", "image": {"image_path": str(path)}} for path in images]
     if video is not None:
-        content.append({"type": "video", "video": (video_options or VideoOptions()).item(str(video))})
+        content.append({"type": "video", "video": video_options.item(str(video))})
     if volume is not None:
         content.append({"type": "3d", "3d": volume_options.item(str(volume))})
     content.append({"type": "text", "text": prompt})

@@ -78,3 +78,20 @@ def test_every_option_of_every_verb_has_help():
                if action.option_strings and action.dest != "help" and not action.help]
     assert missing == []
     assert len(verbs.choices) >= 10
+
+
+def test_user_turn_takes_option_objects_item_dicts_and_shorthands():
+    import pytest
+
+    from hulumed.conversation import user_turn
+    from hulumed.errors import MediaError
+    from hulumed.processing.video.options import VideoOptions
+    from hulumed.processing.volume.options import VolumeOptions
+
+    [video, volume, _] = user_turn("x", video="v.mp4", volume="ct.nii.gz", video_options=VideoOptions(fps=2),
+                                   volume_options={"window": "lung", "nii_axis": 1}, max_frames=8, slices=4)["content"]
+    assert video["video"] == {"video_path": "v.mp4", "fps": 2, "max_frames": 8}
+    assert volume["3d"] == VolumeOptions(num_slices=4, axis=1, window="lung").item("ct.nii.gz")
+    assert user_turn("x", volume="ct.nii.gz")["content"][0]["3d"] == {"image_path": "ct.nii.gz", "nii_axis": 2}
+    with pytest.raises(MediaError, match="nii_axis"):
+        user_turn("x", volume="ct.nii.gz", axis=5)
