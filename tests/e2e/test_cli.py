@@ -396,15 +396,18 @@ def test_argument_errors_are_one_line(argv, expected):
 
 
 def test_make_tiny_refuses_to_overwrite(tmp_path):
+    """The refusals in-process (no weights involved); the forced write through the installed command."""
+    from tests.unit.test_checkpoint_bounds import _cli
+
     existing = tmp_path / "file.txt"
     existing.write_text("keep me")
-    done = hulumed("make-tiny", str(existing))
-    assert done.returncode == 1 and "is a file" in done.stderr and "Traceback" not in done.stderr
+    code, err = _cli("make-tiny", str(existing))
+    assert code == 1 and "is a file" in err and "Traceback" not in err
     folder = tmp_path / "ckpt"
     folder.mkdir()
     (folder / "model.safetensors").write_text("a real checkpoint")
-    done = hulumed("make-tiny", str(folder))
-    assert done.returncode == 1 and "--force" in done.stderr and "Traceback" not in done.stderr
+    code, err = _cli("make-tiny", str(folder))
+    assert code == 1 and "--force" in err and "Traceback" not in err
     assert (folder / "model.safetensors").read_text() == "a real checkpoint"
     assert hulumed("make-tiny", str(folder), "--force").returncode == 0
     assert (folder / "config.json").is_file()
