@@ -1,9 +1,13 @@
-"""Engine throughput: N conversations answered one by one vs in one batch, in the same run.
+"""Engine throughput: N conversations answered one by one, in one batch, and handed over as independent requests
+(``Engine.generate_each``: what the batch job and eval do), in the same run.
 
     python benchmarks/generate.py [--shapes tiny,mid] [--n 8] [--max-new-tokens 32] [--device cpu|cuda]
 
-Conversations cycle through text, image (95x67) and volume (8 slices of 40x40) requests from the test
-fixtures. Decoding is greedy with ``ignore_eos`` so every request generates exactly ``--max-new-tokens``.
+Modes: ``one-by-one`` (a generate call per conversation), ``batched`` (the caller's chunks of the engine's batch
+size, one generate call each), ``each`` (all of them to ``generate_each``: the engine prepares the next chunk
+while the previous one runs). Conversations cycle through text, image (95x67) and volume (8 slices of 40x40)
+requests from the test fixtures. Decoding is greedy with ``ignore_eos`` so every request generates exactly
+``--max-new-tokens``.
 
 Shapes (random weights; tokenizer, template and processor files from the tiny checkpoint):
   tiny  the shipped tiny checkpoint shape (decoder hidden 64 x 2 layers, vision 32 x 2)
@@ -90,12 +94,12 @@ def _peak(device: str) -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
-def worker(shape: str, mode: str, n: int, max_new_tokens: int, device: str) -> dict:
+def worker(shape: str, mode: str, n: int, max_new_tokens: int, device: str, batch_size: int | None = None) -> dict:
     import torch
 
     from hulumed.generation import GenerationParams
 
-    engine = build_engine(shape, device, batch_size=max(1, n))
+    engine = build_engine(shape, device, batch_size=batch_size or max(1, n))
     params = GenerationParams.greedy(max_new_tokens, ignore_eos=True)
     batch = conversations(n)
     engine.generate(batch[:3], params)  # warm-up: every request kind once
@@ -106,8 +110,11 @@ def worker(shape: str, mode: str, n: int, max_new_tokens: int, device: str) -> d
     start = time.perf_counter()
     if mode == "one-by-one":
         results = [engine.generate(c, params)[0] for c in batch]
-    else:
-        results = engine.generate(batch, params)
+    elif mode == "each":  # the engine batches the independent requests itself (scheduler), input order kept
+        results = [outcome for _, outcome in engine.generate_each((c, params) for c in batch)]
+    else:  # the caller's chunks of batch_size, one generate call each (what the batch job used to do)
+        size = engine.options.batch_size
+        results = [r for start in range(0, n, size) for r in engine.generate(batch[start:start + size], params)]
     if device == "cuda":
         torch.cuda.synchronize()
     seconds = time.perf_counter() - start
@@ -126,11 +133,12 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=8)
     parser.add_argument("--max-new-tokens", type=int, default=32)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--batch-size", type=int, default=None, help="the engine's batch size (default: --n)")
     parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "generate.json"))
     parser.add_argument("--worker", nargs=2, metavar=("SHAPE", "MODE"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
-        print(json.dumps(worker(*args.worker, args.n, args.max_new_tokens, args.device)))
+        print(json.dumps(worker(*args.worker, args.n, args.max_new_tokens, args.device, args.batch_size)))
         return
 
     import torch
@@ -142,30 +150,35 @@ def main() -> None:
     rows, ratios = [], []
     for shape in args.shapes.split(","):
         found = {}
-        for mode in ("one-by-one", "batched"):
+        for mode in ("one-by-one", "batched", "each"):
             command = [sys.executable, __file__, "--worker", shape, mode, "--n", str(args.n),
                        "--max-new-tokens", str(args.max_new_tokens), "--device", args.device]
+            if args.batch_size:
+                command += ["--batch-size", str(args.batch_size)]
             done = subprocess.run(command, capture_output=True, text=True, cwd=ROOT)
             if done.returncode != 0:
                 print(f"{shape} {mode} failed: {done.stderr.strip().splitlines()[-1:]}")
                 continue
             found[mode] = json.loads(done.stdout.strip().splitlines()[-1])
             rows.append(found[mode])
-        if len(found) == 2:
-            ratio = found["batched"]["tokens_per_s"] / found["one-by-one"]["tokens_per_s"]
-            ratios.append({"shape": shape, "throughput_ratio": ratio})
+        if len(found) == 3:
+            base = found["one-by-one"]["tokens_per_s"]
+            ratios.append({"shape": shape, "throughput_ratio": found["batched"]["tokens_per_s"] / base,
+                           "each_ratio": found["each"]["tokens_per_s"] / base})
     print(f"engine throughput, {args.n} conversations (text/image/volume), {args.max_new_tokens} new tokens each, "
-          f"{device_name}")
+          f"batch size {args.batch_size or args.n}, {device_name}")
     print(f"{'shape':>5} {'params':>12} {'mode':>11} | {'seconds':>8} {'tok/s':>8} {'req/s':>7} {'peak MB':>8}")
     for r in rows:
         print(f"{r['shape']:>5} {r['parameters']:>12,} {r['mode']:>11} | {r['seconds']:>8.2f} "
               f"{r['tokens_per_s']:>8.1f} "
               f"{r['requests_per_s']:>7.2f} {r['peak_bytes'] / 2**20:>8.1f}")
     for ratio in ratios:
-        print(f"{ratio['shape']}: batched / one-by-one throughput = {ratio['throughput_ratio']:.2f}x")
+        print(f"{ratio['shape']}: throughput over one-by-one: batched {ratio['throughput_ratio']:.2f}x, "
+              f"generate_each {ratio['each_ratio']:.2f}x")
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"device": device_name, "n": args.n, "max_new_tokens": args.max_new_tokens,
+                               "batch_size": args.batch_size or args.n,
                                "rows": rows, "ratios": ratios}, indent=2))
     print(f"wrote {out}")
 

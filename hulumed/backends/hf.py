@@ -176,27 +176,30 @@ class HFEngine:
         """Independent requests, each with its own parameters, answered in input order (``Engine.generate_each``).
 
         Requests are prepared in chunks of ``batch_size`` in the calling thread while the scheduler runs the
-        previous chunk (at most two chunks in flight); each request is its own submission, so the scheduler
-        batches those with equal parameters and, when a batch fails, retries it request by request: a bad
-        request gets its own error, the others their answers."""
+        previous chunk (at most two chunks in flight). A chunk is submitted once it is prepared, each request as
+        its own submission, so the scheduler sees them together and batches those with equal parameters; when
+        a batch fails it retries it request by request: a bad request gets its own error, the others answers."""
         size = max(1, self.options.batch_size)
-        chunks: deque[list[tuple[int, Submission | Exception]]] = deque([[]])
-        prepared_in_chunk = 0
+        running: deque[list[tuple[int, Submission | Exception]]] = deque()
+        chunk: list[tuple[int, Prepared | Exception]] = []
+
+        def submit() -> None:
+            running.append([(i, p if isinstance(p, Exception) else self._submit(_fresh(p.inputs), p.params))
+                            for i, p in chunk])
+            chunk.clear()
+
         for index, (conversation, params) in enumerate(requests):
             try:
-                prepared = self.prepare([conversation], params)
+                chunk.append((index, self.prepare([conversation], params)))
             except REQUEST_ERRORS as error:
-                chunks[-1].append((index, error))
-                continue
-            chunks[-1].append((index, self._submit(_fresh(prepared.inputs), prepared.params)))
-            prepared_in_chunk += 1
-            if prepared_in_chunk == size:
-                chunks.append([])
-                prepared_in_chunk = 0
-                while len(chunks) > 2:
-                    yield from _outcomes(chunks.popleft())
-        while chunks:
-            yield from _outcomes(chunks.popleft())
+                chunk.append((index, error))
+            if sum(not isinstance(p, Exception) for _, p in chunk) == size:
+                submit()
+                while len(running) > 1:  # the next chunk is prepared while this one runs
+                    yield from _outcomes(running.popleft())
+        submit()
+        while running:
+            yield from _outcomes(running.popleft())
 
     def stream(
         self, conversation: Conversation | Prepared, params: GenerationParams | None = None,
