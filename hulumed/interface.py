@@ -185,11 +185,12 @@ def generate_concurrently(engine: Engine, requests: Iterable[tuple[Conversation,
         except REQUEST_ERRORS as error:
             return error
 
+    in_flight = max(1, in_flight)
     window: deque[tuple[int, Future]] = deque()
-    with ThreadPoolExecutor(max_workers=max(1, in_flight), thread_name_prefix="hulumed-each") as pool:
+    with ThreadPoolExecutor(max_workers=in_flight, thread_name_prefix="hulumed-each") as pool:
         for index, (conversation, params) in enumerate(requests):
             window.append((index, pool.submit(one, conversation, params)))
-            if len(window) >= max(1, in_flight):
+            if len(window) >= in_flight:
                 done, future = window.popleft()
                 yield done, future.result()
         while window:

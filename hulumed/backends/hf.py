@@ -182,19 +182,22 @@ class HFEngine:
         size = max(1, self.options.batch_size)
         running: deque[list[tuple[int, Submission | Exception]]] = deque()
         chunk: list[tuple[int, Prepared | Exception]] = []
+        prepared = 0
 
-        def submit() -> None:
-            running.append([(i, p if isinstance(p, Exception) else self._submit(_fresh(p.inputs), p.params))
+        def submit() -> None:  # the chunk's rows are its own (never generated before): no copies needed
+            running.append([(i, p if isinstance(p, Exception) else self._submit(list(p.inputs), p.params))
                             for i, p in chunk])
             chunk.clear()
 
         for index, (conversation, params) in enumerate(requests):
             try:
                 chunk.append((index, self.prepare([conversation], params)))
+                prepared += 1
             except REQUEST_ERRORS as error:
                 chunk.append((index, error))
-            if sum(not isinstance(p, Exception) for _, p in chunk) == size:
+            if prepared == size:
                 submit()
+                prepared = 0
                 while len(running) > 1:  # the next chunk is prepared while this one runs
                     yield from _outcomes(running.popleft())
         submit()
